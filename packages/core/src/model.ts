@@ -1,0 +1,350 @@
+import { z } from 'zod';
+
+/** Identifier shape for ids supplied by hosts (principals, targets, roles). */
+const id = z.string().min(1).max(256);
+const text = (max: number) => z.string().min(1).max(max);
+/** ISO-8601 timestamp in UTC with milliseconds, as produced by `Date#toISOString`. */
+export const isoTime = z.iso.datetime({ offset: false });
+
+/** A person or a workload. A human acting for a CI job is two principals, never one. */
+export const principalSchema = z.strictObject({
+  id,
+  kind: z.enum(['human', 'workload']),
+  roles: z.array(id).max(64).default([]),
+  /** Teams the principal belongs to; the rule's operator team may not approve. */
+  teams: z.array(id).max(64).default([]),
+  /** Claims of a proven identity (set by an identity verifier) or supplied by the host. */
+  claims: z.record(z.string(), z.unknown()).optional(),
+});
+export type Principal = z.output<typeof principalSchema>;
+export type PrincipalInput = z.input<typeof principalSchema>;
+
+/** Why access is needed, and what it is tied to. */
+export const justificationSchema = z.strictObject({
+  reason: text(2000),
+  ticket: text(256).optional(),
+  changeRecord: text(256).optional(),
+  workload: text(256).optional(),
+});
+export type Justification = z.output<typeof justificationSchema>;
+
+/** One system a case grants access to, routed to the executor registered for `system`. */
+export const targetSchema = z.strictObject({
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'target id: letters, digits, _ . - only'),
+  system: text(64),
+  resource: text(1024),
+  permissions: z.array(text(256)).max(256).optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+});
+export type Target = z.output<typeof targetSchema>;
+
+export const GRANT_STATES = [
+  'requested',
+  'approved',
+  'denied',
+  'cancelled',
+  'expired',
+  'issuing',
+  'issued',
+  'revoking',
+  'revoked',
+  'verified',
+  'failed',
+] as const;
+export const grantStateSchema = z.enum(GRANT_STATES);
+export type GrantState = (typeof GRANT_STATES)[number];
+
+export const REVOCATION_TRIGGERS = ['expiry', 'completion', 'violation', 'manual', 'review', 'rollback'] as const;
+export const revocationTriggerSchema = z.enum(REVOCATION_TRIGGERS);
+export type RevocationTrigger = (typeof REVOCATION_TRIGGERS)[number];
+
+/** Who did something, as recorded on the case and in its audit events. */
+export const actorSchema = z.strictObject({
+  id,
+  kind: z.enum(['human', 'workload', 'system']),
+});
+export type Actor = z.output<typeof actorSchema>;
+
+export const approvalSchema = z.strictObject({
+  approver: principalSchema,
+  /** The role that qualified the approver under the rule. */
+  role: id,
+  reason: z.string().max(2000).optional(),
+  at: isoTime,
+  /** Present when the approver's identity was proven by a signed assertion. */
+  proof: z.strictObject({ issuer: z.string(), subject: z.string(), kid: z.string().optional() }).optional(),
+});
+export type Approval = z.output<typeof approvalSchema>;
+
+/** Non-secret record of what was issued for one target. */
+export const issuanceSchema = z.strictObject({
+  /** Non-secret references: key id, session name, assignment id, token id. */
+  ref: z.record(z.string(), z.string()),
+  /** SHA-256 fingerprint (hex prefix) of the secret, for correlation without the secret. */
+  fingerprint: z.string().optional(),
+  issuedAt: isoTime,
+  expiresAt: isoTime,
+});
+export type Issuance = z.output<typeof issuanceSchema>;
+
+export const targetRevocationSchema = z.strictObject({
+  attempts: z.number().int().nonnegative(),
+  confirmedAt: isoTime.optional(),
+  alreadyGone: z.boolean().optional(),
+  lastError: z.strictObject({ code: z.string(), message: z.string(), retryable: z.boolean() }).optional(),
+  detail: z.record(z.string(), z.unknown()).optional(),
+});
+export type TargetRevocation = z.output<typeof targetRevocationSchema>;
+
+export const targetVerificationSchema = z.strictObject({
+  attempts: z.number().int().nonnegative(),
+  result: z.enum(['absent', 'present']).optional(),
+  method: z.string().optional(),
+  observation: z.record(z.string(), z.unknown()).optional(),
+  verifier: z.string().optional(),
+  at: isoTime.optional(),
+  lastError: z.strictObject({ code: z.string(), message: z.string(), retryable: z.boolean() }).optional(),
+});
+export type TargetVerification = z.output<typeof targetVerificationSchema>;
+
+/** A target together with what happened to it. */
+export const targetStateSchema = targetSchema.extend({
+  issuance: issuanceSchema.optional(),
+  revocation: targetRevocationSchema.optional(),
+  verification: targetVerificationSchema.optional(),
+});
+export type TargetState = z.output<typeof targetStateSchema>;
+
+export const approvalRequirementSchema = z.strictObject({
+  count: z.number().int().nonnegative(),
+  roles: z.array(id),
+  distinctRoles: z.boolean(),
+});
+export type ApprovalRequirement = z.output<typeof approvalRequirementSchema>;
+
+export const usageConstraintsSchema = z.strictObject({
+  sourceCidrs: z.array(z.string()).optional(),
+  actions: z.array(z.string()).optional(),
+  timeWindow: z
+    .strictObject({
+      /** Days of week allowed, 0 = Sunday (UTC). */
+      days: z.array(z.number().int().min(0).max(6)).optional(),
+      startHour: z.number().int().min(0).max(23),
+      endHour: z.number().int().min(1).max(24),
+    })
+    .optional(),
+});
+export type UsageConstraints = z.output<typeof usageConstraintsSchema>;
+
+/** The policy decision frozen into the case at request time. */
+export const policySnapshotSchema = z.strictObject({
+  policyId: id,
+  policyVersion: z.string(),
+  policyHash: z.string(),
+  ruleId: id,
+  risk: z.enum(['low', 'medium', 'high']),
+  /** The single accountable governance function. */
+  owner: id,
+  /** The team that executes; it may not approve. */
+  operator: id,
+  approvals: approvalRequirementSchema,
+  maxDurationSeconds: z.number().int().positive(),
+  template: z.string().optional(),
+  constraints: usageConstraintsSchema.optional(),
+  requireProvenApprovers: z.boolean().optional(),
+  requireProvenWorkload: z.boolean().optional(),
+  extension: z
+    .strictObject({ requiresApproval: z.boolean(), maxExtensions: z.number().int().nonnegative() })
+    .optional(),
+});
+export type PolicySnapshot = z.output<typeof policySnapshotSchema>;
+
+export const breakGlassSchema = z.strictObject({
+  actor: principalSchema,
+  reason: z.string(),
+  at: isoTime,
+  reviewDueAt: isoTime,
+  reviewerRoles: z.array(id),
+  overdueRaisedAt: isoTime.optional(),
+  review: z
+    .strictObject({
+      reviewer: principalSchema,
+      role: id,
+      outcome: z.enum(['accepted', 'rejected']),
+      notes: z.string().optional(),
+      at: isoTime,
+    })
+    .optional(),
+});
+export type BreakGlass = z.output<typeof breakGlassSchema>;
+
+/** The case record. Secrets never appear here. */
+export const grantSchema = z.strictObject({
+  id,
+  version: z.number().int().positive(),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+  state: grantStateSchema,
+  requester: principalSchema,
+  subject: principalSchema,
+  justification: justificationSchema,
+  targets: z.array(targetStateSchema).min(1),
+  window: z.strictObject({
+    durationSeconds: z.number().int().positive(),
+    notBefore: isoTime.optional(),
+    /** Pending requests and unused approvals expire at this time. */
+    requestExpiresAt: isoTime,
+    issuedAt: isoTime.optional(),
+    expiresAt: isoTime.optional(),
+    /** Cap from first issuance: `issuedAt + maxDuration`; extensions never pass it. */
+    hardLimitAt: isoTime.optional(),
+    extensions: z.number().int().nonnegative().default(0),
+  }),
+  policy: policySnapshotSchema,
+  approvals: z.array(approvalSchema),
+  decision: z
+    .strictObject({ by: actorSchema, outcome: z.enum(['denied', 'cancelled', 'expired']), reason: z.string(), at: isoTime })
+    .optional(),
+  revocation: z
+    .strictObject({
+      trigger: revocationTriggerSchema,
+      reason: z.string(),
+      actor: actorSchema,
+      requestedAt: isoTime,
+      revokedAt: isoTime.optional(),
+      verifiedAt: isoTime.optional(),
+      /** Milliseconds from the end of the window (or the trigger) to all targets revoked. */
+      lagToRevokedMs: z.number().optional(),
+      lagToVerifiedMs: z.number().optional(),
+      /** Revocation or verification gave up; the case stays visible as exposed. */
+      exposed: z.boolean().optional(),
+    })
+    .optional(),
+  breakGlass: breakGlassSchema.optional(),
+  usage: z.strictObject({ count: z.number().int().nonnegative(), lastAt: isoTime.optional() }),
+  /** Head of the case's audit chain as of this version: last `seq` and its hash. */
+  audit: z.strictObject({ seq: z.number().int().nonnegative(), head: z.string() }),
+  /** Next time the sweeper must look at this case, or null when nothing is pending. */
+  dueAt: isoTime.nullable(),
+  /** Sweeper bookkeeping: consecutive failures of the pending step and when to retry. */
+  retry: z.strictObject({ attempts: z.number().int().nonnegative(), nextAt: isoTime.optional() }).optional(),
+  idempotencyKey: z.string().optional(),
+});
+export type Grant = z.output<typeof grantSchema>;
+
+/** The audit event actor plus the role they acted in. */
+export const auditEventSchema = z.strictObject({
+  /** Position in the case's chain, from 1. */
+  seq: z.number().int().positive(),
+  caseId: id,
+  type: z.string(),
+  at: isoTime,
+  actor: actorSchema,
+  actingRole: z.string().optional(),
+  data: z.record(z.string(), z.unknown()),
+  prevHash: z.string(),
+  hash: z.string(),
+  /** Store-wide monotonic position, assigned by the store on append (not part of the hash). */
+  globalSeq: z.number().int().positive().optional(),
+});
+export type AuditEvent = z.output<typeof auditEventSchema>;
+
+// ---- Service inputs ----
+
+const timeInput = z.union([z.date(), isoTime]).transform((v) => (v instanceof Date ? v : new Date(v)));
+
+export const requestInputSchema = z.strictObject({
+  requester: principalSchema,
+  subject: principalSchema,
+  justification: justificationSchema,
+  targets: z
+    .array(targetSchema)
+    .min(1)
+    .max(32)
+    .refine((ts) => new Set(ts.map((t) => t.id)).size === ts.length, 'target ids must be unique within a case'),
+  durationSeconds: z.number().int().positive().max(31 * 24 * 3600),
+  notBefore: timeInput.optional(),
+  /** Ask for a pre-approved low-risk template by id. */
+  template: id.optional(),
+  /** Repeating a request with the same key returns the first case instead of creating another. */
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  /** Signed identity assertion proving the subject workload (checked by the identity verifier). */
+  subjectAssertion: z.string().min(1).optional(),
+});
+export type RequestInput = z.input<typeof requestInputSchema>;
+
+export const approveInputSchema = z.strictObject({
+  approver: principalSchema,
+  /** Role to act in; defaults to the first of the approver's roles that qualifies. */
+  role: id.optional(),
+  reason: z.string().max(2000).optional(),
+  /** Signed identity assertion proving the approver (checked by the identity verifier). */
+  assertion: z.string().min(1).optional(),
+});
+export type ApproveInput = z.input<typeof approveInputSchema>;
+
+export const decisionInputSchema = z.strictObject({
+  actor: principalSchema,
+  reason: text(2000),
+});
+export type DecisionInput = z.input<typeof decisionInputSchema>;
+
+export const issueInputSchema = z.strictObject({ actor: principalSchema.optional() }).default({});
+export type IssueInput = z.input<typeof issueInputSchema>;
+
+export const usageInputSchema = z.strictObject({
+  targetId: z.string().min(1).optional(),
+  /** Who used it (normally the subject). */
+  actor: principalSchema.optional(),
+  sourceIp: z.union([z.ipv4(), z.ipv6()]),
+  action: text(512),
+  resource: z.string().max(1024).optional(),
+  at: timeInput.optional(),
+  outcome: z.enum(['allowed', 'denied', 'error']).default('allowed'),
+  /** Where the record came from: 'host', 'cloudtrail', 'token-verifier', ... */
+  source: z.string().max(64).default('host'),
+  detail: z.record(z.string(), z.unknown()).optional(),
+});
+export type UsageInput = z.input<typeof usageInputSchema>;
+
+export const revokeInputSchema = z.strictObject({
+  actor: principalSchema,
+  reason: text(2000),
+});
+export type RevokeInput = z.input<typeof revokeInputSchema>;
+
+export const breakGlassInputSchema = z.strictObject({
+  requester: principalSchema,
+  subject: principalSchema,
+  justification: justificationSchema,
+  targets: requestInputSchema.shape.targets,
+  durationSeconds: z.number().int().positive().max(24 * 3600),
+  idempotencyKey: z.string().min(1).max(200).optional(),
+});
+export type BreakGlassInput = z.input<typeof breakGlassInputSchema>;
+
+export const reviewInputSchema = z.strictObject({
+  reviewer: principalSchema,
+  role: id.optional(),
+  outcome: z.enum(['accepted', 'rejected']),
+  notes: z.string().max(4000).optional(),
+});
+export type ReviewInput = z.input<typeof reviewInputSchema>;
+
+export const listQuerySchema = z
+  .strictObject({
+    states: z.array(grantStateSchema).optional(),
+    subjectId: z.string().optional(),
+    requesterId: z.string().optional(),
+    updatedAfter: isoTime.optional(),
+    limit: z.number().int().positive().max(10_000).default(100),
+    /** Opaque cursor returned as `nextCursor` by the previous page. */
+    cursor: z.string().optional(),
+  })
+  .default({ limit: 100 });
+export type ListQuery = z.input<typeof listQuerySchema>;
+export type ListQueryParsed = z.output<typeof listQuerySchema>;

@@ -1,0 +1,459 @@
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { z } from 'zod';
+import { canonicalJson, sha256Hex } from './audit.js';
+import { parseInput } from './errors.js';
+import type { Approval, Grant, Justification, PolicySnapshot, Principal, Target, UsageConstraints } from './model.js';
+import { usageConstraintsSchema } from './model.js';
+
+const id = z.string().min(1).max(256);
+const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
+
+const cidr = z.string().refine((v) => parseCidr(v) !== null, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
+const regexSource = z.string().refine((v) => {
+  try {
+    new RegExp(v);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'not a valid regular expression');
+
+export const ruleSchema = z
+  .strictObject({
+    id,
+    description: z.string().optional(),
+    risk: z.enum(['low', 'medium', 'high']),
+    /** What the rule applies to; every listed criterion must hold. Globs use `*`. */
+    match: z
+      .strictObject({
+        systems: z.array(z.string()).optional(),
+        resources: z.array(z.string()).optional(),
+        /** Every requested permission must match one of these. */
+        permissions: z.array(z.string()).optional(),
+        subjectKinds: z.array(z.enum(['human', 'workload'])).optional(),
+        /** The requester must hold at least one of these roles. */
+        requesterRoles: z.array(z.string()).optional(),
+      })
+      .default({}),
+    /** The accountable governance function (defaults to the policy's owner). */
+    owner: id.optional(),
+    /** The team that executes; it may not approve. */
+    operator: id,
+    maxDurationSeconds: z.number().int().positive(),
+    require: z
+      .strictObject({
+        ticket: z.strictObject({ pattern: regexSource.optional() }).optional(),
+        changeRecord: z.strictObject({ pattern: regexSource.optional() }).optional(),
+        /** The justification must name the workload, equal to the subject's id. */
+        workload: z.boolean().optional(),
+        /** Approvers must prove their identity with a signed assertion. */
+        provenApprovers: z.boolean().optional(),
+        /** A workload subject must prove its identity with a signed assertion. */
+        provenWorkload: z.boolean().optional(),
+      })
+      .default({}),
+    approvals: z
+      .strictObject({
+        count: z.number().int().min(0).max(10),
+        roles: z.array(id).default([]),
+        distinctRoles: z.boolean().default(false),
+      })
+      .default({ count: 1, roles: [], distinctRoles: false }),
+    /** A pre-approved low-risk template: requests naming it are approved by policy, no human needed. */
+    template: id.optional(),
+    constraints: usageConstraintsSchema
+      .extend({ sourceCidrs: z.array(cidr).optional() })
+      .optional(),
+    extension: z
+      .strictObject({ requiresApproval: z.boolean().default(true), maxExtensions: z.number().int().min(0).default(1) })
+      .optional(),
+    /** Pending requests expire after this long (default: the policy's). */
+    requestTtlSeconds: z.number().int().positive().optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.template !== undefined && r.risk !== 'low') {
+      ctx.addIssue({ code: 'custom', path: ['template'], message: 'only low-risk rules may be pre-approved templates' });
+    }
+    if (r.template === undefined && r.approvals.count === 0) {
+      ctx.addIssue({ code: 'custom', path: ['approvals', 'count'], message: 'a rule that is not a template needs at least one approval' });
+    }
+    if (r.approvals.count > 0 && r.approvals.roles.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['approvals', 'roles'], message: 'name the roles that qualify an approver' });
+    }
+    if (r.approvals.distinctRoles && r.approvals.roles.length < r.approvals.count) {
+      ctx.addIssue({ code: 'custom', path: ['approvals', 'roles'], message: 'distinct roles need at least `count` qualifying roles' });
+    }
+    if (r.risk === 'high' && r.template === undefined && r.approvals.count < 2) {
+      ctx.addIssue({ code: 'custom', path: ['approvals', 'count'], message: 'high-risk rules require dual control (count >= 2)' });
+    }
+  });
+export type Rule = z.output<typeof ruleSchema>;
+
+export const policySchema = z
+  .strictObject({
+    id,
+    version: z.string().min(1),
+    owner: id,
+    rules: z.array(ruleSchema).min(1),
+    breakGlass: z
+      .strictObject({
+        allowedRoles: z.array(id).min(1),
+        maxDurationSeconds: z.number().int().positive().max(24 * 3600),
+        reviewWithinSeconds: z.number().int().positive(),
+        reviewerRoles: z.array(id).min(1),
+        operator: id,
+      })
+      .optional(),
+    requestTtlSeconds: z.number().int().positive().default(24 * 3600),
+    /** Approved cases not issued within this long expire. */
+    activationTtlSeconds: z.number().int().positive().default(3600),
+  })
+  .superRefine((p, ctx) => {
+    const seen = new Set<string>();
+    p.rules.forEach((r, i) => {
+      if (seen.has(r.id)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id ${r.id}` });
+      seen.add(r.id);
+    });
+  });
+export type Policy = z.output<typeof policySchema>;
+export type PolicyInput = z.input<typeof policySchema>;
+
+/** A policy validated and hashed, ready for evaluation. */
+export interface CompiledPolicy {
+  readonly policy: Policy;
+  /** SHA-256 over the canonical JSON of the validated policy; frozen into every case. */
+  readonly hash: string;
+}
+
+/**
+ * Validates a policy written in TypeScript or loaded from JSON.
+ * @throws GrantlineError `ERR_VALIDATION` with the path of the bad field.
+ */
+export function compilePolicy(input: PolicyInput): CompiledPolicy {
+  const policy = parseInput(policySchema, input, 'policy');
+  return { policy, hash: sha256Hex(canonicalJson(policy)) };
+}
+
+/** A machine-readable reason attached to every decision. */
+export interface DecisionReason {
+  code: string;
+  message: string;
+  path?: (string | number)[];
+}
+
+/** The outcome of a policy evaluation: never a bare boolean. */
+export interface Decision<T = undefined> {
+  allowed: boolean;
+  reasons: DecisionReason[];
+  value?: T;
+}
+
+/** Turns a glob with `*` into an anchored regular expression. */
+export function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`);
+}
+
+function globMatch(patterns: readonly string[] | undefined, value: string): boolean {
+  return patterns === undefined || patterns.some((p) => globToRegExp(p).test(value));
+}
+
+function ruleMatches(rule: Rule, target: Target, requester: Principal, subject: Principal): boolean {
+  const m = rule.match;
+  if (!globMatch(m.systems, target.system)) return false;
+  if (!globMatch(m.resources, target.resource)) return false;
+  if (m.permissions && !(target.permissions ?? []).every((p) => globMatch(m.permissions, p))) return false;
+  if (m.subjectKinds && !m.subjectKinds.includes(subject.kind)) return false;
+  if (m.requesterRoles && !requester.roles.some((r) => m.requesterRoles!.includes(r))) return false;
+  return true;
+}
+
+/** What a request asks for, as seen by the policy. */
+export interface RequestFacts {
+  requester: Principal;
+  subject: Principal;
+  justification: Justification;
+  targets: Target[];
+  durationSeconds: number;
+  template?: string;
+}
+
+/**
+ * Finds the rule governing a request and checks its required references and duration. Each target
+ * must match a rule (templates only when the request names them); the governing rule is the strictest
+ * (highest risk, then most approvals), and the duration cap is the smallest of the matched rules.
+ */
+export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): Decision<PolicySnapshot> {
+  const { policy } = compiled;
+  const reasons: DecisionReason[] = [];
+  const matched: Rule[] = [];
+  req.targets.forEach((t, i) => {
+    const rule = policy.rules.find(
+      (r) => (req.template === undefined ? r.template === undefined : r.template === req.template) && ruleMatches(r, t, req.requester, req.subject),
+    );
+    if (!rule) {
+      reasons.push({
+        code: req.template === undefined ? 'NO_MATCHING_RULE' : 'TEMPLATE_NOT_APPLICABLE',
+        message:
+          req.template === undefined
+            ? `no policy rule admits target ${t.id} (${t.system}:${t.resource})`
+            : `template ${req.template} does not cover target ${t.id} (${t.system}:${t.resource})`,
+        path: ['targets', i],
+      });
+    } else matched.push(rule);
+  });
+  if (reasons.length > 0) return { allowed: false, reasons };
+  const governing = [...matched].sort(
+    (a, b) => RISK_ORDER[b.risk] - RISK_ORDER[a.risk] || b.approvals.count - a.approvals.count,
+  )[0]!;
+  const maxDuration = Math.min(...matched.map((r) => r.maxDurationSeconds));
+  if (req.durationSeconds > maxDuration) {
+    reasons.push({
+      code: 'DURATION_EXCEEDS_MAX',
+      message: `requested ${req.durationSeconds}s exceeds the rule's maximum of ${maxDuration}s`,
+      path: ['durationSeconds'],
+    });
+  }
+  for (const rule of new Set(matched)) reasons.push(...checkReferences(rule, req));
+  if (reasons.length > 0) return { allowed: false, reasons };
+  const snapshot: PolicySnapshot = {
+    policyId: policy.id,
+    policyVersion: policy.version,
+    policyHash: compiled.hash,
+    ruleId: governing.id,
+    risk: governing.risk,
+    owner: governing.owner ?? policy.owner,
+    operator: governing.operator,
+    approvals: {
+      count: governing.template === undefined ? governing.approvals.count : 0,
+      roles: governing.approvals.roles,
+      distinctRoles: governing.approvals.distinctRoles,
+    },
+    maxDurationSeconds: maxDuration,
+    ...(governing.template === undefined ? {} : { template: governing.template }),
+    ...(governing.constraints === undefined ? {} : { constraints: governing.constraints }),
+    ...(governing.require.provenApprovers ? { requireProvenApprovers: true } : {}),
+    ...(governing.require.provenWorkload ? { requireProvenWorkload: true } : {}),
+    ...(governing.extension === undefined ? {} : { extension: governing.extension }),
+  };
+  return {
+    allowed: true,
+    reasons: [
+      {
+        code: governing.template === undefined ? 'RULE_MATCHED' : 'TEMPLATE_PRE_APPROVED',
+        message:
+          governing.template === undefined
+            ? `rule ${governing.id} (${governing.risk} risk) governs; ${governing.approvals.count} approval(s) required`
+            : `pre-approved template ${governing.template} (rule ${governing.id})`,
+      },
+    ],
+    value: snapshot,
+  };
+}
+
+function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
+  const out: DecisionReason[] = [];
+  const { ticket, changeRecord, workload } = rule.require;
+  if (ticket) {
+    if (!req.justification.ticket) {
+      out.push({ code: 'TICKET_REQUIRED', message: `rule ${rule.id} requires a ticket reference`, path: ['justification', 'ticket'] });
+    } else if (ticket.pattern && !new RegExp(ticket.pattern).test(req.justification.ticket)) {
+      out.push({
+        code: 'TICKET_PATTERN',
+        message: `ticket does not match the pattern ${ticket.pattern} required by rule ${rule.id}`,
+        path: ['justification', 'ticket'],
+      });
+    }
+  }
+  if (changeRecord) {
+    if (!req.justification.changeRecord) {
+      out.push({
+        code: 'CHANGE_RECORD_REQUIRED',
+        message: `rule ${rule.id} requires a change record`,
+        path: ['justification', 'changeRecord'],
+      });
+    } else if (changeRecord.pattern && !new RegExp(changeRecord.pattern).test(req.justification.changeRecord)) {
+      out.push({
+        code: 'CHANGE_RECORD_PATTERN',
+        message: `change record does not match the pattern ${changeRecord.pattern}`,
+        path: ['justification', 'changeRecord'],
+      });
+    }
+  }
+  if (workload) {
+    if (!req.justification.workload) {
+      out.push({ code: 'WORKLOAD_REQUIRED', message: `rule ${rule.id} requires a workload reference`, path: ['justification', 'workload'] });
+    } else if (req.subject.kind === 'workload' && req.justification.workload !== req.subject.id) {
+      out.push({
+        code: 'WORKLOAD_MISMATCH',
+        message: `workload reference ${req.justification.workload} is not the subject ${req.subject.id}`,
+        path: ['justification', 'workload'],
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Decides whether `approver` may approve `grant`, and in which role. Refuses self-approval (the
+ * requester or the subject), members of the operator team, non-humans, an approver who already
+ * approved, roles that do not qualify, and a role already used when distinct roles are required.
+ */
+export function evaluateApproval(
+  grant: Pick<Grant, 'requester' | 'subject' | 'policy' | 'approvals'>,
+  approver: Principal,
+  requestedRole?: string,
+  proven = false,
+): Decision<{ role: string }> {
+  const reasons: DecisionReason[] = [];
+  const req = grant.policy.approvals;
+  if (approver.id === grant.requester.id) {
+    reasons.push({ code: 'SELF_APPROVAL_REQUESTER', message: `${approver.id} requested this case and may not approve it`, path: ['approver', 'id'] });
+  }
+  if (approver.id === grant.subject.id) {
+    reasons.push({ code: 'SELF_APPROVAL_SUBJECT', message: `${approver.id} is the subject of this case and may not approve it`, path: ['approver', 'id'] });
+  }
+  if (approver.teams.includes(grant.policy.operator)) {
+    reasons.push({
+      code: 'OPERATOR_TEAM_APPROVAL',
+      message: `${approver.id} is in the operator team ${grant.policy.operator}, which executes and may not approve`,
+      path: ['approver', 'teams'],
+    });
+  }
+  if (approver.kind !== 'human') {
+    reasons.push({ code: 'APPROVER_NOT_HUMAN', message: 'approvals must come from a human principal', path: ['approver', 'kind'] });
+  }
+  if (grant.approvals.some((a) => a.approver.id === approver.id)) {
+    reasons.push({ code: 'DUPLICATE_APPROVER', message: `${approver.id} has already approved this case`, path: ['approver', 'id'] });
+  }
+  if (grant.policy.requireProvenApprovers && !proven) {
+    reasons.push({ code: 'APPROVER_NOT_PROVEN', message: 'this rule requires a signed identity assertion from the approver', path: ['assertion'] });
+  }
+  const used = new Set(grant.approvals.map((a) => a.role));
+  const candidates = approver.roles.filter(
+    (r) => req.roles.includes(r) && (requestedRole === undefined || r === requestedRole),
+  );
+  let role: string | undefined;
+  if (candidates.length === 0) {
+    reasons.push({
+      code: 'ROLE_NOT_QUALIFIED',
+      message:
+        requestedRole === undefined
+          ? `${approver.id} holds none of the qualifying roles (${req.roles.join(', ')})`
+          : `role ${requestedRole} is not held by ${approver.id} or does not qualify (${req.roles.join(', ')})`,
+      path: ['role'],
+    });
+  } else if (req.distinctRoles) {
+    role = candidates.find((r) => !used.has(r));
+    if (role === undefined) {
+      reasons.push({
+        code: 'ROLE_ALREADY_USED',
+        message: `distinct roles are required and ${candidates.join(', ')} already approved`,
+        path: ['role'],
+      });
+    }
+  } else role = candidates[0];
+  if (reasons.length > 0 || role === undefined) return { allowed: false, reasons };
+  return { allowed: true, reasons: [{ code: 'APPROVER_QUALIFIED', message: `${approver.id} approves as ${role}` }], value: { role } };
+}
+
+/** True when the approvals recorded satisfy the snapshot's quorum (and distinct roles). */
+export function quorumMet(policy: PolicySnapshot, approvals: readonly Approval[]): boolean {
+  const req = policy.approvals;
+  const qualifying = approvals.filter((a) => req.roles.includes(a.role));
+  if (req.distinctRoles) return new Set(qualifying.map((a) => a.role)).size >= req.count;
+  return new Set(qualifying.map((a) => a.approver.id)).size >= req.count;
+}
+
+/** Parses an IPv4/IPv6 CIDR into `[address, prefix, family]`, or null. */
+export function parseCidr(value: string): [string, number, 'ipv4' | 'ipv6'] | null {
+  const [addr, bits, ...rest] = value.split('/');
+  if (rest.length > 0 || addr === undefined || bits === undefined || !/^\d{1,3}$/.test(bits)) return null;
+  const prefix = Number(bits);
+  if (isIPv4(addr) && prefix <= 32) return [addr, prefix, 'ipv4'];
+  if (isIPv6(addr) && prefix <= 128) return [addr, prefix, 'ipv6'];
+  return null;
+}
+
+/** Usage event as checked against constraints. */
+export interface UsageFacts {
+  sourceIp: string;
+  action: string;
+  at: Date;
+}
+
+/**
+ * Checks one usage event against the rule's constraints; any reason means a violation that revokes
+ * the case with trigger `violation`.
+ */
+export function checkUsage(constraints: UsageConstraints | undefined, usage: UsageFacts): Decision {
+  const reasons: DecisionReason[] = [];
+  if (constraints?.sourceCidrs && constraints.sourceCidrs.length > 0) {
+    // node's BlockList does the address arithmetic (v4, v6, v4-mapped) instead of hand-written code.
+    const list = new BlockList();
+    for (const c of constraints.sourceCidrs) {
+      const parsed = parseCidr(c);
+      if (parsed) list.addSubnet(parsed[0], parsed[1], parsed[2]);
+    }
+    const family = isIPv6(usage.sourceIp) ? 'ipv6' : 'ipv4';
+    if (!list.check(usage.sourceIp, family)) {
+      reasons.push({
+        code: 'SOURCE_NOT_ALLOWED',
+        message: `source ${usage.sourceIp} is outside the allowed networks (${constraints.sourceCidrs.join(', ')})`,
+        path: ['sourceIp'],
+      });
+    }
+  }
+  if (constraints?.actions && !globMatch(constraints.actions, usage.action)) {
+    reasons.push({ code: 'ACTION_NOT_ALLOWED', message: `action ${usage.action} is not allowed`, path: ['action'] });
+  }
+  const tw = constraints?.timeWindow;
+  if (tw) {
+    const day = usage.at.getUTCDay();
+    const hour = usage.at.getUTCHours();
+    if ((tw.days && !tw.days.includes(day)) || hour < tw.startHour || hour >= tw.endHour) {
+      reasons.push({
+        code: 'OUTSIDE_TIME_WINDOW',
+        message: `use at ${usage.at.toISOString()} is outside the allowed window ${tw.startHour}:00-${tw.endHour}:00 UTC`,
+        path: ['at'],
+      });
+    }
+  }
+  return { allowed: reasons.length === 0, reasons };
+}
+
+/** Decides whether `actor` may use break-glass under the policy. */
+export function evaluateBreakGlass(
+  compiled: CompiledPolicy,
+  actor: Principal,
+  durationSeconds: number,
+  overdueReviews: number,
+): Decision {
+  const bg = compiled.policy.breakGlass;
+  const reasons: DecisionReason[] = [];
+  if (!bg) return { allowed: false, reasons: [{ code: 'BREAK_GLASS_DISABLED', message: 'the policy defines no break-glass path' }] };
+  if (!actor.roles.some((r) => bg.allowedRoles.includes(r))) {
+    reasons.push({
+      code: 'BREAK_GLASS_ROLE',
+      message: `${actor.id} holds none of the break-glass roles (${bg.allowedRoles.join(', ')})`,
+      path: ['requester', 'roles'],
+    });
+  }
+  if (durationSeconds > bg.maxDurationSeconds) {
+    reasons.push({
+      code: 'DURATION_EXCEEDS_MAX',
+      message: `break-glass is capped at ${bg.maxDurationSeconds}s`,
+      path: ['durationSeconds'],
+    });
+  }
+  if (overdueReviews > 0) {
+    reasons.push({
+      code: 'BREAK_GLASS_REVIEW_OVERDUE',
+      message: `${actor.id} has ${overdueReviews} break-glass case(s) whose review is overdue`,
+      path: ['requester', 'id'],
+    });
+  }
+  return reasons.length > 0
+    ? { allowed: false, reasons }
+    : { allowed: true, reasons: [{ code: 'BREAK_GLASS_ALLOWED', message: 'break-glass allowed; review is mandatory' }] };
+}

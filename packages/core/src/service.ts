@@ -1,0 +1,1103 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { type AuditDraft, canonicalJson, chainEvents, sha256Hex, verifyChain } from './audit.js';
+import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { type Command, type Effect, type FailureInfo, finalizeGrant, isTerminal, transition } from './lifecycle.js';
+import {
+  type Actor,
+  type ApproveInput,
+  type AuditEvent,
+  type BreakGlassInput,
+  type DecisionInput,
+  type Grant,
+  type IssueInput,
+  type ListQuery,
+  type Principal,
+  type RequestInput,
+  type ReviewInput,
+  type RevokeInput,
+  type Target,
+  type UsageInput,
+  approveInputSchema,
+  breakGlassInputSchema,
+  decisionInputSchema,
+  issueInputSchema,
+  listQuerySchema,
+  principalSchema,
+  requestInputSchema,
+  reviewInputSchema,
+  revokeInputSchema,
+  usageInputSchema,
+} from './model.js';
+import {
+  type CompiledPolicy,
+  type DecisionReason,
+  type PolicyInput,
+  checkUsage,
+  compilePolicy,
+  evaluateApproval,
+  evaluateBreakGlass,
+  evaluateRequest,
+} from './policy.js';
+import {
+  type Clock,
+  type Executor,
+  type GrantPage,
+  type GrantStore,
+  type IdentityVerifier,
+  type Logger,
+  type TicketResolver,
+  type VerifiedIdentity,
+  silentLogger,
+  systemClock,
+} from './ports.js';
+
+/** Every event the service emits, always after the store committed. */
+export const GRANTLINE_EVENTS = [
+  'grant:requested',
+  'grant:approval',
+  'grant:approved',
+  'grant:denied',
+  'grant:cancelled',
+  'grant:expired',
+  'grant:issued',
+  'issuance:failed',
+  'grant:used',
+  'policy:violation',
+  'grant:revoking',
+  'grant:revoked',
+  'revocation:failed',
+  'grant:verified',
+  'verification:failed',
+  'grant:failed',
+  'breakglass:used',
+  'review:recorded',
+  'review:overdue',
+  'grant:extended',
+] as const;
+export type GrantlineEventName = (typeof GRANTLINE_EVENTS)[number];
+
+/** The one payload object of every event: the committed case plus event-specific facts. */
+export interface GrantlineEventPayload {
+  caseId: string;
+  grant: Grant;
+  [key: string]: unknown;
+}
+
+export type GrantlineEvents = { [E in GrantlineEventName]: (payload: GrantlineEventPayload) => void };
+
+/** Retry schedule for revocation and verification. */
+export interface RetryOptions {
+  /** First delay in ms (default 1,000). */
+  baseMs: number;
+  /** Cap of the exponential delay in ms (default 5 minutes). */
+  maxMs: number;
+  /** After this many consecutive failures the case is flagged exposed and an event raised (default 8). Retries go on. */
+  maxAttempts: number;
+}
+
+/** Options for {@link createGrantline}. */
+export interface GrantlineOptions {
+  store: GrantStore;
+  policy: PolicyInput | CompiledPolicy;
+  // biome-ignore lint/suspicious/noExplicitAny: executors are heterogeneous in their params type.
+  executors: Executor<any>[];
+  clock?: Clock;
+  logger?: Logger;
+  identity?: IdentityVerifier;
+  tickets?: TicketResolver;
+  /** Case id generator (default: random UUID). */
+  ids?: () => string;
+  /** Name of this instance, used as the sweeper's lease owner (default: random). */
+  instanceId?: string;
+  /** A case left in `issuing` longer than this (ms) is rolled back by the sweeper (default 60,000). */
+  issuingTimeoutMs?: number;
+  /** Lease taken by the sweeper on each claimed case, in ms (default 30,000). */
+  leaseMs?: number;
+  retry?: Partial<RetryOptions>;
+  /** Random source for jitter, in [0, 1) (default Math.random). */
+  random?: () => number;
+}
+
+/** What `issue` returns: the case and, once only, the secrets per target. */
+export interface IssueOutcome {
+  grant: Grant;
+  /** Secret material per target id. Returned once; Grantline keeps no copy. */
+  credentials: Record<string, Record<string, string>>;
+}
+
+/** Summary of one sweeper pass. */
+export interface SweepResult {
+  claimed: number;
+  expired: number;
+  revoked: number;
+  verified: number;
+  failed: number;
+  retried: number;
+  rolledBack: number;
+  overdueReviews: number;
+  errors: number;
+}
+
+function isCompiled(p: PolicyInput | CompiledPolicy): p is CompiledPolicy {
+  return typeof (p as CompiledPolicy).hash === 'string' && typeof (p as CompiledPolicy).policy === 'object';
+}
+
+function actorOf(p: Principal): Actor {
+  return { id: p.id, kind: p.kind };
+}
+
+const SYSTEM: Actor = { id: 'grantline', kind: 'system' };
+
+function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
+  const redact = (s: string) => secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
+  if (isGrantlineError(err)) return { code: err.code, message: redact(err.message), retryable: err.retryable };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: ErrorCodes.EXECUTOR, message: redact(message), retryable: true };
+}
+
+/**
+ * The Grantline service: the case lifecycle over a store, a policy and executors.
+ * Create it with {@link createGrantline}.
+ */
+export class Grantline extends EventEmitter<GrantlineEvents> {
+  readonly store: GrantStore;
+  readonly policy: CompiledPolicy;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly instanceId: string;
+  private readonly executors = new Map<string, Executor<Record<string, unknown>>>();
+  private readonly identity: IdentityVerifier | undefined;
+  private readonly tickets: TicketResolver | undefined;
+  private readonly ids: () => string;
+  private readonly issuingTimeoutMs: number;
+  private readonly leaseMs: number;
+  private readonly retryOpts: RetryOptions;
+  private readonly random: () => number;
+  private sweeperHandle: { stop(): Promise<void> } | undefined;
+
+  constructor(options: GrantlineOptions) {
+    super();
+    if (!options || typeof options !== 'object' || !options.store) {
+      throw new GrantlineError(ErrorCodes.VALIDATION, 'createGrantline: a store is required', { details: { where: 'createGrantline', path: ['store'] } });
+    }
+    this.store = options.store;
+    this.policy = isCompiled(options.policy) ? options.policy : compilePolicy(options.policy);
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.identity = options.identity;
+    this.tickets = options.tickets;
+    this.ids = options.ids ?? randomUUID;
+    this.instanceId = options.instanceId ?? `grantline-${randomUUID().slice(0, 8)}`;
+    this.issuingTimeoutMs = options.issuingTimeoutMs ?? 60_000;
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.retryOpts = { baseMs: 1_000, maxMs: 300_000, maxAttempts: 8, ...options.retry };
+    this.random = options.random ?? Math.random;
+    for (const e of options.executors ?? []) {
+      if (this.executors.has(e.system)) {
+        throw new GrantlineError(ErrorCodes.VALIDATION, `createGrantline: two executors for system ${e.system}`, {
+          details: { where: 'createGrantline', path: ['executors'] },
+        });
+      }
+      this.executors.set(e.system, e as Executor<Record<string, unknown>>);
+    }
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  /**
+   * Opens a case. The policy picks the governing rule; a pre-approved template is approved at once.
+   * Idempotent with `idempotencyKey`: the same key and body return the first case.
+   * @throws `ERR_VALIDATION` (bad input, bad target params), `ERR_POLICY_DENIED` (with reasons),
+   * `ERR_NO_EXECUTOR`, `ERR_IDEMPOTENCY_MISMATCH`, `ERR_IDENTITY`.
+   */
+  async request(input: RequestInput): Promise<Grant> {
+    const req = parseInput(requestInputSchema, input, 'request');
+    const requestHash = sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, subjectAssertion: undefined, notBefore: req.notBefore?.toISOString() }));
+    if (req.idempotencyKey) {
+      const existing = await this.replay(req.idempotencyKey, requestHash);
+      if (existing) return existing;
+    }
+    const targets = this.validateTargets(req.targets);
+    const subject = await this.proveSubject(req.subject, req.subjectAssertion);
+    const decision = evaluateRequest(this.policy, { ...req, subject, targets });
+    if (!decision.allowed || !decision.value) {
+      throw new GrantlineError(ErrorCodes.POLICY_DENIED, `request denied by policy: ${decision.reasons.map((r) => r.message).join('; ')}`, {
+        details: { where: 'request', reasons: decision.reasons },
+      });
+    }
+    const snapshot = decision.value;
+    if (snapshot.requireProvenWorkload && subject.kind === 'workload' && !subject.claims?.proof) {
+      throw new GrantlineError(ErrorCodes.POLICY_DENIED, `rule ${snapshot.ruleId} requires a signed identity assertion for the workload`, {
+        details: { where: 'request', reasons: [{ code: 'WORKLOAD_NOT_PROVEN', message: 'subjectAssertion required', path: ['subjectAssertion'] }] },
+      });
+    }
+    const now = this.clock.now();
+    const start = req.notBefore && req.notBefore > now ? req.notBefore : now;
+    const ttl = this.ruleTtl(snapshot.ruleId);
+    const preApproved = snapshot.template !== undefined;
+    const grant: Grant = {
+      id: this.ids(),
+      version: 1,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+      state: preApproved ? 'approved' : 'requested',
+      requester: req.requester,
+      subject,
+      justification: req.justification,
+      targets,
+      window: {
+        durationSeconds: req.durationSeconds,
+        ...(req.notBefore ? { notBefore: req.notBefore.toISOString() } : {}),
+        requestExpiresAt: new Date(start.getTime() + (preApproved ? this.policy.policy.activationTtlSeconds : ttl) * 1000).toISOString(),
+        extensions: 0,
+      },
+      policy: snapshot,
+      approvals: [],
+      usage: { count: 0 },
+      audit: { seq: 0, head: '' },
+      dueAt: null,
+      ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
+    };
+    const drafts: AuditDraft[] = [
+      {
+        type: 'requested',
+        actor: actorOf(req.requester),
+        data: {
+          requester: req.requester,
+          subject,
+          justification: req.justification,
+          targets: targets.map(({ id, system, resource, permissions }) => ({ id, system, resource, ...(permissions ? { permissions } : {}) })),
+          durationSeconds: req.durationSeconds,
+          policy: { id: snapshot.policyId, version: snapshot.policyVersion, hash: snapshot.policyHash, rule: snapshot.ruleId },
+          owner: snapshot.owner,
+          operator: snapshot.operator,
+          reasons: decision.reasons,
+          requestHash,
+        },
+      },
+    ];
+    if (preApproved) {
+      drafts.push({
+        type: 'approved',
+        actor: { id: `policy:template:${snapshot.template}`, kind: 'system' },
+        data: { template: snapshot.template, rule: snapshot.ruleId, preApproved: true },
+      });
+    }
+    const created = await this.createCase(grant, drafts);
+    if (created.fresh) {
+      this.publish('grant:requested', created.grant, { requesterId: req.requester.id, subjectId: subject.id });
+      if (preApproved) this.publish('grant:approved', created.grant, { template: snapshot.template });
+    } else if ((created.requestHash ?? requestHash) !== requestHash) {
+      throw this.idempotencyMismatch(req.idempotencyKey!);
+    }
+    return created.grant;
+  }
+
+  /**
+   * Opens a break-glass case: approved at once for an allowed role, capped in duration, with a
+   * mandatory review due within the policy's deadline. An overdue review blocks the actor's next one.
+   * @throws `ERR_VALIDATION`, `ERR_BREAK_GLASS_REFUSED` (with reasons), `ERR_NO_EXECUTOR`.
+   */
+  async breakGlass(input: BreakGlassInput): Promise<Grant> {
+    const req = parseInput(breakGlassInputSchema, input, 'breakGlass');
+    const requestHash = sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, breakGlass: true }));
+    if (req.idempotencyKey) {
+      const existing = await this.replay(req.idempotencyKey, requestHash);
+      if (existing) return existing;
+    }
+    const targets = this.validateTargets(req.targets);
+    const overdue = await this.overdueReviewsOf(req.requester.id);
+    const decision = evaluateBreakGlass(this.policy, req.requester, req.durationSeconds, overdue);
+    const bg = this.policy.policy.breakGlass;
+    if (!decision.allowed || !bg) {
+      throw new GrantlineError(ErrorCodes.BREAK_GLASS_REFUSED, `break-glass refused: ${decision.reasons.map((r) => r.message).join('; ')}`, {
+        details: { where: 'breakGlass', reasons: decision.reasons },
+      });
+    }
+    const now = this.clock.now();
+    const at = now.toISOString();
+    const grant: Grant = {
+      id: this.ids(),
+      version: 1,
+      createdAt: at,
+      updatedAt: at,
+      state: 'approved',
+      requester: req.requester,
+      subject: req.subject,
+      justification: req.justification,
+      targets,
+      window: {
+        durationSeconds: req.durationSeconds,
+        requestExpiresAt: new Date(now.getTime() + this.policy.policy.activationTtlSeconds * 1000).toISOString(),
+        extensions: 0,
+      },
+      policy: {
+        policyId: this.policy.policy.id,
+        policyVersion: this.policy.policy.version,
+        policyHash: this.policy.hash,
+        ruleId: 'break-glass',
+        risk: 'high',
+        owner: this.policy.policy.owner,
+        operator: bg.operator,
+        approvals: { count: 0, roles: [], distinctRoles: false },
+        maxDurationSeconds: bg.maxDurationSeconds,
+      },
+      approvals: [],
+      breakGlass: {
+        actor: req.requester,
+        reason: req.justification.reason,
+        at,
+        reviewDueAt: new Date(now.getTime() + bg.reviewWithinSeconds * 1000).toISOString(),
+        reviewerRoles: bg.reviewerRoles,
+      },
+      usage: { count: 0 },
+      audit: { seq: 0, head: '' },
+      dueAt: null,
+      ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
+    };
+    const created = await this.createCase(grant, [
+      {
+        type: 'requested',
+        actor: actorOf(req.requester),
+        data: {
+          requester: req.requester,
+          subject: req.subject,
+          justification: req.justification,
+          targets: targets.map(({ id, system, resource, permissions }) => ({ id, system, resource, ...(permissions ? { permissions } : {}) })),
+          durationSeconds: req.durationSeconds,
+          policy: { id: this.policy.policy.id, version: this.policy.policy.version, hash: this.policy.hash, rule: 'break-glass' },
+          owner: this.policy.policy.owner,
+          operator: bg.operator,
+          requestHash,
+        },
+      },
+      {
+        type: 'breakglass.used',
+        actor: actorOf(req.requester),
+        data: { reason: req.justification.reason, reviewDueAt: grant.breakGlass!.reviewDueAt, reasons: decision.reasons },
+      },
+    ]);
+    if (created.fresh) {
+      this.publish('breakglass:used', created.grant, { actorId: req.requester.id, reviewDueAt: grant.breakGlass!.reviewDueAt });
+    } else if ((created.requestHash ?? requestHash) !== requestHash) {
+      throw this.idempotencyMismatch(req.idempotencyKey!);
+    }
+    return created.grant;
+  }
+
+  // ---------------------------------------------------------------- decisions
+
+  /**
+   * Records an approval. The case becomes `approved` when the quorum (count, qualifying roles,
+   * distinct roles) is met. Concurrent approvals are serialised by compare-and-set and retried.
+   * @throws `ERR_APPROVAL_REFUSED` with reasons (self-approval, operator team, role, duplicate),
+   * `ERR_INVALID_TRANSITION`, `ERR_NOT_FOUND`, `ERR_VALIDATION`, `ERR_IDENTITY`.
+   */
+  async approve(id: string, input: ApproveInput): Promise<Grant> {
+    this.checkId(id, 'approve');
+    const a = parseInput(approveInputSchema, input, 'approve');
+    let approver = a.approver;
+    let proof: { issuer: string; subject: string; kid?: string } | undefined;
+    if (a.assertion) {
+      const verified = await this.verifyIdentity(a.assertion, 'approver');
+      if (verified.subject !== approver.id) {
+        throw new GrantlineError(ErrorCodes.IDENTITY, `assertion proves ${verified.subject}, not approver ${approver.id}`, {
+          details: { where: 'approve', path: ['assertion'] },
+        });
+      }
+      approver = { ...approver, roles: verified.roles, claims: verified.claims };
+      proof = { issuer: verified.issuer, subject: verified.subject, ...(verified.kid ? { kid: verified.kid } : {}) };
+    }
+    return this.mutate(id, (g) => {
+      const d = evaluateApproval(g, approver, a.role, proof !== undefined);
+      if (!d.allowed || !d.value) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `approval refused: ${d.reasons.map((r) => r.message).join('; ')}`, {
+          details: { where: 'approve', caseId: id, reasons: d.reasons },
+        });
+      }
+      return {
+        type: 'approve',
+        approval: {
+          approver,
+          role: d.value.role,
+          at: this.clock.now().toISOString(),
+          ...(a.reason ? { reason: a.reason } : {}),
+          ...(proof ? { proof } : {}),
+        },
+      };
+    });
+  }
+
+  /**
+   * Denies a pending case. Only someone who could approve it may deny it.
+   * @throws `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`, `ERR_NOT_FOUND`, `ERR_VALIDATION`.
+   */
+  async deny(id: string, input: DecisionInput): Promise<Grant> {
+    this.checkId(id, 'deny');
+    const d = parseInput(decisionInputSchema, input, 'deny');
+    return this.mutate(id, (g) => {
+      if (!d.actor.roles.some((r) => g.policy.approvals.roles.includes(r))) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${d.actor.id} holds no role that may decide this case`, {
+          details: { where: 'deny', caseId: id, reasons: [{ code: 'ROLE_NOT_QUALIFIED', message: 'no qualifying role', path: ['actor', 'roles'] }] },
+        });
+      }
+      return { type: 'deny', actor: actorOf(d.actor), reason: d.reason };
+    });
+  }
+
+  /**
+   * Withdraws a case before issuance. The requester, the subject or a qualifying approver may cancel.
+   * @throws `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`, `ERR_NOT_FOUND`, `ERR_VALIDATION`.
+   */
+  async cancel(id: string, input: DecisionInput): Promise<Grant> {
+    this.checkId(id, 'cancel');
+    const d = parseInput(decisionInputSchema, input, 'cancel');
+    return this.mutate(id, (g) => {
+      const party = d.actor.id === g.requester.id || d.actor.id === g.subject.id;
+      if (!party && !d.actor.roles.some((r) => g.policy.approvals.roles.includes(r))) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${d.actor.id} may not cancel this case`, {
+          details: { where: 'cancel', caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'not requester, subject or approver', path: ['actor'] }] },
+        });
+      }
+      return { type: 'cancel', actor: actorOf(d.actor), reason: d.reason };
+    });
+  }
+
+  // ---------------------------------------------------------------- issuance
+
+  /**
+   * Issues access for every target of an approved case, all or nothing. The intent (`issuing`) is
+   * committed before any executor call; on a partial failure the issued targets are revoked and
+   * verified and the case ends `failed`. Secrets are returned here once and kept nowhere.
+   * @throws `ERR_INVALID_TRANSITION` (not approved, or before `notBefore`), `ERR_ISSUANCE_FAILED`,
+   * `ERR_APPROVAL_REFUSED` (actor is neither requester nor subject), `ERR_NOT_FOUND`.
+   */
+  async issue(id: string, input: IssueInput = {}): Promise<IssueOutcome> {
+    this.checkId(id, 'issue');
+    const opts = parseInput(issueInputSchema, input, 'issue');
+    let started = await this.mutate(id, (g) => {
+      if (opts.actor && opts.actor.id !== g.requester.id && opts.actor.id !== g.subject.id) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${opts.actor.id} is neither the requester nor the subject`, {
+          details: { where: 'issue', caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'issue is for the requester or subject', path: ['actor'] }] },
+        });
+      }
+      if (g.window.notBefore && Date.parse(g.window.notBefore) > this.clock.now().getTime()) {
+        throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `case ${id} may not be issued before ${g.window.notBefore}`, {
+          details: { caseId: id, state: g.state, command: 'beginIssue' },
+        });
+      }
+      return {
+        type: 'beginIssue',
+        actor: opts.actor ? actorOf(opts.actor) : actorOf(g.subject),
+        staleAt: new Date(this.clock.now().getTime() + this.issuingTimeoutMs).toISOString(),
+      };
+    });
+    const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
+    const now = this.clock.now();
+    const durationMs = Math.min(started.window.durationSeconds, started.policy.maxDurationSeconds) * 1000;
+    const expiresAt = new Date(now.getTime() + durationMs);
+    const credentials: Record<string, Record<string, string>> = {};
+    const issued: { targetId: string; issuance: { ref: Record<string, string>; fingerprint?: string; issuedAt: string; expiresAt: string } }[] = [];
+    const secretValues: string[] = [];
+    let failure: { targetId: string; error: FailureInfo } | undefined;
+    const window = { ...started, window: { ...started.window, expiresAt: expiresAt.toISOString(), issuedAt: now.toISOString() } };
+    for (const t of started.targets) {
+      try {
+        const exec = this.executorFor(t.system);
+        const res = await exec.issue({ grant: window, target: { ...t, params: t.params ?? {} }, now });
+        const secret = res.secret ?? {};
+        credentials[t.id] = secret;
+        secretValues.push(...Object.values(secret));
+        issued.push({
+          targetId: t.id,
+          issuance: {
+            ref: res.ref,
+            ...(Object.keys(secret).length > 0 || res.fingerprint
+              ? { fingerprint: res.fingerprint ?? sha256Hex(canonicalJson(secret)).slice(0, 32) }
+              : {}),
+            issuedAt: now.toISOString(),
+            expiresAt: res.expiresAt.toISOString(),
+          },
+        });
+      } catch (err) {
+        failure = { targetId: t.id, error: failureOf(err, secretValues) };
+        this.logger.warn('grantline: issuance failed', { caseId: id, targetId: t.id, code: failure.error.code });
+        break;
+      }
+    }
+    if (failure) {
+      const f = failure;
+      started = await this.mutate(id, () => ({ type: 'issueFailed', actor, issued, failedTargetId: f.targetId, error: f.error }), started);
+      const after = await this.advance(started).catch(() => started);
+      throw new GrantlineError(ErrorCodes.ISSUANCE_FAILED, `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`, {
+        retryable: false,
+        details: { caseId: id, targetId: f.targetId, error: f.error, state: after.state },
+      });
+    }
+    let done: Grant;
+    try {
+      done = await this.mutate(id, () => ({ type: 'issued', actor, issued, expiresAt: expiresAt.toISOString() }), started);
+    } catch (err) {
+      // The sweeper rolled the case back while we were issuing: these credentials are being revoked.
+      throw new GrantlineError(ErrorCodes.ISSUANCE_FAILED, `case ${id} changed during issuance and is being rolled back`, {
+        details: { caseId: id },
+        cause: isGrantlineError(err) ? err.toJSON() : undefined,
+      });
+    }
+    return { grant: done, credentials };
+  }
+
+  // ---------------------------------------------------------------- use and revocation
+
+  /**
+   * Records one use of the access (who, from where, what action). Usage outside the rule's
+   * constraints (source CIDRs, actions, time window) revokes the case with trigger `violation`.
+   * Use after revocation is recorded and flagged `afterRevocation`.
+   */
+  async recordUsage(id: string, input: UsageInput): Promise<Grant> {
+    this.checkId(id, 'recordUsage');
+    const u = parseInput(usageInputSchema, input, 'recordUsage');
+    const g = await this.mutate(id, (g) => {
+      if (u.targetId && !g.targets.some((t) => t.id === u.targetId)) {
+        throw new GrantlineError(ErrorCodes.VALIDATION, `recordUsage: case ${id} has no target ${u.targetId}`, {
+          details: { where: 'recordUsage', issues: [{ path: ['targetId'], code: 'custom', message: 'unknown target' }] },
+        });
+      }
+      const at = u.at ?? this.clock.now();
+      const check = g.state === 'issued' ? checkUsage(g.policy.constraints, { sourceIp: u.sourceIp, action: u.action, at }) : { reasons: [] as DecisionReason[] };
+      const actor = u.actor ?? g.subject;
+      return {
+        type: 'recordUsage',
+        actor: actorOf(actor),
+        usage: {
+          at: at.toISOString(),
+          sourceIp: u.sourceIp,
+          action: u.action,
+          outcome: u.outcome,
+          source: u.source,
+          usedBy: actor.id,
+          ...(u.targetId ? { targetId: u.targetId } : {}),
+          ...(u.resource ? { resource: u.resource } : {}),
+          ...(u.detail ? { detail: u.detail } : {}),
+        },
+        violation: check.reasons,
+      };
+    });
+    return g.state === 'revoking' ? this.advance(g) : g;
+  }
+
+  /**
+   * Reports a policy violation found by a detector; revokes the case with trigger `violation`.
+   */
+  async reportViolation(id: string, input: { detector: string; reason: string }): Promise<Grant> {
+    this.checkId(id, 'reportViolation');
+    const d = parseInput(decisionInputSchema, { actor: { id: input?.detector, kind: 'workload' }, reason: input?.reason }, 'reportViolation');
+    const g = await this.mutate(id, () => ({ type: 'requestRevoke', trigger: 'violation', actor: { id: d.actor.id, kind: 'system' }, reason: d.reason }));
+    return this.advance(g);
+  }
+
+  /** The task is done: revoke now with trigger `completion`, then verify. */
+  async complete(id: string, input: RevokeInput): Promise<Grant> {
+    return this.revokeWith(id, input, 'completion', 'complete');
+  }
+
+  /** Revokes now with trigger `manual`, then verifies. Revoke is idempotent per case. */
+  async revoke(id: string, input: RevokeInput): Promise<Grant> {
+    return this.revokeWith(id, input, 'manual', 'revoke');
+  }
+
+  /** Runs verification of the case's removed targets now (the sweeper also does it). */
+  async verify(id: string): Promise<Grant> {
+    this.checkId(id, 'verify');
+    const g = await this.mustGet(id);
+    if (g.state !== 'revoked' && g.state !== 'revoking') {
+      if (g.state === 'verified' || g.state === 'failed') return g;
+      throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `case ${id} in state ${g.state} has nothing to verify`, {
+        details: { caseId: id, state: g.state, command: 'verify' },
+      });
+    }
+    return this.advance(g);
+  }
+
+  /**
+   * Records the mandatory review of a break-glass case. A rejected review of live access revokes it
+   * with trigger `review`. The reviewer must hold a reviewer role and not be the actor or subject.
+   */
+  async review(id: string, input: ReviewInput): Promise<Grant> {
+    this.checkId(id, 'review');
+    const r = parseInput(reviewInputSchema, input, 'review');
+    const g = await this.mutate(id, (g) => {
+      const roles = g.breakGlass?.reviewerRoles ?? [];
+      const role = r.role ?? r.reviewer.roles.find((x) => roles.includes(x));
+      const reasons: DecisionReason[] = [];
+      if (g.breakGlass && (r.reviewer.id === g.breakGlass.actor.id || r.reviewer.id === g.subject.id)) {
+        reasons.push({ code: 'SELF_REVIEW', message: 'the break-glass actor or subject may not review it', path: ['reviewer', 'id'] });
+      }
+      if (!role || !roles.includes(role) || !r.reviewer.roles.includes(role)) {
+        reasons.push({ code: 'ROLE_NOT_QUALIFIED', message: `reviewer needs one of ${roles.join(', ')}`, path: ['reviewer', 'roles'] });
+      }
+      if (reasons.length > 0) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `review refused: ${reasons.map((x) => x.message).join('; ')}`, {
+          details: { where: 'review', caseId: id, reasons },
+        });
+      }
+      return {
+        type: 'review',
+        review: { reviewer: r.reviewer, role: role!, outcome: r.outcome, at: this.clock.now().toISOString(), ...(r.notes ? { notes: r.notes } : {}) },
+      };
+    });
+    return g.state === 'revoking' ? this.advance(g) : g;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The case, or throws `ERR_NOT_FOUND`. */
+  async get(id: string): Promise<Grant> {
+    this.checkId(id, 'get');
+    return this.mustGet(id);
+  }
+
+  /** Cases by state, subject or requester, newest first, paged with `cursor`. */
+  async list(query: ListQuery = {}): Promise<GrantPage> {
+    return this.store.list(parseInput(listQuerySchema, query, 'list'));
+  }
+
+  /** The case's audit events in order. */
+  async history(id: string): Promise<AuditEvent[]> {
+    this.checkId(id, 'history');
+    await this.mustGet(id);
+    return this.store.events(id);
+  }
+
+  /** Re-verifies the case's hash chain from the store and that the record points at its head. */
+  async checkChain(id: string): Promise<ReturnType<typeof verifyChain>> {
+    const g = await this.get(id);
+    const events = await this.store.events(id);
+    const result = verifyChain(id, events);
+    if (result.valid && (g.audit.seq !== events.length || g.audit.head !== result.head)) {
+      return {
+        valid: false,
+        head: result.head,
+        problems: [{ code: 'CHAIN_SEQ_GAP', seq: events.length, message: `case record points at seq ${g.audit.seq}, chain has ${events.length}` }],
+      };
+    }
+    return result;
+  }
+
+  // ---------------------------------------------------------------- sweeper
+
+  /**
+   * One sweeper pass: claims due cases under a lease and moves each one step on (expire pending
+   * requests, revoke at expiry, retry failed revocations, verify removals, roll back stale issuing,
+   * raise overdue reviews). Safe to run in every instance at once.
+   */
+  async sweep(options: { limit?: number; concurrency?: number } = {}): Promise<SweepResult> {
+    const limit = options.limit ?? 500;
+    const concurrency = Math.max(1, options.concurrency ?? 8);
+    const result: SweepResult = { claimed: 0, expired: 0, revoked: 0, verified: 0, failed: 0, retried: 0, rolledBack: 0, overdueReviews: 0, errors: 0 };
+    const claimed = await this.store.claimDue(this.clock.now(), limit, this.leaseMs, this.instanceId);
+    result.claimed = claimed.length;
+    let next = 0;
+    const worker = async () => {
+      while (next < claimed.length) {
+        const g = claimed[next++]!;
+        try {
+          const before = g.state;
+          const after = await this.advance(g, true);
+          if (after.state === 'expired' && before !== 'expired') result.expired++;
+          if (before === 'issuing' && after.state !== 'issuing') result.rolledBack++;
+          if ((after.state === 'revoked' || after.state === 'verified') && (before === 'issued' || before === 'revoking')) result.revoked++;
+          if (after.state === 'verified' && before !== 'verified') result.verified++;
+          if (after.state === 'failed' && before !== 'failed') result.failed++;
+          if (after.retry && after.retry.attempts > (g.retry?.attempts ?? 0)) result.retried++;
+          if (after.breakGlass?.overdueRaisedAt && !g.breakGlass?.overdueRaisedAt) result.overdueReviews++;
+        } catch (err) {
+          result.errors++;
+          this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, claimed.length) }, worker));
+    return result;
+  }
+
+  /**
+   * Runs the sweeper in the background: it sleeps until the next due time (capped by `maxSleepMs`),
+   * wakes early when the store reports a change, and stops on `stop()` or the abort signal.
+   */
+  startSweeper(options: { signal?: AbortSignal; maxSleepMs?: number; minSleepMs?: number; limit?: number } = {}): { stop(): Promise<void> } {
+    if (this.sweeperHandle) return this.sweeperHandle;
+    const maxSleep = options.maxSleepMs ?? 30_000;
+    const minSleep = options.minSleepMs ?? 10;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let wake: (() => void) | undefined;
+    const poke = () => wake?.();
+    const unsubscribe = this.store.onChange?.(poke);
+    const loop = (async () => {
+      while (!stopped) {
+        let swept: SweepResult | undefined;
+        try {
+          swept = await this.sweep({ limit: options.limit ?? 500 });
+        } catch (err) {
+          this.logger.error('grantline: sweep failed', { error: failureOf(err) });
+        }
+        if (stopped) break;
+        let delay = maxSleep;
+        if (swept && swept.claimed >= (options.limit ?? 500)) delay = 0;
+        else {
+          try {
+            const due = await this.store.nextDue();
+            if (due) delay = Math.min(maxSleep, Math.max(minSleep, due.getTime() - this.clock.now().getTime()));
+          } catch {
+            delay = Math.min(maxSleep, 1_000);
+          }
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, delay);
+        });
+        clearTimeout(timer);
+        wake = undefined;
+      }
+    })();
+    const stop = async () => {
+      stopped = true;
+      poke();
+      unsubscribe?.();
+      await loop;
+      this.sweeperHandle = undefined;
+    };
+    options.signal?.addEventListener('abort', () => void stop(), { once: true });
+    this.sweeperHandle = { stop };
+    return this.sweeperHandle;
+  }
+
+  /** Stops the background sweeper, if any. The store is the host's to close. */
+  async close(): Promise<void> {
+    await this.sweeperHandle?.stop();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /**
+   * Moves a case one or more steps on from whatever is due now. Used by the sweeper and inline
+   * after a revocation is requested. Never throws for executor failures: they are recorded and
+   * scheduled for retry.
+   */
+  private async advance(grant: Grant, fromSweeper = false): Promise<Grant> {
+    let g = grant;
+    const now = () => this.clock.now();
+    for (let step = 0; step < 4 * g.targets.length + 6; step++) {
+      const t = now().getTime();
+      if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt && Date.parse(g.breakGlass.reviewDueAt) <= t) {
+        g = await this.mutate(g.id, () => ({ type: 'reviewOverdue' }), g);
+        continue;
+      }
+      if ((g.state === 'requested' || g.state === 'approved') && Date.parse(g.window.requestExpiresAt) <= t) {
+        g = await this.mutate(g.id, () => ({ type: 'expire', reason: g.state === 'requested' ? 'not approved in time' : 'not issued in time' }), g);
+        continue;
+      }
+      if (g.state === 'issuing' && fromSweeper && g.retry?.nextAt && Date.parse(g.retry.nextAt) <= t) {
+        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'rollback', actor: SYSTEM, reason: 'issuance did not complete in time' }), g);
+        continue;
+      }
+      if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t) {
+        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'expiry', actor: SYSTEM, reason: 'window ended' }), g);
+        continue;
+      }
+      if (g.state === 'revoking' && (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)) {
+        const before = g.version;
+        g = await this.revokeTargets(g);
+        if (g.state === 'revoking' || g.version === before) break;
+        continue;
+      }
+      if (g.state === 'revoked' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t)) {
+        const before = g.version;
+        g = await this.verifyTargets(g);
+        if (g.state === 'revoked' || g.version === before) break;
+        continue;
+      }
+      break;
+    }
+    return g;
+  }
+
+  private async revokeTargets(grant: Grant): Promise<Grant> {
+    let g = grant;
+    for (const t of grant.targets.filter((x) => !x.revocation?.confirmedAt)) {
+      let cmd: Command;
+      try {
+        const exec = this.executorFor(t.system);
+        const res = await exec.revoke({
+          grant: g,
+          target: { ...t, params: t.params ?? {} },
+          now: this.clock.now(),
+          ...(t.issuance ? { issuance: t.issuance } : {}),
+          trigger: g.revocation!.trigger,
+          reason: g.revocation!.reason,
+        });
+        cmd = { type: 'targetRevoked', targetId: t.id, alreadyGone: res.alreadyGone ?? false, ...(res.detail ? { detail: res.detail } : {}) };
+      } catch (err) {
+        const error = failureOf(err);
+        const attempts = (t.revocation?.attempts ?? 0) + 1;
+        this.logger.warn('grantline: revocation attempt failed', { caseId: g.id, targetId: t.id, attempts, code: error.code });
+        cmd = {
+          type: 'targetRevokeFailed',
+          targetId: t.id,
+          error,
+          nextAt: this.backoff(attempts),
+          exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
+        };
+      }
+      g = await this.mutate(g.id, () => cmd, g);
+    }
+    return g;
+  }
+
+  private async verifyTargets(grant: Grant): Promise<Grant> {
+    let g = grant;
+    for (const t of grant.targets.filter((x) => x.verification?.result !== 'absent')) {
+      let cmd: Command;
+      const attempts = (t.verification?.attempts ?? 0) + 1;
+      try {
+        const exec = this.executorFor(t.system);
+        const res = await exec.verify({
+          grant: g,
+          target: { ...t, params: t.params ?? {} },
+          now: this.clock.now(),
+          ...(t.issuance ? { issuance: t.issuance } : {}),
+          trigger: g.revocation!.trigger,
+          reason: g.revocation!.reason,
+        });
+        cmd =
+          res.status === 'absent'
+            ? { type: 'targetVerified', targetId: t.id, verifier: `executor:${t.system}@${this.instanceId}`, method: res.method, observation: res.observation }
+            : {
+                type: 'targetVerifyFailed',
+                targetId: t.id,
+                present: true,
+                method: res.method,
+                observation: res.observation,
+                nextAt: this.backoff(attempts),
+                exhausted: attempts >= this.retryOpts.maxAttempts,
+              };
+      } catch (err) {
+        const error = failureOf(err);
+        cmd = {
+          type: 'targetVerifyFailed',
+          targetId: t.id,
+          present: false,
+          error,
+          nextAt: this.backoff(attempts),
+          exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
+        };
+      }
+      g = await this.mutate(g.id, () => cmd, g);
+      if (g.state !== 'revoked') break;
+    }
+    return g;
+  }
+
+  /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
+  private backoff(attempts: number): string {
+    const exp = Math.min(this.retryOpts.maxMs, this.retryOpts.baseMs * 2 ** Math.min(30, attempts - 1));
+    const delay = exp / 2 + this.random() * (exp / 2);
+    return new Date(this.clock.now().getTime() + delay).toISOString();
+  }
+
+  private async revokeWith(id: string, input: RevokeInput, trigger: 'completion' | 'manual', where: string): Promise<Grant> {
+    this.checkId(id, where);
+    const r = parseInput(revokeInputSchema, input, where);
+    const current = await this.mustGet(id);
+    // Idempotent: a case already on its way out (or out) is returned as it is, after a nudge.
+    if (current.state === 'revoking' || current.state === 'revoked') return this.advance(current);
+    if (current.state === 'verified' || current.state === 'failed') return current;
+    const g = await this.mutate(id, (g) => {
+      if (trigger === 'completion' && r.actor.id !== g.requester.id && r.actor.id !== g.subject.id) {
+        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${r.actor.id} may not complete this case`, {
+          details: { where, caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'only the requester or subject completes a task', path: ['actor'] }] },
+        });
+      }
+      return { type: 'requestRevoke', trigger, actor: actorOf(r.actor), reason: r.reason };
+    });
+    return this.advance(g);
+  }
+
+  /**
+   * Loads the case (or uses `known`), derives the command and commits it with compare-and-set; on a
+   * lost race it reloads and re-derives (the command may then be refused), up to 16 times.
+   */
+  private async mutate(id: string, decide: (g: Grant) => Command, known?: Grant): Promise<Grant> {
+    let current = known ?? (await this.mustGet(id));
+    for (let attempt = 0; ; attempt++) {
+      const now = this.clock.now();
+      const command = decide(current);
+      const { next, events: drafts, effects } = transition(current, command, now);
+      const stored = await this.commitNext(current, next, drafts, now);
+      if (stored) {
+        this.publishEffects(stored, effects);
+        return stored;
+      }
+      if (attempt >= 15) {
+        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${id} kept changing; gave up after ${attempt + 1} attempts`, {
+          retryable: true,
+          details: { caseId: id },
+        });
+      }
+      current = await this.mustGet(id);
+    }
+  }
+
+  /** Commits; returns null on a version conflict. */
+  private async commitNext(current: Grant, next: Grant, drafts: AuditDraft[], now: Date): Promise<Grant | null> {
+    const at = now.toISOString();
+    const events = chainEvents(current.id, at, { seq: current.audit.seq, hash: current.audit.head } as AuditEvent, drafts);
+    const last = events[events.length - 1];
+    const record = finalizeGrant({ ...next, audit: last ? { seq: last.seq, head: last.hash } : current.audit }, current.version, now);
+    try {
+      return await this.store.compareAndSet(record, current.version, events);
+    } catch (err) {
+      if (isGrantlineError(err) && err.code === ErrorCodes.CONFLICT) return null;
+      throw err;
+    }
+  }
+
+  private async createCase(grant: Grant, drafts: AuditDraft[]): Promise<{ grant: Grant; fresh: boolean; requestHash?: string }> {
+    const events = chainEvents(grant.id, grant.createdAt, undefined, drafts);
+    const last = events[events.length - 1]!;
+    const record = { ...grant, audit: { seq: last.seq, head: last.hash } };
+    record.dueAt = finalizeGrant(record, 0, new Date(grant.createdAt)).dueAt;
+    const res = await this.store.create(record, events);
+    if (res.created) return { grant: res.grant, fresh: true };
+    const first = (await this.store.events(res.grant.id))[0];
+    return { grant: res.grant, fresh: false, requestHash: first?.data.requestHash as string | undefined };
+  }
+
+  private async replay(key: string, requestHash: string): Promise<Grant | null> {
+    const existing = await this.store.findByIdempotencyKey(key);
+    if (!existing) return null;
+    const first = (await this.store.events(existing.id))[0];
+    if (first?.data.requestHash !== requestHash) throw this.idempotencyMismatch(key);
+    return existing;
+  }
+
+  private idempotencyMismatch(key: string): GrantlineError {
+    return new GrantlineError(ErrorCodes.IDEMPOTENCY_MISMATCH, `idempotency key ${key} was used for a different request`, {
+      details: { where: 'request', path: ['idempotencyKey'] },
+    });
+  }
+
+  private validateTargets(targets: Target[]): Target[] {
+    return targets.map((t, i) => {
+      const exec = this.executors.get(t.system);
+      if (!exec) {
+        throw new GrantlineError(ErrorCodes.NO_EXECUTOR, `no executor is registered for system ${t.system}`, {
+          details: { where: 'request', path: ['targets', i, 'system'] },
+        });
+      }
+      const parsed = exec.paramsSchema.safeParse(t.params ?? {});
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((iss) => ({ ...iss, path: ['targets', i, 'params', ...iss.path] }));
+        throw new GrantlineError(ErrorCodes.VALIDATION, `request: invalid params for target ${t.id} at ${issues[0]?.path.join('.')}: ${issues[0]?.message}`, {
+          details: { where: 'request', issues: issues.map((x) => ({ path: x.path.map((p) => (typeof p === 'symbol' ? String(p) : p)), code: x.code, message: x.message })) },
+        });
+      }
+      return { ...t, params: parsed.data as Record<string, unknown> };
+    });
+  }
+
+  private executorFor(system: string): Executor<Record<string, unknown>> {
+    const exec = this.executors.get(system);
+    if (!exec) throw new GrantlineError(ErrorCodes.NO_EXECUTOR, `no executor is registered for system ${system}`, { retryable: true, details: { system } });
+    return exec;
+  }
+
+  private async proveSubject(subject: Principal, assertion: string | undefined): Promise<Principal> {
+    if (!assertion) return subject;
+    const v = await this.verifyIdentity(assertion, 'workload');
+    if (v.subject !== subject.id) {
+      throw new GrantlineError(ErrorCodes.IDENTITY, `assertion proves ${v.subject}, not subject ${subject.id}`, {
+        details: { where: 'request', path: ['subjectAssertion'] },
+      });
+    }
+    return principalSchema.parse({
+      ...subject,
+      claims: { ...v.claims, proof: { issuer: v.issuer, subject: v.subject, ...(v.kid ? { kid: v.kid } : {}) } },
+    });
+  }
+
+  private async verifyIdentity(assertion: string, purpose: 'approver' | 'workload'): Promise<VerifiedIdentity> {
+    if (!this.identity) {
+      throw new GrantlineError(ErrorCodes.IDENTITY, 'an identity assertion was given but no identity verifier is configured', {
+        details: { where: purpose === 'approver' ? 'approve' : 'request', path: [purpose === 'approver' ? 'assertion' : 'subjectAssertion'] },
+      });
+    }
+    return this.identity.verify(assertion, purpose);
+  }
+
+  private async overdueReviewsOf(actorId: string): Promise<number> {
+    let count = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await this.store.list({ requesterId: actorId, limit: 500, ...(cursor ? { cursor } : {}) });
+      const now = this.clock.now().getTime();
+      count += page.grants.filter(
+        (g) => g.breakGlass && g.breakGlass.actor.id === actorId && !g.breakGlass.review && Date.parse(g.breakGlass.reviewDueAt) <= now,
+      ).length;
+      cursor = page.nextCursor;
+    } while (cursor);
+    return count;
+  }
+
+  private ruleTtl(ruleId: string): number {
+    const rule = this.policy.policy.rules.find((r) => r.id === ruleId);
+    return rule?.requestTtlSeconds ?? this.policy.policy.requestTtlSeconds;
+  }
+
+  private checkId(id: unknown, where: string): void {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 256) {
+      throw new GrantlineError(ErrorCodes.VALIDATION, `${where}: case id must be a non-empty string`, {
+        details: { where, issues: [{ path: ['id'], code: 'invalid_type', message: 'expected a non-empty string' }] },
+      });
+    }
+  }
+
+  private async mustGet(id: string): Promise<Grant> {
+    const g = await this.store.get(id);
+    if (!g) throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${id}`, { details: { caseId: id } });
+    return g;
+  }
+
+  private publishEffects(grant: Grant, effects: Effect[]): void {
+    for (const e of effects) if (e.type === 'emit') this.publish(e.event as GrantlineEventName, grant, e.payload);
+  }
+
+  /** Emits after commit; a listener's exception (or rejected promise) is logged, never propagated. */
+  private publish(event: GrantlineEventName, grant: Grant, extra: Record<string, unknown> = {}): void {
+    const payload: GrantlineEventPayload = { ...extra, caseId: grant.id, grant };
+    for (const listener of this.listeners(event)) {
+      try {
+        const out = (listener as (p: GrantlineEventPayload) => unknown).call(this, payload);
+        if (out && typeof (out as Promise<unknown>).then === 'function') {
+          (out as Promise<unknown>).then(undefined, (err: unknown) =>
+            this.logger.error('grantline: event listener rejected', { event, caseId: grant.id, error: failureOf(err) }),
+          );
+        }
+      } catch (err) {
+        this.logger.error('grantline: event listener threw', { event, caseId: grant.id, error: failureOf(err) });
+      }
+    }
+  }
+}
+
+/**
+ * Creates the Grantline service.
+ * @throws GrantlineError `ERR_VALIDATION` when the policy is invalid or two executors claim a system.
+ */
+export function createGrantline(options: GrantlineOptions): Grantline {
+  return new Grantline(options);
+}
+
+export { isTerminal };
