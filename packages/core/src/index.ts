@@ -6,3 +6,8 @@ export * from './lifecycle.js';
 export * from './policy.js';
 export * from './service.js';
 export * from './token-executor.js';
+export * from './signer.js';
+export * from './evidence.js';
+export * from './checkpoint.js';
+export * from './store-audit.js';
+export { eventHashMatches, checkChain } from './chain-check.js';

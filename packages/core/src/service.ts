@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { type AuditDraft, canonicalJson, chainEvents, sha256Hex, verifyChain } from './audit.js';
+import { type Checkpointer, type CheckpointSink, type SignedCheckpoint, createCheckpointer } from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { type EvidenceBundle, createEvidence } from './evidence.js';
 import { type Command, type Effect, type FailureInfo, finalizeGrant, isTerminal, transition } from './lifecycle.js';
 import {
   type Actor,
@@ -51,6 +53,7 @@ import {
   silentLogger,
   systemClock,
 } from './ports.js';
+import type { Signer } from './signer.js';
 
 /** Every event the service emits, always after the store committed. */
 export const GRANTLINE_EVENTS = [
@@ -117,6 +120,13 @@ export interface GrantlineOptions {
   retry?: Partial<RetryOptions>;
   /** Random source for jitter, in [0, 1) (default Math.random). */
   random?: () => number;
+  /** Signs evidence bundles and checkpoints (see `createJoseSigner`). Required by `evidence` and `checkpoints`. */
+  signer?: Signer;
+  /**
+   * Signed checkpoints of the store-wide audit stream, handed to `sink` in batches by the background
+   * sweeper (never on the transition path). Needs `signer`.
+   */
+  checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
 }
 
 /** What `issue` returns: the case and, once only, the secrets per target. */
@@ -175,6 +185,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private readonly retryOpts: RetryOptions;
   private readonly random: () => number;
   private sweeperHandle: { stop(): Promise<void> } | undefined;
+  private readonly signer: Signer | undefined;
+  private readonly checkpointer: Checkpointer | undefined;
 
   constructor(options: GrantlineOptions) {
     super();
@@ -193,6 +205,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.retryOpts = { baseMs: 1_000, maxMs: 300_000, maxAttempts: 8, ...options.retry };
     this.random = options.random ?? Math.random;
+    this.signer = options.signer;
+    if (options.checkpoints) {
+      if (!options.signer) {
+        throw new GrantlineError(ErrorCodes.VALIDATION, 'createGrantline: checkpoints need a signer', {
+          details: { where: 'createGrantline', path: ['signer'] },
+        });
+      }
+      this.checkpointer = createCheckpointer({ store: this.store, signer: options.signer, clock: this.clock, logger: this.logger, ...options.checkpoints });
+    }
     for (const e of options.executors ?? []) {
       if (this.executors.has(e.system)) {
         throw new GrantlineError(ErrorCodes.VALIDATION, `createGrantline: two executors for system ${e.system}`, {
@@ -685,6 +706,34 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return result;
   }
 
+  /**
+   * The signed evidence bundle of a case (see `verifyEvidence`): record, every audit event, chain head,
+   * policy snapshot, signer `kid`. Holds no secret.
+   * @throws `ERR_EVIDENCE` when no signer is configured, `ERR_NOT_FOUND`, `ERR_VALIDATION`.
+   */
+  async evidence(id: string): Promise<EvidenceBundle> {
+    this.checkId(id, 'evidence');
+    if (!this.signer) {
+      throw new GrantlineError(ErrorCodes.EVIDENCE, 'evidence needs a signer: pass `signer` to createGrantline', { details: { where: 'evidence', path: ['signer'] } });
+    }
+    const grant = await this.mustGet(id);
+    const events = await this.store.events(id);
+    return createEvidence({ grant, events, signer: this.signer, now: this.clock.now(), policy: this.policy });
+  }
+
+  /**
+   * Signs a checkpoint of everything appended since the last one now (the sweeper also does, in batches).
+   * @throws `ERR_EVIDENCE` when checkpoints are not configured or the stream does not extend the last one.
+   */
+  async checkpoint(): Promise<SignedCheckpoint | null> {
+    if (!this.checkpointer) {
+      throw new GrantlineError(ErrorCodes.EVIDENCE, 'checkpoints are not configured: pass `checkpoints` and `signer` to createGrantline', {
+        details: { where: 'checkpoint', path: ['checkpoints'] },
+      });
+    }
+    return this.checkpointer.run();
+  }
+
   // ---------------------------------------------------------------- sweeper
 
   /**
@@ -728,6 +777,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   startSweeper(options: { signal?: AbortSignal; maxSleepMs?: number; minSleepMs?: number; limit?: number } = {}): { stop(): Promise<void> } {
     if (this.sweeperHandle) return this.sweeperHandle;
+    this.checkpointer?.start();
     const maxSleep = options.maxSleepMs ?? 30_000;
     const minSleep = options.minSleepMs ?? 10;
     let stopped = false;
@@ -777,6 +827,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   /** Stops the background sweeper, if any. The store is the host's to close. */
   async close(): Promise<void> {
     await this.sweeperHandle?.stop();
+    await this.checkpointer?.stop();
   }
 
   // ---------------------------------------------------------------- internals
