@@ -132,7 +132,7 @@ describe('evidence bundles', () => {
     const cases: [string, (p: Payload) => void, EvidenceProblemCode][] = [
       [
         'edit an event field',
-        (p) => (p.events[3]!.data = { ...p.events[3]!.data, role: 'security-officer' }),
+        (p) => (p.events[3]!.data = { ...(p.events[3]!.data as object), role: 'security-officer' }),
         'CHAIN_HASH_MISMATCH',
       ],
       ['delete an event', (p) => p.events.splice(2, 1), 'CHAIN_SEQ_GAP'],
