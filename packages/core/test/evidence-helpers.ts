@@ -96,7 +96,11 @@ export const carol: Principal = {
 
 /** A service over the memory store with the real token executor and a real Ed25519 signer. */
 export async function setup(
-  opts: { signer?: Signer | null; checkpoints?: { sink: CheckpointSink }; identity?: IdentityVerifier } = {},
+  opts: {
+    signer?: Signer | null;
+    checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
+    identity?: IdentityVerifier;
+  } = {},
 ) {
   const clock = manualClock();
   const store: MemoryStore = createMemoryStore();
