@@ -11,3 +11,4 @@ export * from './evidence.js';
 export * from './checkpoint.js';
 export * from './store-audit.js';
 export { eventHashMatches, checkChain } from './chain-check.js';
+export * from './identity.js';
