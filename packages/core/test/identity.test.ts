@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type JWK, SignJWT, UnsecuredJWT, exportJWK, generateKeyPair } from 'jose';
+import { type CryptoKey, type JWK, SignJWT, UnsecuredJWT, exportJWK, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type IdentityVerifier,
@@ -132,7 +132,7 @@ describe('createJwtIdentityVerifier', () => {
       .setExpirationTime(nowS() + 300)
       .encode();
     await rejected(verifier.verify(none, 'approver'), 'unsigned');
-    const err = await verifier.verify(none, 'approver').catch((e: unknown) => e as Error);
+    const err = (await verifier.verify(none, 'approver').catch((e: unknown) => e)) as Error;
     assert.match(err.message, /alg none/);
     assert.equal(err.message.includes(none), false, 'the assertion is never echoed');
   });
