@@ -937,6 +937,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const { next, events: drafts, effects } = transition(current, command, now);
       const stored = await this.commitNext(current, next, drafts, now);
       if (stored) {
+        this.logger.debug('grantline: transition', { caseId: id, command: command.type, from: current.state, to: stored.state, version: stored.version });
         this.publishEffects(stored, effects);
         return stored;
       }
