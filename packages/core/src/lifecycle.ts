@@ -27,6 +27,7 @@ export type Command =
   | {
       type: 'issueFailed';
       actor: Actor;
+      resumeAt: string;
       issued: { targetId: string; issuance: Issuance }[];
       failedTargetId: string | undefined;
       error: FailureInfo;
@@ -36,9 +37,10 @@ export type Command =
       actor: Actor;
       usage: Record<string, unknown>;
       violation: DecisionReason[];
+      resumeAt: string;
     }
-  | { type: 'requestRevoke'; trigger: RevocationTrigger; actor: Actor; reason: string; actingRole?: string }
-  | { type: 'targetRevoked'; targetId: string; alreadyGone: boolean; detail?: Record<string, unknown> }
+  | { type: 'requestRevoke'; trigger: RevocationTrigger; actor: Actor; reason: string; actingRole?: string; resumeAt: string }
+  | { type: 'targetRevoked'; targetId: string; alreadyGone: boolean; detail?: Record<string, unknown>; resumeAt: string }
   | { type: 'targetRevokeFailed'; targetId: string; error: FailureInfo; nextAt: string; exhausted: boolean }
   | {
       type: 'targetVerified';
@@ -57,7 +59,7 @@ export type Command =
       nextAt: string;
       exhausted: boolean;
     }
-  | { type: 'review'; review: NonNullable<BreakGlass['review']> }
+  | { type: 'review'; review: NonNullable<BreakGlass['review']>; resumeAt: string }
   | { type: 'reviewOverdue' }
   | {
       type: 'extend';
@@ -199,10 +201,12 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     if (!t) throw new GrantlineError(ErrorCodes.VALIDATION, `case ${g.id} has no target ${id}`, { details: { caseId: g.id, targetId: id } });
     return t;
   };
-  const startRevocation = (trigger: RevocationTrigger, actor: Actor, reason: string) => {
+  // `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
+  // (normally now + lease): it keeps a second process from racing the one already at work.
+  const startRevocation = (trigger: RevocationTrigger, actor: Actor, reason: string, resumeAt: string) => {
     g.state = 'revoking';
     g.revocation = { trigger, reason, actor, requestedAt: at };
-    g.retry = { attempts: 0, nextAt: at };
+    g.retry = { attempts: 0, nextAt: resumeAt };
     effects.push({ type: 'revoke', targetIds: pendingRevocation(g) });
     emit('grant:revoking', { trigger, reason });
   };
@@ -276,7 +280,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         data: { failedTargetId: command.failedTargetId ?? null, error: command.error },
       });
       emit('issuance:failed', { targetId: command.failedTargetId, error: command.error });
-      startRevocation('rollback', SYSTEM, `issuance failed: ${command.error.message}`);
+      startRevocation('rollback', SYSTEM, `issuance failed: ${command.error.message}`, command.resumeAt);
       events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'rollback', reason: g.revocation!.reason } });
       break;
     }
@@ -295,7 +299,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         emit('policy:violation', { reasons: command.violation });
         if (grant.state === 'issued') {
           const reason = command.violation.map((r) => r.message).join('; ');
-          startRevocation('violation', SYSTEM, reason);
+          startRevocation('violation', SYSTEM, reason, command.resumeAt);
           events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'violation', reason } });
         }
       }
@@ -307,7 +311,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           details: { caseId: g.id, state: g.state, command: command.type },
         });
       }
-      startRevocation(command.trigger, command.actor, command.reason);
+      startRevocation(command.trigger, command.actor, command.reason, command.resumeAt);
       events.push({
         type: 'revoke.requested',
         actor: command.actor,
@@ -335,7 +339,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         g.revocation!.revokedAt = at;
         g.revocation!.lagToRevokedMs = lagMs(g, now);
         delete g.revocation!.exposed;
-        g.retry = { attempts: 0, nextAt: at };
+        g.retry = { attempts: 0, nextAt: command.resumeAt };
         events.push({ type: 'revoked', actor: SYSTEM, data: { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs } });
         emit('grant:revoked', { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs });
         effects.push({ type: 'verify', targetIds: pendingVerification(g) });
@@ -440,7 +444,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       });
       emit('review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
       if (command.review.outcome === 'rejected' && grant.state === 'issued') {
-        startRevocation('review', actorOf(command.review.reviewer), 'break-glass review rejected');
+        startRevocation('review', actorOf(command.review.reviewer), 'break-glass review rejected', command.resumeAt);
         events.push({ type: 'revoke.requested', actor: actorOf(command.review.reviewer), data: { trigger: 'review', reason: 'break-glass review rejected' } });
       }
       break;

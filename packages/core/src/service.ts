@@ -528,7 +528,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     if (failure) {
       const f = failure;
-      started = await this.mutate(id, () => ({ type: 'issueFailed', actor, issued, failedTargetId: f.targetId, error: f.error }), started);
+      started = await this.mutate(id, () => ({ type: 'issueFailed', actor, issued, failedTargetId: f.targetId, error: f.error, resumeAt: this.resumeAt() }), started);
       const after = await this.advance(started).catch(() => started);
       throw new GrantlineError(ErrorCodes.ISSUANCE_FAILED, `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`, {
         retryable: false,
@@ -582,6 +582,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(u.detail ? { detail: u.detail } : {}),
         },
         violation: check.reasons,
+        resumeAt: this.resumeAt(),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;
@@ -593,7 +594,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async reportViolation(id: string, input: { detector: string; reason: string }): Promise<Grant> {
     this.checkId(id, 'reportViolation');
     const d = parseInput(decisionInputSchema, { actor: { id: input?.detector, kind: 'workload' }, reason: input?.reason }, 'reportViolation');
-    const g = await this.mutate(id, () => ({ type: 'requestRevoke', trigger: 'violation', actor: { id: d.actor.id, kind: 'system' }, reason: d.reason }));
+    const g = await this.mutate(id, () => ({
+      type: 'requestRevoke',
+      trigger: 'violation',
+      actor: { id: d.actor.id, kind: 'system' },
+      reason: d.reason,
+      resumeAt: this.resumeAt(),
+    }));
     return this.advance(g);
   }
 
@@ -645,6 +652,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       return {
         type: 'review',
         review: { reviewer: r.reviewer, role: role!, outcome: r.outcome, at: this.clock.now().toISOString(), ...(r.notes ? { notes: r.notes } : {}) },
+        resumeAt: this.resumeAt(),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;
@@ -792,19 +800,34 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     for (let step = 0; step < 4 * g.targets.length + 6; step++) {
       const t = now().getTime();
       if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt && Date.parse(g.breakGlass.reviewDueAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'reviewOverdue' }), g);
+        g = await this.mutate(g.id, (cur) => (cur.breakGlass?.review || cur.breakGlass?.overdueRaisedAt ? null : { type: 'reviewOverdue' }), g);
         continue;
       }
       if ((g.state === 'requested' || g.state === 'approved') && Date.parse(g.window.requestExpiresAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'expire', reason: g.state === 'requested' ? 'not approved in time' : 'not issued in time' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) =>
+            (cur.state === 'requested' || cur.state === 'approved') && Date.parse(cur.window.requestExpiresAt) <= t
+              ? { type: 'expire', reason: cur.state === 'requested' ? 'not approved in time' : 'not issued in time' }
+              : null,
+          g,
+        );
         continue;
       }
       if (g.state === 'issuing' && fromSweeper && g.retry?.nextAt && Date.parse(g.retry.nextAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'rollback', actor: SYSTEM, reason: 'issuance did not complete in time' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) => (cur.state === 'issuing' ? { type: 'requestRevoke', trigger: 'rollback', actor: SYSTEM, reason: 'issuance did not complete in time', resumeAt: this.resumeAt() } : null),
+          g,
+        );
         continue;
       }
       if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'expiry', actor: SYSTEM, reason: 'window ended' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) => (cur.state === 'issued' ? { type: 'requestRevoke', trigger: 'expiry', actor: SYSTEM, reason: 'window ended', resumeAt: this.resumeAt() } : null),
+          g,
+        );
         continue;
       }
       if (g.state === 'revoking' && (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)) {
@@ -813,7 +836,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         if (g.state === 'revoking' || g.version === before) break;
         continue;
       }
-      if (g.state === 'revoked' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t)) {
+      if (g.state === 'revoked' && (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)) {
         const before = g.version;
         g = await this.verifyTargets(g);
         if (g.state === 'revoked' || g.version === before) break;
@@ -838,7 +861,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           trigger: g.revocation!.trigger,
           reason: g.revocation!.reason,
         });
-        cmd = { type: 'targetRevoked', targetId: t.id, alreadyGone: res.alreadyGone ?? false, ...(res.detail ? { detail: res.detail } : {}) };
+        cmd = {
+          type: 'targetRevoked',
+          targetId: t.id,
+          alreadyGone: res.alreadyGone ?? false,
+          ...(res.detail ? { detail: res.detail } : {}),
+          resumeAt: this.resumeAt(),
+        };
       } catch (err) {
         const error = failureOf(err);
         const attempts = (t.revocation?.attempts ?? 0) + 1;
@@ -851,7 +880,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
         };
       }
-      g = await this.mutate(g.id, () => cmd, g);
+      // After a lost race the fresh record decides: a target someone else confirmed is skipped.
+      g = await this.mutate(g.id, (cur) => (cur.state === 'revoking' && !cur.targets.find((x) => x.id === t.id)?.revocation?.confirmedAt ? cmd : null), g);
+      if (g.state !== 'revoking') break;
     }
     return g;
   }
@@ -894,10 +925,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
         };
       }
-      g = await this.mutate(g.id, () => cmd, g);
+      g = await this.mutate(g.id, (cur) => (cur.state === 'revoked' && cur.targets.find((x) => x.id === t.id)?.verification?.result !== 'absent' ? cmd : null), g);
       if (g.state !== 'revoked') break;
     }
     return g;
+  }
+
+  /** When the sweeper takes over a step this process is about to do inline (now + lease). */
+  private resumeAt(): string {
+    return new Date(this.clock.now().getTime() + this.leaseMs).toISOString();
   }
 
   /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
@@ -920,7 +956,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           details: { where, caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'only the requester or subject completes a task', path: ['actor'] }] },
         });
       }
-      return { type: 'requestRevoke', trigger, actor: actorOf(r.actor), reason: r.reason };
+      return { type: 'requestRevoke', trigger, actor: actorOf(r.actor), reason: r.reason, resumeAt: this.resumeAt() };
     });
     return this.advance(g);
   }
@@ -929,11 +965,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Loads the case (or uses `known`), derives the command and commits it with compare-and-set; on a
    * lost race it reloads and re-derives (the command may then be refused), up to 16 times.
    */
-  private async mutate(id: string, decide: (g: Grant) => Command, known?: Grant): Promise<Grant> {
+  private async mutate(id: string, decide: (g: Grant) => Command | null, known?: Grant): Promise<Grant> {
     let current = known ?? (await this.mustGet(id));
     for (let attempt = 0; ; attempt++) {
       const now = this.clock.now();
       const command = decide(current);
+      if (command === null) return current; // nothing left to do on the current record
       const { next, events: drafts, effects } = transition(current, command, now);
       const stored = await this.commitNext(current, next, drafts, now);
       if (stored) {
