@@ -38,7 +38,12 @@ const policy = {
 
 // 2. The people and the workload. A human asking for a CI job is two principals.
 const ci = { id: 'ci:deploy-payments', kind: 'workload' as const, roles: ['deployer'] };
-const alice = { id: 'alice', kind: 'human' as const, roles: ['engineer', 'service-owner'], teams: ['payments'] };
+const alice = {
+  id: 'alice',
+  kind: 'human' as const,
+  roles: ['engineer', 'service-owner'],
+  teams: ['payments'],
+};
 const sam = { id: 'sam', kind: 'human' as const, roles: ['security-officer'], teams: ['security'] };
 const olga = { id: 'olga', kind: 'human' as const, roles: ['service-owner'], teams: ['payments'] };
 const rita = { id: 'rita', kind: 'human' as const, roles: ['sre-oncall'], teams: ['sre'] };
@@ -47,7 +52,9 @@ const rita = { id: 'rita', kind: 'human' as const, roles: ['sre-oncall'], teams:
 const tokens = await createTokenAuthority({ issuer: 'https://grantline.example' });
 const store = createMemoryStore();
 const grantline = createGrantline({ store, policy, executors: [tokens.executor] });
-grantline.on('grant:revoked', ({ caseId, trigger }) => console.log(`  event grant:revoked ${caseId.slice(0, 8)} (${trigger})`));
+grantline.on('grant:revoked', ({ caseId, trigger }) =>
+  console.log(`  event grant:revoked ${caseId.slice(0, 8)} (${trigger})`),
+);
 const sweeper = grantline.startSweeper(); // sleeps until the next due time; run it in every instance
 
 const show = async (title: string, id: string) => {
@@ -76,14 +83,22 @@ const { credentials } = await grantline.issue(c1.id); // the secret is returned 
 const token = credentials.payments!.token!;
 const claims = await tokens.verifier.verify(token, { audience: 'api://payments' }); // the payments API accepts it
 await grantline.recordUsage(c1.id, { sourceIp: '10.20.30.40', action: 'payments:rotate-webhook' });
-console.log(`payments API accepted the token for ${claims.subject}, expires ${claims.expiresAt.toISOString()}`);
+console.log(
+  `payments API accepted the token for ${claims.subject}, expires ${claims.expiresAt.toISOString()}`,
+);
 await grantline.complete(c1.id, { actor: ci, reason: 'webhooks rotated' });
-const rejected = await tokens.verifier.verify(token).then(() => 'ACCEPTED (bug!)', (e) => `rejected (${e.details.reason})`);
+const rejected = await tokens.verifier.verify(token).then(
+  () => 'ACCEPTED (bug!)',
+  (e) => `rejected (${e.details.reason})`,
+);
 console.log(`after completion the same token is ${rejected}`);
 await show('Case 1 — dual control, completion', c1.id);
 
 // Case 2: the same kind of access used from outside the allowed network is revoked at once.
-const c2 = await grantline.request({ ...request, justification: { ...request.justification, ticket: 'OPS-4712' } });
+const c2 = await grantline.request({
+  ...request,
+  justification: { ...request.justification, ticket: 'OPS-4712' },
+});
 await grantline.approve(c2.id, { approver: sam });
 await grantline.approve(c2.id, { approver: olga });
 await grantline.issue(c2.id);

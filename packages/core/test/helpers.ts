@@ -1,5 +1,11 @@
 import { createMemoryStore } from '@grantline/store-memory';
-import { type Logger, type PolicyInput, type PrincipalInput, createGrantline, createTokenAuthority } from '../src/index.js';
+import {
+  type Logger,
+  type PolicyInput,
+  type PrincipalInput,
+  createGrantline,
+  createTokenAuthority,
+} from '../src/index.js';
 
 export const policy: PolicyInput = {
   id: 'acme-jit',
@@ -45,9 +51,24 @@ export const policy: PolicyInput = {
 
 export const ciJob: PrincipalInput = { id: 'ci:deploy-payments', kind: 'workload', roles: ['deployer'] };
 export const alice: PrincipalInput = { id: 'alice', kind: 'human', roles: ['engineer'], teams: ['payments'] };
-export const sam: PrincipalInput = { id: 'sam', kind: 'human', roles: ['security-officer'], teams: ['security'] };
-export const olga: PrincipalInput = { id: 'olga', kind: 'human', roles: ['service-owner'], teams: ['payments'] };
-export const oscar: PrincipalInput = { id: 'oscar', kind: 'human', roles: ['service-owner', 'security-officer'], teams: ['platform-ops'] };
+export const sam: PrincipalInput = {
+  id: 'sam',
+  kind: 'human',
+  roles: ['security-officer'],
+  teams: ['security'],
+};
+export const olga: PrincipalInput = {
+  id: 'olga',
+  kind: 'human',
+  roles: ['service-owner'],
+  teams: ['payments'],
+};
+export const oscar: PrincipalInput = {
+  id: 'oscar',
+  kind: 'human',
+  roles: ['service-owner', 'security-officer'],
+  teams: ['platform-ops'],
+};
 export const rita: PrincipalInput = { id: 'rita', kind: 'human', roles: ['sre-oncall'], teams: ['sre'] };
 
 export const paymentsRequest = (over: Record<string, unknown> = {}) => ({
@@ -87,6 +108,13 @@ export async function setup(opts: { clock?: ReturnType<typeof manualClock> } = {
   const store = createMemoryStore();
   const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
   const logger = recordingLogger();
-  const gl = createGrantline({ store, policy, executors: [tokens.executor], clock, logger, random: () => 0.5 });
+  const gl = createGrantline({
+    store,
+    policy,
+    executors: [tokens.executor],
+    clock,
+    logger,
+    random: () => 0.5,
+  });
   return { clock, store, tokens, logger, gl };
 }

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type Executor, GRANTLINE_EVENTS, type GrantlineEventPayload, createGrantline, isGrantlineError, verifyChain } from '../src/index.js';
+import {
+  type Executor,
+  GRANTLINE_EVENTS,
+  type GrantlineEventPayload,
+  createGrantline,
+  isGrantlineError,
+  verifyChain,
+} from '../src/index.js';
 import { alice, ciJob, olga, oscar, paymentsRequest, policy, rita, sam, setup } from './helpers.js';
 
 async function approvedPayments(env: Awaited<ReturnType<typeof setup>>) {
@@ -28,7 +35,12 @@ describe('the main path: requested → approved → issued → revoked → verif
     expect(g.state).toBe('requested');
     expect(g.requester.id).toBe('alice');
     expect(g.subject.id).toBe('ci:deploy-payments');
-    expect(g.policy).toMatchObject({ ruleId: 'payments-write', owner: 'iam-governance', operator: 'platform-ops', risk: 'high' });
+    expect(g.policy).toMatchObject({
+      ruleId: 'payments-write',
+      owner: 'iam-governance',
+      operator: 'platform-ops',
+      risk: 'high',
+    });
 
     const one = await gl.approve(g.id, { approver: sam });
     expect(one.state).toBe('requested');
@@ -44,7 +56,11 @@ describe('the main path: requested → approved → issued → revoked → verif
     expect(issued.window.expiresAt).toBe(new Date(clock.now().getTime() + 1800_000).toISOString());
     const token = credentials.payments!.token!;
     const accepted = await tokens.verifier.verify(token, { audience: 'api://payments' });
-    expect(accepted).toMatchObject({ caseId: g.id, subject: 'ci:deploy-payments', scope: ['payments:write'] });
+    expect(accepted).toMatchObject({
+      caseId: g.id,
+      subject: 'ci:deploy-payments',
+      scope: ['payments:write'],
+    });
 
     await gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'payments:rotate-webhook' });
     clock.advance(60_000);
@@ -52,7 +68,10 @@ describe('the main path: requested → approved → issued → revoked → verif
     expect(done.state).toBe('verified');
     expect(done.revocation).toMatchObject({ trigger: 'completion', actor: { id: 'ci:deploy-payments' } });
     expect(done.targets[0]!.verification).toMatchObject({ result: 'absent', method: 'signed-probe' });
-    await expect(tokens.verifier.verify(token)).rejects.toMatchObject({ code: 'ERR_TOKEN_REJECTED', details: { reason: 'revoked' } });
+    await expect(tokens.verifier.verify(token)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_REJECTED',
+      details: { reason: 'revoked' },
+    });
 
     const history = await gl.history(g.id);
     expect(history.map((e) => e.type)).toEqual([
@@ -70,8 +89,15 @@ describe('the main path: requested → approved → issued → revoked → verif
       'target.verified',
       'verified',
     ]);
-    expect(history.find((e) => e.type === 'usage')!.data).toMatchObject({ sourceIp: '10.1.2.3', action: 'payments:rotate-webhook', usedBy: 'ci:deploy-payments' });
-    expect(history.filter((e) => e.type === 'approval').map((e) => e.actingRole)).toEqual(['security-officer', 'service-owner']);
+    expect(history.find((e) => e.type === 'usage')!.data).toMatchObject({
+      sourceIp: '10.1.2.3',
+      action: 'payments:rotate-webhook',
+      usedBy: 'ci:deploy-payments',
+    });
+    expect(history.filter((e) => e.type === 'approval').map((e) => e.actingRole)).toEqual([
+      'security-officer',
+      'service-owner',
+    ]);
     expect(verifyChain(g.id, history).valid).toBe(true);
     expect((await gl.checkChain(g.id)).valid).toBe(true);
   });
@@ -91,7 +117,12 @@ describe('the main path: requested → approved → issued → revoked → verif
     const g = await approvedPayments(env);
     expect(g.state).toBe('approved');
     await new Promise((r) => setTimeout(r, 5));
-    expect(seen.map((s) => s[0])).toEqual(['grant:requested', 'grant:approval', 'grant:approval', 'grant:approved']);
+    expect(seen.map((s) => s[0])).toEqual([
+      'grant:requested',
+      'grant:approval',
+      'grant:approval',
+      'grant:approved',
+    ]);
     expect(seen.every(([, v]) => v >= 1)).toBe(true);
     expect(env.logger.lines.some((l) => l.includes('event listener threw'))).toBe(true);
   });
@@ -113,7 +144,10 @@ describe('dual control and who may approve (each test tries to break a rule)', (
     const g = await env.gl.request(paymentsRequest());
     await env.gl.approve(g.id, { approver: sam });
     const sam2 = { id: 'sam2', kind: 'human' as const, roles: ['security-officer'], teams: ['security'] };
-    expect(await code(env.gl.approve(g.id, { approver: sam2 }))).toEqual({ code: 'ERR_APPROVAL_REFUSED', reasons: ['ROLE_ALREADY_USED'] });
+    expect(await code(env.gl.approve(g.id, { approver: sam2 }))).toEqual({
+      code: 'ERR_APPROVAL_REFUSED',
+      reasons: ['ROLE_ALREADY_USED'],
+    });
     expect((await env.gl.get(g.id)).approvals).toHaveLength(1);
   });
 
@@ -122,14 +156,19 @@ describe('dual control and who may approve (each test tries to break a rule)', (
     const g = await env.gl.request(paymentsRequest());
     await env.gl.approve(g.id, { approver: sam });
     const samAsOwner = { ...sam, roles: ['security-officer', 'service-owner'] };
-    expect((await code(env.gl.approve(g.id, { approver: samAsOwner, role: 'service-owner' }))).reasons).toContain('DUPLICATE_APPROVER');
+    expect(
+      (await code(env.gl.approve(g.id, { approver: samAsOwner, role: 'service-owner' }))).reasons,
+    ).toContain('DUPLICATE_APPROVER');
   });
 
   it('the requester may not approve their own request', async () => {
     const env = await setup();
     const selfish = { ...alice, roles: ['security-officer', 'service-owner'] };
     const g = await env.gl.request(paymentsRequest({ requester: selfish }));
-    expect(await code(env.gl.approve(g.id, { approver: selfish }))).toEqual({ code: 'ERR_APPROVAL_REFUSED', reasons: ['SELF_APPROVAL_REQUESTER'] });
+    expect(await code(env.gl.approve(g.id, { approver: selfish }))).toEqual({
+      code: 'ERR_APPROVAL_REFUSED',
+      reasons: ['SELF_APPROVAL_REQUESTER'],
+    });
   });
 
   it('the subject may not approve access for itself', async () => {
@@ -142,13 +181,17 @@ describe('dual control and who may approve (each test tries to break a rule)', (
       targets: [{ id: 'orders', system: 'token', resource: 'api://orders' }],
       durationSeconds: 600,
     });
-    expect((await code(env.gl.approve(g.id, { approver: human }))).reasons).toContain('SELF_APPROVAL_SUBJECT');
+    expect((await code(env.gl.approve(g.id, { approver: human }))).reasons).toContain(
+      'SELF_APPROVAL_SUBJECT',
+    );
   });
 
   it('the operator team executes and may not approve', async () => {
     const env = await setup();
     const g = await env.gl.request(paymentsRequest());
-    expect((await code(env.gl.approve(g.id, { approver: oscar }))).reasons).toContain('OPERATOR_TEAM_APPROVAL');
+    expect((await code(env.gl.approve(g.id, { approver: oscar }))).reasons).toContain(
+      'OPERATOR_TEAM_APPROVAL',
+    );
   });
 
   it('a workload may not approve, and an approver without a qualifying role is refused', async () => {
@@ -156,8 +199,13 @@ describe('dual control and who may approve (each test tries to break a rule)', (
     const g = await env.gl.request(paymentsRequest());
     const bot = { id: 'approver-bot', kind: 'workload' as const, roles: ['security-officer'] };
     expect((await code(env.gl.approve(g.id, { approver: bot }))).reasons).toContain('APPROVER_NOT_HUMAN');
-    expect((await code(env.gl.approve(g.id, { approver: { id: 'eve', kind: 'human', roles: ['engineer'] } }))).reasons).toEqual(['ROLE_NOT_QUALIFIED']);
-    expect((await code(env.gl.approve(g.id, { approver: sam, role: 'service-owner' }))).reasons).toEqual(['ROLE_NOT_QUALIFIED']);
+    expect(
+      (await code(env.gl.approve(g.id, { approver: { id: 'eve', kind: 'human', roles: ['engineer'] } })))
+        .reasons,
+    ).toEqual(['ROLE_NOT_QUALIFIED']);
+    expect((await code(env.gl.approve(g.id, { approver: sam, role: 'service-owner' }))).reasons).toEqual([
+      'ROLE_NOT_QUALIFIED',
+    ]);
   });
 
   it('concurrent approvals serialise: both are recorded, one version each, chain intact', async () => {
@@ -166,7 +214,10 @@ describe('dual control and who may approve (each test tries to break a rule)', (
     const store = createMemoryStore({ latencyMs: 2 });
     const gl = createGrantline({ store, policy, executors: [env.tokens.executor], clock: env.clock });
     const g = await gl.request(paymentsRequest());
-    const [a, b] = await Promise.all([gl.approve(g.id, { approver: sam }), gl.approve(g.id, { approver: olga })]);
+    const [a, b] = await Promise.all([
+      gl.approve(g.id, { approver: sam }),
+      gl.approve(g.id, { approver: olga }),
+    ]);
     const final = await gl.get(g.id);
     expect(final.state).toBe('approved');
     expect(final.version).toBe(3);
@@ -182,7 +233,9 @@ describe('dual control and who may approve (each test tries to break a rule)', (
     const store = createMemoryStore({ latencyMs: 1 });
     const gl = createGrantline({ store, policy, executors: [env.tokens.executor], clock: env.clock });
     const g = await gl.request(paymentsRequest());
-    const results = await Promise.allSettled(Array.from({ length: 8 }, () => gl.approve(g.id, { approver: sam })));
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, () => gl.approve(g.id, { approver: sam })),
+    );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const history = await gl.history(g.id);
     expect(history.filter((e) => e.type === 'approval')).toHaveLength(1);
@@ -204,7 +257,9 @@ describe('terminal states are final', () => {
       const before = JSON.stringify(await env.gl.get(id));
       expect((await code(env.gl.approve(id, { approver: olga }))).code).toBe('ERR_INVALID_TRANSITION');
       expect((await code(env.gl.issue(id))).code).toBe('ERR_INVALID_TRANSITION');
-      expect((await code(env.gl.cancel(id, { actor: alice, reason: 'x' }))).code).toBe('ERR_INVALID_TRANSITION');
+      expect((await code(env.gl.cancel(id, { actor: alice, reason: 'x' }))).code).toBe(
+        'ERR_INVALID_TRANSITION',
+      );
       expect(JSON.stringify(await env.gl.get(id))).toBe(before);
     }
     expect((await env.gl.get(done.id)).state).toBe('verified');
@@ -218,7 +273,10 @@ describe('terminal states are final', () => {
     const env = await setup();
     const g = await env.gl.request(paymentsRequest());
     expect((await code(env.gl.deny(g.id, { actor: alice, reason: 'x' }))).code).toBe('ERR_APPROVAL_REFUSED');
-    expect((await code(env.gl.cancel(g.id, { actor: { id: 'mallory', kind: 'human', roles: [] }, reason: 'x' }))).code).toBe('ERR_APPROVAL_REFUSED');
+    expect(
+      (await code(env.gl.cancel(g.id, { actor: { id: 'mallory', kind: 'human', roles: [] }, reason: 'x' })))
+        .code,
+    ).toBe('ERR_APPROVAL_REFUSED');
     expect((await env.gl.get(g.id)).state).toBe('requested');
   });
 });
@@ -235,7 +293,12 @@ describe('secrets are returned once and never kept', () => {
     expect(token.length).toBeGreaterThan(100);
     expect(JSON.stringify(grant)).not.toContain(signature);
     await env.gl.recordUsage(g.id, { sourceIp: '172.16.0.1', action: 'payments:refund' });
-    const haystacks = [env.store.dump(), JSON.stringify(await env.gl.history(g.id)), emitted.join('\n'), env.logger.lines.join('\n')];
+    const haystacks = [
+      env.store.dump(),
+      JSON.stringify(await env.gl.history(g.id)),
+      emitted.join('\n'),
+      env.logger.lines.join('\n'),
+    ];
     for (const h of haystacks) {
       expect(h.length).toBeGreaterThan(0);
       expect(h).not.toContain(signature);
@@ -249,7 +312,11 @@ describe('secrets are returned once and never kept', () => {
       system: 'leaky',
       paramsSchema: z.record(z.string(), z.unknown()),
       async issue() {
-        return { ref: { id: 'x' }, expiresAt: new Date(Date.now() + 600_000), secret: { password: 'hunter2-super-secret' } };
+        return {
+          ref: { id: 'x' },
+          expiresAt: new Date(Date.now() + 600_000),
+          secret: { password: 'hunter2-super-secret' },
+        };
       },
       async revoke() {
         return {};
@@ -267,7 +334,18 @@ describe('secrets are returned once and never kept', () => {
     };
     const gl = createGrantline({
       store: env.store,
-      policy: { ...policy, rules: [{ id: 'any', risk: 'medium', operator: 'ops', maxDurationSeconds: 3600, approvals: { count: 1, roles: ['service-owner'] } }] },
+      policy: {
+        ...policy,
+        rules: [
+          {
+            id: 'any',
+            risk: 'medium',
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['service-owner'] },
+          },
+        ],
+      },
       executors: [leaky, failing],
       clock: env.clock,
       logger: env.logger,
@@ -305,7 +383,9 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(after.state).toBe('verified');
     expect(after.revocation?.trigger).toBe('violation');
     expect(after.revocation?.reason).toContain('203.0.113.9');
-    await expect(env.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({ details: { reason: 'revoked' } });
+    await expect(env.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+      details: { reason: 'revoked' },
+    });
   });
 
   it('an action outside the allowed set is a violation too; usage after revocation is flagged', async () => {
@@ -332,8 +412,13 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(g.state).toBe('approved');
     expect(g.approvals).toEqual([]);
     const history = await env.gl.history(g.id);
-    expect(history[1]).toMatchObject({ type: 'approved', actor: { id: 'policy:template:read-metrics', kind: 'system' } });
-    expect((await code(env.gl.request({ ...paymentsRequest(), template: 'read-metrics' }))).reasons).toEqual(['TEMPLATE_NOT_APPLICABLE']);
+    expect(history[1]).toMatchObject({
+      type: 'approved',
+      actor: { id: 'policy:template:read-metrics', kind: 'system' },
+    });
+    expect((await code(env.gl.request({ ...paymentsRequest(), template: 'read-metrics' }))).reasons).toEqual([
+      'TEMPLATE_NOT_APPLICABLE',
+    ]);
   });
 
   it('break-glass: allowed role only, capped, review overdue blocks the next one until reviewed', async () => {
@@ -348,7 +433,9 @@ describe('violations, templates, break-glass and expiry', () => {
     });
     expect((await code(env.gl.breakGlass(bg({ requester: alice })))).reasons).toEqual(['BREAK_GLASS_ROLE']);
     expect((await code(env.gl.breakGlass(bg({ durationSeconds: 0 })))).code).toBe('ERR_VALIDATION');
-    expect((await code(env.gl.breakGlass(bg({ durationSeconds: 3600 })))).reasons).toEqual(['DURATION_EXCEEDS_MAX']);
+    expect((await code(env.gl.breakGlass(bg({ durationSeconds: 3600 })))).reasons).toEqual([
+      'DURATION_EXCEEDS_MAX',
+    ]);
     const g = await env.gl.breakGlass(bg());
     expect(g.state).toBe('approved');
     expect(g.breakGlass?.reviewDueAt).toBe(new Date(env.clock.now().getTime() + 86_400_000).toISOString());
@@ -360,7 +447,9 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(overdue).toEqual([g.id]);
     expect((await env.gl.get(g.id)).state).toBe('verified');
     expect((await code(env.gl.breakGlass(bg()))).reasons).toEqual(['BREAK_GLASS_REVIEW_OVERDUE']);
-    expect((await code(env.gl.review(g.id, { reviewer: rita, outcome: 'accepted' }))).reasons).toContain('SELF_REVIEW');
+    expect((await code(env.gl.review(g.id, { reviewer: rita, outcome: 'accepted' }))).reasons).toContain(
+      'SELF_REVIEW',
+    );
     await env.gl.review(g.id, { reviewer: sam, outcome: 'accepted', notes: 'justified' });
     const next = await env.gl.breakGlass(bg());
     expect(next.state).toBe('approved');
@@ -402,15 +491,25 @@ describe('policy and idempotency', () => {
   it('denies with reasons and writes nothing when a reference is missing or the rule is exceeded', async () => {
     const env = await setup();
     const before = env.store.dump();
-    const e1 = await code(env.gl.request(paymentsRequest({ justification: { reason: 'x', workload: 'ci:deploy-payments' } })));
+    const e1 = await code(
+      env.gl.request(paymentsRequest({ justification: { reason: 'x', workload: 'ci:deploy-payments' } })),
+    );
     expect(e1).toEqual({ code: 'ERR_POLICY_DENIED', reasons: ['TICKET_REQUIRED'] });
-    const e2 = await code(env.gl.request(paymentsRequest({ justification: { reason: 'x', ticket: 'JIRA-1', workload: 'other' } })));
+    const e2 = await code(
+      env.gl.request(
+        paymentsRequest({ justification: { reason: 'x', ticket: 'JIRA-1', workload: 'other' } }),
+      ),
+    );
     expect(e2.reasons).toEqual(['TICKET_PATTERN', 'WORKLOAD_MISMATCH']);
     const e3 = await code(env.gl.request(paymentsRequest({ durationSeconds: 7200 })));
     expect(e3.reasons).toEqual(['DURATION_EXCEEDS_MAX']);
-    const e4 = await code(env.gl.request(paymentsRequest({ targets: [{ id: 'x', system: 'token', resource: 'ftp://nowhere' }] })));
+    const e4 = await code(
+      env.gl.request(paymentsRequest({ targets: [{ id: 'x', system: 'token', resource: 'ftp://nowhere' }] })),
+    );
     expect(e4.reasons).toEqual(['NO_MATCHING_RULE']);
-    const e5 = await code(env.gl.request(paymentsRequest({ targets: [{ id: 'x', system: 'ssh', resource: 'host' }] })));
+    const e5 = await code(
+      env.gl.request(paymentsRequest({ targets: [{ id: 'x', system: 'ssh', resource: 'host' }] })),
+    );
     expect(e5.code).toBe('ERR_NO_EXECUTOR');
     expect(env.store.dump()).toBe(before);
   });
@@ -421,7 +520,10 @@ describe('policy and idempotency', () => {
     const b = await env.gl.request(paymentsRequest({ idempotencyKey: 'deploy-991' }));
     expect(b.id).toBe(a.id);
     expect((await env.gl.list()).grants).toHaveLength(1);
-    expect((await code(env.gl.request(paymentsRequest({ idempotencyKey: 'deploy-991', durationSeconds: 60 })))).code).toBe('ERR_IDEMPOTENCY_MISMATCH');
+    expect(
+      (await code(env.gl.request(paymentsRequest({ idempotencyKey: 'deploy-991', durationSeconds: 60 }))))
+        .code,
+    ).toBe('ERR_IDEMPOTENCY_MISMATCH');
   });
 
   it('a multi-target case is governed by its strictest rule', async () => {
