@@ -8,9 +8,7 @@ import { z } from 'zod';
  * verify) next to a minimal baseline measured in the same run: a plain loop doing the same number of
  * record updates and SHA-256 chain steps (counted from the real run, not assumed).
  */
-export async function benchLifecycle(
-  n = 3000,
-): Promise<{
+export async function benchLifecycle(n = 3000): Promise<{
   lifecyclesPerSec: number;
   baselinePerSec: number;
   ratio: number;
