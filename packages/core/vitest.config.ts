@@ -1,10 +1,3 @@
-import { defineProject } from 'vitest/config';
+import { project } from '../../vitest.shared.js';
 
-// Resolve sibling workspace packages (a devDependency here) from their TypeScript sources.
-const conditions = ['source', 'import', 'module', 'node', 'default'];
-
-export default defineProject({
-  resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: ['source'] } },
-  test: { name: 'core', include: ['test/**/*.test.ts'] },
-});
+export default project('core');

@@ -6,6 +6,7 @@ export * from './lifecycle.js';
 export * from './policy.js';
 export * from './service.js';
 export * from './token-executor.js';
+export * from './timeline.js';
 export * from './signer.js';
 export * from './evidence.js';
 export * from './checkpoint.js';
