@@ -13,3 +13,4 @@ export * from './checkpoint.js';
 export * from './store-audit.js';
 export { eventHashMatches, checkChain } from './chain-check.js';
 export * from './identity.js';
+export * from './report.js';

@@ -9,6 +9,7 @@ import {
 } from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
 import { type EvidenceBundle, createEvidence } from './evidence.js';
+import { type GrantlineReport, type ReportInput, buildReport } from './report.js';
 import {
   type Command,
   type Effect,
@@ -958,6 +959,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     return this.checkpointer.run();
+  }
+
+  /**
+   * Period report over the store: lingering access, pending or failed revocations, unverified removals,
+   * break-glass without review, approval and revocation latency, mapped to the controls they evidence.
+   * Render with `renderReportMarkdown`. @throws `ERR_VALIDATION` for a bad period.
+   */
+  async report(period: Omit<ReportInput, 'now'>): Promise<GrantlineReport> {
+    return buildReport(this.store, { ...period, now: this.clock.now() });
   }
 
   // ---------------------------------------------------------------- sweeper
