@@ -185,10 +185,10 @@ export async function buildReport(store: GrantStore, input: ReportInput): Promis
     )
       hit('APPROVED_BEFORE_ISSUE', g);
     if (g.approvals.length > 0 && g.approvals.length >= g.policy.approvals.count) {
-      const last = g.approvals
-        .slice(0, g.policy.approvals.count)
-        .reduce((m, a) => (a.at > m ? a.at : m), g.createdAt);
-      approvalMs.push(Date.parse(last) - Date.parse(g.createdAt));
+      const quorumAt = Math.max(
+        ...g.approvals.slice(0, g.policy.approvals.count).map((a) => Date.parse(a.at)),
+      );
+      approvalMs.push(quorumAt - Date.parse(g.createdAt));
     }
     if (g.revocation?.lagToRevokedMs !== undefined) revocationMs.push(g.revocation.lagToRevokedMs);
     if (g.revocation?.lagToVerifiedMs !== undefined) verificationMs.push(g.revocation.lagToVerifiedMs);

@@ -154,7 +154,7 @@ describe('reports', () => {
     assert.match(md, /Access still live past its expiry, revocation not started \(high, 2\)/);
     assert.match(md, new RegExp(s.ids.failed));
     assert.match(md, /PR\.AA-05/);
-    assert.match(md, /\| approval \| \d+ \| 1\.5 min \|/);
+    assert.match(md, /\| approval \| \d+ \| 90\.0 s \|/);
   });
 
   it('rejects a reversed or malformed period', async () => {
