@@ -186,7 +186,7 @@ export async function buildReport(store: GrantStore, input: ReportInput): Promis
       hit('APPROVED_BEFORE_ISSUE', g);
     if (g.approvals.length > 0 && g.approvals.length >= g.policy.approvals.count) {
       const quorumAt = Math.max(
-        ...g.approvals.slice(0, g.policy.approvals.count).map((a) => Date.parse(a.at)),
+        ...g.approvals.slice(0, Math.max(1, g.policy.approvals.count)).map((a) => Date.parse(a.at)),
       );
       approvalMs.push(quorumAt - Date.parse(g.createdAt));
     }
