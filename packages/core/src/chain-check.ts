@@ -1,6 +1,6 @@
 import { createHash, hash as oneShotHash } from 'node:crypto';
 import { configure } from 'safe-stable-stringify';
-import { type ChainProblem, GENESIS_HASH, eventHash } from './audit.js';
+import { type ChainProblem, GENESIS_HASH, canonicalJson, eventHash } from './audit.js';
 import type { AuditEvent } from './model.js';
 
 // Recomputing every event hash is the cost of an audit, so it has a fast path. Soundness does not
@@ -27,6 +27,17 @@ function sortedDeep(v: unknown): boolean {
     prev = k;
   }
   return true;
+}
+
+/** True when `expected` is the SHA-256 (hex) of the canonical JSON of `value`; same fast path as events. */
+export function canonicalHashMatches(value: unknown, expected: string): boolean {
+  try {
+    const text = sortedDeep(value) ? JSON.stringify(value) : stable(value);
+    if (text !== undefined && sha256(text) === expected) return true;
+    return sha256(canonicalJson(value)) === expected;
+  } catch {
+    return false;
+  }
 }
 
 /** True when the event's stored `hash` is the hash of its content (RFC 8785 canonical JSON, SHA-256). */

@@ -1,7 +1,8 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { JSONWebKeySet } from 'jose';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './audit.js';
-import { checkChain } from './chain-check.js';
+import { canonicalHashMatches, checkChain } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
 import {
@@ -219,13 +220,7 @@ const STATE_OF: Partial<Record<string, GrantState>> = {
   failed: 'failed',
 };
 
-const same = (a: unknown, b: unknown): boolean => {
-  try {
-    return canonicalJson(a) === canonicalJson(b);
-  } catch {
-    return false;
-  }
-};
+const same = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
 
 /**
  * Verifies an evidence bundle offline with nothing but a public JWKS (and optionally a checkpoint):
@@ -391,7 +386,7 @@ function checkStructure(p: EvidencePayload, err: Report): void {
       path: ['policy', 'snapshot'],
     });
   }
-  if (sha256Hex(canonicalJson(p.policy.snapshot)) !== p.policy.snapshotHash) {
+  if (!canonicalHashMatches(p.policy.snapshot, p.policy.snapshotHash)) {
     err('POLICY_SNAPSHOT_MISMATCH', 'the policy snapshot does not hash to snapshotHash', {
       path: ['policy', 'snapshotHash'],
     });
@@ -427,13 +422,7 @@ function checkPolicyDocument(p: EvidencePayload, err: Report): void {
   // No schema parse needed: a document whose canonical JSON hashes to the policy hash recorded in the
   // chained request event is the validated policy the case was decided under.
   const doc = p.policy.document as Policy;
-  let hash = '';
-  try {
-    hash = sha256Hex(canonicalJson(doc));
-  } catch {
-    // not JSON-serialisable: reported below
-  }
-  if (hash !== p.policy.hash || !isObj(doc) || !Array.isArray(doc.rules)) {
+  if (!canonicalHashMatches(doc, p.policy.hash) || !isObj(doc) || !Array.isArray(doc.rules)) {
     err('POLICY_DOCUMENT_MISMATCH', 'the embedded policy document does not hash to the case policy hash', {
       path: ['policy', 'document'],
     });
