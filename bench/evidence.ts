@@ -157,17 +157,29 @@ for (const n of sizes) {
   const bundle: EvidenceBundle = await createEvidence({ grant, events, signer, now: new Date() });
   const check = await verifyEvidence(bundle, { keys });
   if (!check.valid) throw new Error(`bench bundle does not verify: ${JSON.stringify(check.problems)}`);
-  const budget = n >= 10_000 ? 3000 : 800;
-  const signRate = await rateAsync(() => createEvidence({ grant, events, signer, now: new Date() }), budget);
-  const verifyRate = await rateAsync(() => verifyEvidence(bundle, { keys }), budget);
+  const budget = n >= 10_000 ? 1500 : 400;
   // Raw floor over the very same bytes.
   const signingInput = Buffer.from(`${bundle.protected}.${bundle.payload}`);
   const edSig = edSign(null, signingInput, privateKey);
   const canon = events.map((e) => Buffer.from(canonicalJson(hashedPart(e))));
-  const floorRate = rate(() => {
-    edVerify(null, signingInput, publicKey, edSig);
-    for (const c of canon) createHash('sha256').update(c).digest();
-  }, budget);
+  // Alternating rounds, best of each: the machine is shared, so a burst of load must not decide the ratio.
+  let signRate = 0;
+  let verifyRate = 0;
+  let floorRate = 0;
+  for (let round = 0; round < 3; round++) {
+    signRate = Math.max(
+      signRate,
+      await rateAsync(() => createEvidence({ grant, events, signer, now: new Date() }), budget),
+    );
+    verifyRate = Math.max(verifyRate, await rateAsync(() => verifyEvidence(bundle, { keys }), budget));
+    floorRate = Math.max(
+      floorRate,
+      rate(() => {
+        edVerify(null, signingInput, publicKey, edSig);
+        for (const c of canon) createHash('sha256').update(c).digest();
+      }, budget),
+    );
+  }
   results.push({
     n: events.length,
     bytes: bundle.payload.length,
@@ -217,6 +229,9 @@ for (const r of results) {
   const t2 = performance.now();
   const audit = await auditStore(store, { checkpoint: cp!, keys });
   const auditMs = performance.now() - t2;
+  const t4 = performance.now();
+  await auditStore(store, { checkpoint: cp!, keys, records: false });
+  const eventsOnlyMs = performance.now() - t4;
   if (!audit.valid || audit.events !== total)
     throw new Error(`audit failed: ${JSON.stringify(audit.problems.slice(0, 3))}`);
   const t3 = performance.now();
@@ -229,7 +244,7 @@ for (const r of results) {
   }
   const readMs = performance.now() - t3;
   say(
-    `store audit: ${total.toLocaleString('en')} events in ${auditCases.toLocaleString('en')} cases (loaded in ${(loadMs / 1000).toFixed(1)} s): checkpoint signed in ${(cpMs / 1000).toFixed(2)} s; auditStore with checkpoint ${(auditMs / 1000).toFixed(2)} s (${((total / auditMs) * 1000).toFixed(0)} events/s), of which reading ${read.toLocaleString('en')} events from the memory store alone takes ${(readMs / 1000).toFixed(2)} s; target ≤ 5 s ${auditMs <= 5000 ? 'MET' : 'MISSED'}`,
+    `store audit: ${total.toLocaleString('en')} events in ${auditCases.toLocaleString('en')} cases (loaded in ${(loadMs / 1000).toFixed(1)} s): checkpoint signed in ${(cpMs / 1000).toFixed(2)} s; auditStore with checkpoint ${(auditMs / 1000).toFixed(2)} s (${((total / auditMs) * 1000).toFixed(0)} events/s; events and checkpoint alone, without the ${auditCases.toLocaleString('en')} record reads, ${(eventsOnlyMs / 1000).toFixed(2)} s), where just reading the ${read.toLocaleString('en')} events from the memory store takes ${(readMs / 1000).toFixed(2)} s; target ≤ 5 s ${auditMs <= 5000 ? 'MET' : 'MISSED'}`,
   );
 }
 

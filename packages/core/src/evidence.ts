@@ -11,8 +11,7 @@ import {
   type GrantState,
   type PolicySnapshot,
   type Principal,
-  grantSchema,
-  policySnapshotSchema,
+  GRANT_STATES,
 } from './model.js';
 import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
 import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
@@ -187,22 +186,74 @@ export async function createEvidence(input: CreateEvidenceInput): Promise<Eviden
 }
 
 const bundleShape = z.strictObject({ payload: z.string(), protected: z.string(), signature: z.string() });
-const payloadShape = z.strictObject({
-  format: z.string(),
-  caseId: z.string(),
-  generatedAt: z.iso.datetime({ offset: false }),
-  signer: z.strictObject({ kid: z.string(), alg: z.string() }),
-  record: grantSchema,
-  // Checked by `eventShapeIssue` below: zod costs more per event than hashing it.
-  events: z.array(z.unknown()),
-  chain: z.strictObject({ seq: z.number().int().nonnegative(), head: z.string() }),
-  policy: z.strictObject({
-    hash: z.string(),
-    snapshot: policySnapshotSchema,
-    snapshotHash: z.string(),
-    document: z.unknown().optional(),
-  }),
-});
+const PAYLOAD_KEYS = ['caseId', 'chain', 'events', 'format', 'generatedAt', 'policy', 'record', 'signer'];
+
+/**
+ * The payload's shape, checked by hand (zod costs more than the signature for small bundles). Only
+ * what the checks rely on is required; the record's remaining fields are covered by the signature and
+ * compared with the events. Returns the first issue, or undefined.
+ */
+function payloadShapeIssue(v: unknown): { path: (string | number)[]; message: string } | undefined {
+  const bad = (path: (string | number)[], message: string) => ({ path, message });
+  if (!isObj(v)) return bad([], 'not an object');
+  const keys = Object.keys(v);
+  const extra = keys.find((k) => !PAYLOAD_KEYS.includes(k));
+  if (extra) return bad([extra], 'unknown member');
+  const missing = PAYLOAD_KEYS.find((k) => !(k in v) && k !== 'policy');
+  if (missing) return bad([missing], 'missing');
+  if (typeof v.format !== 'string' || typeof v.caseId !== 'string')
+    return bad(['format'], 'format and caseId must be strings');
+  if (typeof v.generatedAt !== 'string' || !ISO.test(v.generatedAt))
+    return bad(['generatedAt'], 'must be an ISO-8601 UTC time');
+  if (!isObj(v.signer) || typeof v.signer.kid !== 'string' || typeof v.signer.alg !== 'string')
+    return bad(['signer'], 'must be { kid, alg }');
+  if (!isObj(v.chain) || typeof v.chain.seq !== 'number' || typeof v.chain.head !== 'string')
+    return bad(['chain'], 'must be { seq, head }');
+  if (!Array.isArray(v.events)) return bad(['events'], 'must be an array');
+  const pol = v.policy;
+  if (
+    !isObj(pol) ||
+    typeof pol.hash !== 'string' ||
+    typeof pol.snapshotHash !== 'string' ||
+    !isObj(pol.snapshot)
+  ) {
+    return bad(['policy'], 'must be { hash, snapshot, snapshotHash, document? }');
+  }
+  const snap = pol.snapshot;
+  const req = snap.approvals;
+  if (
+    typeof snap.ruleId !== 'string' ||
+    typeof snap.operator !== 'string' ||
+    !isObj(req) ||
+    typeof req.count !== 'number' ||
+    !Array.isArray(req.roles)
+  ) {
+    return bad(['policy', 'snapshot'], 'must be a policy snapshot');
+  }
+  const r = v.record;
+  if (!isObj(r)) return bad(['record'], 'must be an object');
+  if (typeof r.id !== 'string' || !(GRANT_STATES as readonly unknown[]).includes(r.state))
+    return bad(['record', 'state'], 'must be a case record');
+  for (const k of ['requester', 'subject'] as const) {
+    const x = r[k];
+    if (!isObj(x) || typeof x.id !== 'string' || !Array.isArray(x.roles))
+      return bad(['record', k], 'must be a principal');
+  }
+  if (!Array.isArray(r.targets) || !r.targets.every((t) => isObj(t) && typeof t.id === 'string'))
+    return bad(['record', 'targets'], 'must be targets');
+  if (
+    !Array.isArray(r.approvals) ||
+    !r.approvals.every((a) => isObj(a) && isObj(a.approver) && typeof a.role === 'string')
+  ) {
+    return bad(['record', 'approvals'], 'must be approvals');
+  }
+  if (!isObj(r.audit) || typeof r.audit.seq !== 'number' || typeof r.audit.head !== 'string')
+    return bad(['record', 'audit'], 'must be { seq, head }');
+  if (!isObj(r.policy)) return bad(['record', 'policy'], 'must be the policy snapshot');
+  if (r.breakGlass !== undefined && (!isObj(r.breakGlass) || typeof r.breakGlass.reviewDueAt !== 'string'))
+    return bad(['record', 'breakGlass'], 'malformed');
+  return undefined;
+}
 
 /** Lifecycle state each event type leads to (events not listed leave the state as it is). */
 const STATE_OF: Partial<Record<string, GrantState>> = {
@@ -274,18 +325,18 @@ export async function verifyEvidence(
     err('BUNDLE_MALFORMED', 'payload is not valid JSON');
     return done();
   }
-  const ps = payloadShape.safeParse(parsed);
-  if (!ps.success) {
-    const issue = ps.error.issues[0];
+  const shapeIssue = payloadShapeIssue(parsed);
+  if (shapeIssue) {
     err(
       'BUNDLE_MALFORMED',
-      `payload does not have the evidence shape at ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? ''}`,
+      `payload does not have the evidence shape at ${shapeIssue.path.join('.') || '(root)'}: ${shapeIssue.message}`,
       {
-        path: (issue?.path ?? []).map((x) => (typeof x === 'number' ? x : String(x))),
+        path: shapeIssue.path,
       },
     );
     return done();
   }
+  const ps = { data: parsed as { events: unknown[] } };
   for (let i = 0; i < ps.data.events.length; i++) {
     const issue = eventShapeIssue(ps.data.events[i]);
     if (issue) {
@@ -304,8 +355,13 @@ export async function verifyEvidence(
     );
   }
 
-  checkStructure(p, err);
-  checkLifecycle(p, problems, options?.now ?? new Date(p.generatedAt));
+  try {
+    checkStructure(p, err);
+    checkLifecycle(p, problems, options?.now ?? new Date(p.generatedAt));
+  } catch (e) {
+    // A field of an unexpected type deep inside the record or an event's data: never throw, report.
+    err('BUNDLE_MALFORMED', `payload content is malformed (${e instanceof Error ? e.message : String(e)})`);
+  }
   if (options?.checkpoint)
     await checkAgainstCheckpoint(p, options.checkpoint, options.checkpointKeys ?? options.keys, err);
   return done({ payload: p, ...(sig.ok ? { kid: sig.kid } : {}) });
