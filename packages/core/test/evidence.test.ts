@@ -394,6 +394,26 @@ describe('evidence bundles', () => {
       assert.ok(codes(r).includes('POLICY_DOCUMENT_MISMATCH'), String(codes(r)));
     });
 
+    it('content of the wrong type is reported as malformed, never thrown', async () => {
+      const edits: ((p: Payload) => void)[] = [
+        (p) => ((p.record as { state: string }).state = 'bogus'),
+        (p) => ((p.record as { requester: unknown }).requester = 'alice'),
+        (p) => ((p.record as { approvals: unknown }).approvals = [{ approver: null, role: 1 }]),
+        (p) => ((p.events[1] as { data: unknown }).data = null),
+        (p) => ((p.events[1] as { extra?: unknown }).extra = 1),
+        (p) => ((p.events[3]!.data as { approver: unknown }).approver = 42),
+        (p) => ((p.policy as { snapshot: unknown }).snapshot = []),
+        (p) => delete (p as { chain?: unknown }).chain,
+      ];
+      for (const edit of edits) {
+        const r = await bad(edit);
+        assert.equal(r.valid, false);
+        assert.ok(codes(r).length > 0);
+      }
+      const r = await bad((p) => ((p.record as { state: string }).state = 'bogus'));
+      assert.deepEqual(codes(r), ['BUNDLE_MALFORMED']);
+    });
+
     it('a store event replaced in the database shows in the signed export', async () => {
       const e2 = await setup();
       const { caseId: id } = await runFullCase(e2);
