@@ -956,10 +956,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let wake: (() => void) | undefined;
-    const poke = () => wake?.();
+    // A change seen while sweeping (no sleep to cut short) must not be lost: remember it.
+    let dirty = false;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
     const unsubscribe = this.store.onChange?.(poke);
     const loop = (async () => {
       while (!stopped) {
+        dirty = false;
         let swept: SweepResult | undefined;
         try {
           swept = await this.sweep({ limit: options.limit ?? 500 });
@@ -978,6 +984,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             delay = Math.min(maxSleep, 1_000);
           }
         }
+        if (dirty) delay = Math.min(delay, minSleep);
         await new Promise<void>((resolve) => {
           wake = resolve;
           timer = setTimeout(resolve, delay);
