@@ -193,7 +193,8 @@ export interface CheckpointerOptions {
 /** Signs checkpoints of the store-wide audit stream in batches. */
 export interface Checkpointer {
   /**
-   * Reads every event since the last checkpoint, checks each extends its case's chain, and signs and
+   * Reads every event since the last checkpoint, checks each links to its case's chain (seq and
+   * prevHash; content is re-hashed by audits, not here, to keep this cheap), and signs and
    * sinks one checkpoint (null when nothing is new). Concurrent calls share one run.
    * @throws GrantlineError `ERR_EVIDENCE` when the stream does not extend the previous checkpoint
    * (tampering below it); nothing is signed then.
@@ -242,7 +243,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     upTo = v.checkpoint.upTo;
     events = v.checkpoint.events;
     for (const [id, [seq, hash]] of Object.entries(v.checkpoint.heads)) {
-      const c = new ChainCursor(id);
+      const c = new ChainCursor(id, false);
       c.seq = seq;
       c.head = hash;
       heads.set(id, c);
@@ -260,7 +261,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       for (const e of page) {
         let c = heads.get(e.caseId);
         if (!c) {
-          c = new ChainCursor(e.caseId);
+          // Links only: the checkpoint attests (seq, hash) heads; content is re-hashed by every audit.
+          c = new ChainCursor(e.caseId, false);
           heads.set(e.caseId, c);
         }
         if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });

@@ -124,9 +124,23 @@ describe('signed checkpoints', () => {
     await w.service.checkpoint();
     const id = (await runFullCase(w, ' after')).caseId;
     const evs = await w.store.events(id);
-    w.store.tamperReplaceEvent(id, 2, { ...evs[1]!, data: { ...evs[1]!.data, reason: 'edited' } });
+    w.store.tamperReplaceEvent(id, 2, { ...evs[1]!, prevHash: 'f'.repeat(64) });
     await expect(w.service.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
     assert.equal(w.sink.all().length, 1, 'no checkpoint was signed over the tampered stream');
+  });
+});
+
+describe('checkpoints and content edits', () => {
+  it('a content edit keeping the hash is left to the audit, which recomputes every hash', async () => {
+    const w = await world(1);
+    await w.service.checkpoint();
+    const id = (await runFullCase(w, ' after')).caseId;
+    const evs = await w.store.events(id);
+    w.store.tamperReplaceEvent(id, 2, { ...evs[1]!, data: { ...evs[1]!.data, reason: 'edited' } });
+    const cp = (await w.service.checkpoint())!;
+    const r = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.deepEqual(codes(r), ['CHAIN_HASH_MISMATCH']);
+    assert.equal(r.problems[0]!.caseId, id);
   });
 });
 
