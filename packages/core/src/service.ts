@@ -1144,8 +1144,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         { details: { where: 'evidence', path: ['signer'] } },
       );
     }
-    const grant = await this.mustGet(id);
-    const events = await this.store.events(id);
+    // Record and events are two reads: a transition committing in between would make them disagree,
+    // so re-read until they do (a lasting disagreement is tampering, and goes into the bundle as is).
+    let grant = await this.mustGet(id);
+    let events = await this.store.events(id);
+    for (let i = 0; i < 3 && events[events.length - 1]?.seq !== grant.audit.seq; i++) {
+      grant = await this.mustGet(id);
+      events = await this.store.events(id);
+    }
     return createEvidence({ grant, events, signer: this.signer, now: this.clock.now(), policy: this.policy });
   }
 
