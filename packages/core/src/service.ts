@@ -1144,13 +1144,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         { details: { where: 'evidence', path: ['signer'] } },
       );
     }
-    // Record and events are two reads: a transition committing in between would make them disagree,
-    // so re-read until they do (a lasting disagreement is tampering, and goes into the bundle as is).
-    let grant = await this.mustGet(id);
+    // Record and events are two reads; a transition committing in between appends events the record
+    // read first does not reflect yet. Cut the bundle at the record's head when the chain contains that
+    // head (a consistent snapshot); any other disagreement is tampering and goes into the bundle as is.
+    const grant = await this.mustGet(id);
     let events = await this.store.events(id);
-    for (let i = 0; i < 3 && events[events.length - 1]?.seq !== grant.audit.seq; i++) {
-      grant = await this.mustGet(id);
-      events = await this.store.events(id);
+    const head = events[grant.audit.seq - 1];
+    if (events.length > grant.audit.seq && head?.seq === grant.audit.seq && head.hash === grant.audit.head) {
+      events = events.slice(0, grant.audit.seq);
     }
     return createEvidence({ grant, events, signer: this.signer, now: this.clock.now(), policy: this.policy });
   }

@@ -100,10 +100,11 @@ export async function setup(
     signer?: Signer | null;
     checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
     identity?: IdentityVerifier;
+    latencyMs?: number;
   } = {},
 ) {
   const clock = manualClock();
-  const store: MemoryStore = createMemoryStore();
+  const store: MemoryStore = createMemoryStore(opts.latencyMs ? { latencyMs: opts.latencyMs } : {});
   const authority = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
   const keyPair = await generateSigningKey();
   const signer =

@@ -122,6 +122,36 @@ describe('evidence bundles', () => {
     assert.ok(Math.abs(second - first) / first < 0.05, `linear growth: +${first} then +${second}`);
   });
 
+  it('exports a consistent bundle while the case keeps changing', async () => {
+    const e = await setup({ latencyMs: 1 });
+    const g = await e.service.request({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'busy', ticket: 'OPS-2' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://prod/x' }],
+      durationSeconds: 600,
+    });
+    await e.service.approve(g.id, { approver: bob });
+    await e.service.approve(g.id, { approver: carol });
+    await e.service.issue(g.id);
+    const writer = (async () => {
+      for (let i = 0; i < 25; i++)
+        await e.service.recordUsage(g.id, { sourceIp: '10.0.0.1', action: `op-${i}` });
+    })();
+    const keys = createJwks(e.signer!);
+    const results = [];
+    for (let i = 0; i < 10; i++) results.push(await verifyEvidence(await e.service.evidence(g.id), { keys }));
+    await writer;
+    assert.ok(
+      results.every((r) => r.valid),
+      JSON.stringify(results.flatMap((r) => r.problems)),
+    );
+    assert.ok(
+      new Set(results.map((r) => r.payload!.events.length)).size > 1,
+      'bundles were taken while events were appended',
+    );
+  });
+
   it('refuses to produce evidence without a signer (ERR_EVIDENCE)', async () => {
     const e = await setup({ signer: null });
     const { caseId: id } = await runFullCase(e);
