@@ -60,8 +60,13 @@ CREATE TRIGGER audit_events_no_truncate
   BEFORE TRUNCATE ON {{schema}}.audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION {{schema}}.grantline_audit_append_only();
 
--- Wake sweepers in other processes: one notification per committed case change (a new version),
--- not for lease bookkeeping. NOTIFY is transactional: nothing is sent for a rolled-back write.
+-- Wake sweepers in other processes when a committed change makes a case due SOONER than before
+-- and within the next 60 seconds. Only such a change can leave a sleeping sweeper late: one that
+-- moves a due time later, or clears it, at worst wakes a sweeper early, and a due time further away
+-- is seen by the sweeper's own next look (core's sweeper sleeps at most 30 s by default). Why not
+-- notify on every change: PostgreSQL serialises the commits of all notifying transactions in the
+-- database behind one lock, held across the WAL flush, which caps writes at one commit per fsync.
+-- NOTIFY is transactional: nothing is sent for a rolled-back write.
 CREATE FUNCTION {{schema}}.grantline_notify_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -72,9 +77,13 @@ $$;
 
 CREATE TRIGGER grants_notify_insert
   AFTER INSERT ON {{schema}}.grants
-  FOR EACH ROW EXECUTE FUNCTION {{schema}}.grantline_notify_change();
+  FOR EACH ROW WHEN (NEW.due_at IS NOT NULL AND NEW.due_at <= now() + interval '60 seconds')
+  EXECUTE FUNCTION {{schema}}.grantline_notify_change();
 
 CREATE TRIGGER grants_notify_update
   AFTER UPDATE ON {{schema}}.grants
-  FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)
+  FOR EACH ROW WHEN (
+    NEW.due_at IS NOT NULL AND NEW.due_at <= now() + interval '60 seconds'
+    AND (OLD.due_at IS NULL OR NEW.due_at < OLD.due_at)
+  )
   EXECUTE FUNCTION {{schema}}.grantline_notify_change();
