@@ -1,32 +1,56 @@
 import { createHash } from 'node:crypto';
-import { type CryptoKey, type JWK, SignJWT, errors as joseErrors, exportJWK, generateKeyPair, importJWK, jwtVerify } from 'jose';
+import {
+  type CryptoKey,
+  type JWK,
+  SignJWT,
+  errors as joseErrors,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+} from 'jose';
 import { z } from 'zod';
 import { ErrorCodes, GrantlineError } from './errors.js';
 import type { Executor, RevokeContext } from './ports.js';
 
-/** Where revoked token ids are kept; share one between the executor and every verifier. */
+/**
+ * Where issued and revoked token ids (never the tokens) are kept; share one between the executor and
+ * every verifier. Implement it over the host's database or cache for several instances.
+ */
 export interface TokenRevocationList {
-  /** Marks `jti` revoked until `until`; returns false when it was revoked already. */
+  /** Records that `jti` is about to be issued and lives until `until` (called before signing). */
+  issued(jti: string, until: Date): Promise<void>;
+  /** Marks `jti` revoked until `until`; returns false when it was revoked already or never issued. */
   add(jti: string, until: Date): Promise<boolean>;
   has(jti: string): Promise<boolean>;
 }
 
 /** An in-process revocation list; entries are dropped once the token would have expired anyway. */
-export function createMemoryRevocationList(clock: { now(): Date } = { now: () => new Date() }): TokenRevocationList {
-  const entries = new Map<string, number>();
+export function createMemoryRevocationList(
+  clock: { now(): Date } = { now: () => new Date() },
+): TokenRevocationList {
+  const revoked = new Map<string, number>();
+  const live = new Map<string, number>();
   const prune = () => {
-    const t = clock.now().getTime();
-    for (const [k, until] of entries) if (until < t - 60_000) entries.delete(k);
+    const t = clock.now().getTime() - 60_000;
+    for (const [k, until] of revoked) if (until < t) revoked.delete(k);
+    for (const [k, until] of live) if (until < t) live.delete(k);
   };
   return {
+    async issued(jti, until) {
+      prune();
+      live.set(jti, Math.max(until.getTime(), live.get(jti) ?? 0));
+    },
     async add(jti, until) {
       prune();
-      if (entries.has(jti)) return false;
-      entries.set(jti, until.getTime());
-      return true;
+      // Deny-list even a jti never seen: cheap, and safe if a crash lost the record of issuance.
+      const wasLive = live.delete(jti);
+      if (revoked.has(jti)) return false;
+      revoked.set(jti, until.getTime());
+      return wasLive;
     },
     async has(jti) {
-      return entries.has(jti);
+      return revoked.has(jti);
     },
   };
 }
@@ -125,7 +149,8 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
 
   const verifier: TokenVerifier = {
     async verify(token, expected = {}) {
-      if (typeof token !== 'string' || token.split('.').length !== 3) throw reject('invalid', 'not a compact JWT');
+      if (typeof token !== 'string' || token.split('.').length !== 3)
+        throw reject('invalid', 'not a compact JWT');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, publicKey, {
@@ -136,7 +161,8 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
         }));
       } catch (err) {
         if (err instanceof joseErrors.JWTExpired) throw reject('expired', 'expired');
-        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') throw reject('audience', 'wrong audience');
+        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud')
+          throw reject('audience', 'wrong audience');
         throw reject('invalid', err instanceof Error ? err.constructor.name : 'verification failed');
       }
       const jti = String(payload.jti ?? '');
@@ -165,11 +191,19 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     );
     try {
       await verifier.verify(token);
-      return { status: 'present' as const, method: 'signed-probe', observation: { jti, accepted: true, at: clock.now().toISOString() } };
+      return {
+        status: 'present' as const,
+        method: 'signed-probe',
+        observation: { jti, accepted: true, at: clock.now().toISOString() },
+      };
     } catch (err) {
       const reason = err instanceof GrantlineError ? String(err.details.reason) : 'error';
       if (reason !== 'revoked' && reason !== 'expired') throw err;
-      return { status: 'absent' as const, method: 'signed-probe', observation: { jti, rejected: reason, kid, at: clock.now().toISOString() } };
+      return {
+        status: 'absent' as const,
+        method: 'signed-probe',
+        observation: { jti, rejected: reason, kid, at: clock.now().toISOString() },
+      };
     }
   };
 
@@ -177,10 +211,15 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     system,
     paramsSchema: tokenParamsSchema,
     async issue(ctx) {
-      const end = ctx.grant.window.expiresAt ? new Date(ctx.grant.window.expiresAt) : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
-      const cap = ctx.target.params.maxTtlSeconds ? new Date(ctx.now.getTime() + ctx.target.params.maxTtlSeconds * 1000) : end;
-      const expiresAt = cap < end ? cap : end;
+      const end = ctx.grant.window.expiresAt
+        ? new Date(ctx.grant.window.expiresAt)
+        : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
+      const cap = ctx.target.params.maxTtlSeconds
+        ? new Date(ctx.now.getTime() + ctx.target.params.maxTtlSeconds * 1000)
+        : end;
+      const expiresAt = new Date(Math.min(cap.getTime(), end.getTime()));
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
+      await revocations.issued(jti, expiresAt);
       const token = await sign(
         { gl_case: ctx.grant.id, gl_target: ctx.target.id, scope: (ctx.target.permissions ?? []).join(' ') },
         ctx.grant.subject.id,
@@ -194,11 +233,32 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     },
     async revoke(ctx) {
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
-      const until = ctx.issuance ? new Date(ctx.issuance.expiresAt) : new Date(clock.now().getTime() + 31 * 24 * 3600 * 1000);
+      const until = ctx.issuance
+        ? new Date(ctx.issuance.expiresAt)
+        : new Date(clock.now().getTime() + 31 * 24 * 3600 * 1000);
       const added = await revocations.add(jti, until);
       return { alreadyGone: !added, detail: { jti } };
     },
     verify: probe,
+    async renew(ctx) {
+      // A JWT's expiry cannot change: sign a replacement with the same jti, so revoking the case
+      // still rejects the old and the new token alike.
+      const jti = jtiOf(ctx.grant.id, ctx.target.id);
+      if (await revocations.has(jti)) {
+        throw new GrantlineError(ErrorCodes.EXECUTOR, `token ${jti} is revoked and cannot be renewed`, {
+          retryable: false,
+        });
+      }
+      await revocations.issued(jti, ctx.expiresAt);
+      const token = await sign(
+        { gl_case: ctx.grant.id, gl_target: ctx.target.id, scope: (ctx.target.permissions ?? []).join(' ') },
+        ctx.grant.subject.id,
+        ctx.target.resource,
+        jti,
+        ctx.expiresAt,
+      );
+      return { expiresAt: ctx.expiresAt, secret: { token } };
+    },
   };
   return { executor, verifier, revocations, publicJwk };
 }
