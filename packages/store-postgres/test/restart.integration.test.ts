@@ -84,8 +84,7 @@ describe('PostgreSQL restarts during a sweep', () => {
     const before = await verified();
     cluster.restart();
     const restartedAt = Date.now();
-    let n = 0;
-    while ((n = await verified()) < CASES) {
+    for (let n = await verified(); n < CASES; n = await verified()) {
       assert.ok(Date.now() - restartedAt < 60_000, `only ${n}/${CASES} verified a minute after the restart`);
       await new Promise((r) => setTimeout(r, 100));
     }
