@@ -9,7 +9,9 @@ import { z } from 'zod';
  * same time; the clock is then switched to real time, shifted so the shared expiry is "now + 200 ms".
  * The lag of each case is what Grantline itself records (`revocation.lagToRevokedMs`).
  */
-async function run(n: number): Promise<{ n: number; p50: number; p99: number; max: number; drainMs: number }> {
+async function run(
+  n: number,
+): Promise<{ n: number; p50: number; p99: number; max: number; drainMs: number }> {
   let frozen: number | null = Date.UTC(2026, 0, 1);
   let offset = 0;
   const clock = { now: () => new Date(frozen ?? Date.now() - offset) };
@@ -35,12 +37,28 @@ async function run(n: number): Promise<{ n: number; p50: number; p99: number; ma
       id: 'lag',
       version: '1',
       owner: 'gov',
-      rules: [{ id: 'auto', risk: 'low', template: 'auto', operator: 'ops', maxDurationSeconds: 3600, approvals: { count: 0, roles: [] } }],
+      rules: [
+        {
+          id: 'auto',
+          risk: 'low',
+          template: 'auto',
+          operator: 'ops',
+          maxDurationSeconds: 3600,
+          approvals: { count: 0, roles: [] },
+        },
+      ],
     },
   });
   const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
   for (let i = 0; i < n; i++) {
-    const g = await gl.request({ requester: bot, subject: bot, justification: { reason: 'lag' }, targets: [{ id: 't', system: 'noop', resource: `db://${i}` }], durationSeconds: 60, template: 'auto' });
+    const g = await gl.request({
+      requester: bot,
+      subject: bot,
+      justification: { reason: 'lag' },
+      targets: [{ id: 't', system: 'noop', resource: `db://${i}` }],
+      durationSeconds: 60,
+      template: 'auto',
+    });
     await gl.issue(g.id);
   }
   const expiry = frozen! + 60_000;
@@ -68,8 +86,12 @@ async function run(n: number): Promise<{ n: number; p50: number; p99: number; ma
   return { n, p50: q(0.5), p99: q(0.99), max: lags[lags.length - 1]!, drainMs };
 }
 
-console.log('Grantline sweeper lag — expiry → revoked on the memory store, one in-process background sweeper');
-console.log('method: N cases share one expiry instant; startSweeper (sleeps until the next due time, claims 1,000 at a');
+console.log(
+  'Grantline sweeper lag — expiry → revoked on the memory store, one in-process background sweeper',
+);
+console.log(
+  'method: N cases share one expiry instant; startSweeper (sleeps until the next due time, claims 1,000 at a',
+);
 console.log('        time, 8 concurrent steps); lag per case as recorded by Grantline; no-op executor.');
 const lines: string[] = [`node ${process.version}, ${new Date().toISOString()}`];
 for (const n of [1, Number(process.env.BENCH_LAG_N ?? 100_000)]) {
@@ -79,5 +101,6 @@ for (const n of [1, Number(process.env.BENCH_LAG_N ?? 100_000)]) {
   lines.push(line);
 }
 const file = new URL('./RESULTS.md', import.meta.url).pathname;
-if (!existsSync(file)) writeFileSync(file, '# Benchmark results\n\nEach section is appended by the benchmark that produced it.\n');
+if (!existsSync(file))
+  writeFileSync(file, '# Benchmark results\n\nEach section is appended by the benchmark that produced it.\n');
 appendFileSync(file, `\n## sweeper lag (pnpm bench:lag)\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`);
