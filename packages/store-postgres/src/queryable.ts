@@ -38,8 +38,12 @@ export type ConnectionMode = 'pool' | 'client' | 'transaction';
 /** Runs statements according to the connection mode. Internal. */
 export interface Runner {
   readonly mode: ConnectionMode;
-  /** One statement: atomic by itself (autocommit), or part of the host's transaction. */
-  query(text: string, values?: unknown[]): Promise<Row[]>;
+  /**
+   * One statement: atomic by itself (autocommit), or part of the host's transaction. With `name`
+   * and a node-postgres connection it runs as a named prepared statement (parsed and planned once
+   * per connection).
+   */
+  query(text: string, values?: unknown[], name?: string): Promise<Row[]>;
   /** Several statements on one connection, all or nothing. */
   transaction<T>(
     fn: (q: (text: string, values?: unknown[]) => Promise<Row[]>, raw: Queryable) => Promise<T>,
@@ -56,6 +60,21 @@ export function looksLikePool(db: Queryable): db is PoolLike {
 
 const rowsOf = (r: { rows: unknown[] }): Row[] => r.rows as Row[];
 
+/**
+ * True for node-postgres pools and clients, which accept `{ name, text, values }` and keep the
+ * statement prepared on each connection. PGlite and other drivers get plain text.
+ */
+export function acceptsNamedStatements(db: Queryable): boolean {
+  const d = db as unknown as Record<string, unknown>;
+  return looksLikePool(db) || (typeof d.connectionParameters === 'object' && d.connectionParameters !== null);
+}
+
+type NamedQuery = (config: {
+  name: string;
+  text: string;
+  values?: unknown[];
+}) => Promise<{ rows: unknown[] }>;
+
 /** A FIFO mutex: one connection can run one logical operation at a time. */
 function createMutex() {
   let tail: Promise<unknown> = Promise.resolve();
@@ -67,7 +86,11 @@ function createMutex() {
 }
 
 /** Builds the runner for `db` in `mode`. */
-export function createRunner(db: Queryable, mode: ConnectionMode): Runner {
+export function createRunner(
+  db: Queryable,
+  mode: ConnectionMode,
+  prepare = acceptsNamedStatements(db),
+): Runner {
   if (!db || typeof db.query !== 'function') {
     throw new GrantlineError(
       ErrorCodes.VALIDATION,
@@ -86,7 +109,12 @@ export function createRunner(db: Queryable, mode: ConnectionMode): Runner {
     const pool = db as PoolLike;
     return {
       mode,
-      query: async (text, values) => rowsOf(await pool.query(text, values)),
+      query: async (text, values, name) =>
+        rowsOf(
+          name && prepare
+            ? await (pool.query as unknown as NamedQuery).call(pool, { name, text, values })
+            : await pool.query(text, values),
+        ),
       async transaction(fn) {
         const client = await pool.connect();
         let broken: unknown;
@@ -111,11 +139,16 @@ export function createRunner(db: Queryable, mode: ConnectionMode): Runner {
     };
   }
   const lock = createMutex();
-  const q = async (text: string, values?: unknown[]) => rowsOf(await db.query(text, values));
+  const q = async (text: string, values?: unknown[], name?: string) =>
+    rowsOf(
+      name && prepare
+        ? await (db.query as unknown as NamedQuery).call(db, { name, text, values })
+        : await db.query(text, values),
+    );
   if (mode === 'client') {
     return {
       mode,
-      query: (text, values) => lock(() => q(text, values)),
+      query: (text, values, name) => lock(() => q(text, values, name)),
       transaction: (fn) =>
         lock(async () => {
           await q('BEGIN');
@@ -132,7 +165,7 @@ export function createRunner(db: Queryable, mode: ConnectionMode): Runner {
   }
   return {
     mode,
-    query: (text, values) => lock(() => q(text, values)),
+    query: (text, values, name) => lock(() => q(text, values, name)),
     transaction: (fn) =>
       lock(async () => {
         await q('SAVEPOINT grantline_op');

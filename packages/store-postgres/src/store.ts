@@ -13,7 +13,14 @@ import {
 import { toStoreError } from './errors.js';
 import { type ListenOption, createNotifier } from './listen.js';
 import { DEFAULT_SCHEMA, checkSchemaName } from './migrate.js';
-import { type ConnectionMode, type Queryable, type Row, createRunner, looksLikePool } from './queryable.js';
+import {
+  type ConnectionMode,
+  type Queryable,
+  type Row,
+  acceptsNamedStatements,
+  createRunner,
+  looksLikePool,
+} from './queryable.js';
 
 /** Options for {@link createPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -32,6 +39,11 @@ export interface PostgresStoreOptions {
    * `onChange` reports only this store's own writes.
    */
   listen?: ListenOption;
+  /**
+   * Run the hot statements as named prepared statements (default: true for node-postgres, which
+   * supports it; PGlite always gets plain text). Turn off behind a transaction-pooling PgBouncer.
+   */
+  prepare?: boolean;
   /** Receives LISTEN connection faults (they are retried; nothing is thrown). */
   logger?: Logger;
 }
@@ -141,7 +153,11 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
   if (!isObject(options)) throw badInput('createPostgresStore', 'options are required', []);
   const schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA, 'createPostgresStore');
   const mode: ConnectionMode = options.mode ?? (looksLikePool(options.db) ? 'pool' : 'client');
-  const runner = createRunner(options.db, mode);
+  const runner = createRunner(
+    options.db,
+    mode,
+    options.prepare === false ? false : acceptsNamedStatements(options.db),
+  );
   const logger = options.logger ?? silentLogger;
   const s = `"${schema}"`;
   const seqLock = `${SEQ_LOCK_CLASS}, ${schemaKey(schema)}`;
@@ -158,15 +174,18 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         details: { where },
       });
   };
+  // Statement names carry the schema's hash: one connection may serve stores of several schemas.
+  const named = (kind: string) => `grantline_${kind}_${(schemaKey(schema) >>> 0).toString(36)}`;
   const run = async (
     where: string,
     text: string,
     values: unknown[] = [],
     details: Record<string, unknown> = {},
+    name?: string,
   ) => {
     guard(where);
     try {
-      return await runner.query(text, values);
+      return await runner.query(text, values, name);
     } catch (err) {
       throw toStoreError(err, where, details);
     }
@@ -244,9 +263,13 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       checkGrant(grant, 'create');
       checkEvents(grant.id, events, 1, 'create');
       const lastSeq = events.length > 0 ? events[events.length - 1]!.seq : 0;
-      const [row] = await run('create', createSql, [...grantValues(grant, lastSeq), eventJson(events)], {
-        caseId: grant.id,
-      });
+      const [row] = await run(
+        'create',
+        createSql,
+        [...grantValues(grant, lastSeq), eventJson(events)],
+        { caseId: grant.id },
+        named('create'),
+      );
       if (row?.inserted === 1) {
         changed(grant.id);
         return { grant: structuredClone(grant), created: true };
@@ -262,7 +285,13 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     },
 
     async get(id) {
-      const [row] = await run('get', `SELECT doc FROM ${s}.grants WHERE id = $1`, [id], { caseId: id });
+      const [row] = await run(
+        'get',
+        `SELECT doc FROM ${s}.grants WHERE id = $1`,
+        [id],
+        { caseId: id },
+        named('get'),
+      );
       return row ? parseJson<Grant>(row.doc) : null;
     },
 
@@ -291,6 +320,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
           first === null ? null : first - 1,
         ],
         { caseId: grant.id },
+        named('cas'),
       );
       if (row?.updated === 1) {
         changed(grant.id);
@@ -374,12 +404,13 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       if (!Number.isFinite(leaseMs) || leaseMs < 0)
         throw badInput('claimDue', 'leaseMs must be a non-negative number', ['leaseMs']);
       if (limit === 0) return [];
-      const rows = await run('claimDue', claimSql, [
-        now.toISOString(),
-        limit,
-        owner,
-        new Date(now.getTime() + leaseMs).toISOString(),
-      ]);
+      const rows = await run(
+        'claimDue',
+        claimSql,
+        [now.toISOString(), limit, owner, new Date(now.getTime() + leaseMs).toISOString()],
+        {},
+        named('claim'),
+      );
       // RETURNING has no order; the contract wants (dueAt, id).
       return rows
         .map((r) => parseJson<Grant>(r.doc))
@@ -409,6 +440,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         `SELECT doc, global_seq FROM ${s}.audit_events WHERE case_id = $1 AND seq > $2 ORDER BY seq`,
         [caseId, afterSeq],
         { caseId },
+        named('events'),
       );
       return rows.map(toEvent);
     },
