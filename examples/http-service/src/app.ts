@@ -32,7 +32,7 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   const { grantline } = deps;
 
-  app.use('*', async (c, next) => {
+  app.use('*', async (_c, next) => {
     deps.inflight.n++;
     try {
       await next();

@@ -1,9 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { verifyEvidence } from '@grantline/core';
-import { type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { type CryptoKey, type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// biome-ignore lint/suspicious/noExplicitAny: the test reads arbitrary JSON responses.
+type J = any;
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -66,7 +69,7 @@ async function call(i: number, method: string, path: string, token?: string, bod
   try {
     json = JSON.parse(text);
   } catch {}
-  return { status: res.status, body: json as Record<string, any> };
+  return { status: res.status, body: json as Record<string, J> };
 }
 
 async function start(name: string, env: Record<string, string>): Promise<Instance> {
@@ -156,7 +159,7 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     );
     const approved = await call(1, 'POST', `/cases/${id}/approve`, olga, {});
     expect(approved.body.state).toBe('approved');
-    expect(approved.body.approvals.map((a: any) => a.proof.issuer)).toEqual([
+    expect(approved.body.approvals.map((a: J) => a.proof.issuer)).toEqual([
       'https://idp.test',
       'https://idp.test',
     ]);
@@ -174,9 +177,9 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     expect([after.status, after.body.error.code]).toEqual([401, 'ERR_TOKEN_REJECTED']);
 
     const timeline = await call(1, 'GET', `/cases/${id}/timeline`, sam);
-    const types = (timeline.body as any[]).map((e) => e.type);
+    const types = (timeline.body as J[]).map((e) => e.type);
     expect(types.filter((t) => t === 'usage')).toHaveLength(2);
-    expect((timeline.body as any[]).find((e) => e.type === 'usage').data).toMatchObject({
+    expect((timeline.body as J[]).find((e) => e.type === 'usage').data).toMatchObject({
       sourceIp: '127.0.0.1',
       action: 'orders:list',
     });
@@ -250,7 +253,7 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     expect(states.every((s) => s === 'verified')).toBe(true);
     const verifiers = new Set<string>();
     for (const id of ids) {
-      const events = (await call(1, 'GET', `/cases/${id}/timeline`, job)).body as any[];
+      const events = (await call(1, 'GET', `/cases/${id}/timeline`, job)).body as J[];
       verifiers.add(events.find((e) => e.type === 'target.verified').actor.id);
       expect(events.filter((e) => e.type === 'target.revoked')).toHaveLength(1);
     }
