@@ -1,5 +1,5 @@
 /** One graphile-worker process with a no-op task, for the drain comparison (see drain.ts). */
-import { run } from 'graphile-worker';
+import { Logger, run } from 'graphile-worker';
 
 const runner = await run({
   connectionString: process.env.PG_URL!,
@@ -7,7 +7,8 @@ const runner = await run({
   // Graphile's default is 2 s; 100 ms keeps its pick-up delay from dominating the comparison.
   pollInterval: 100,
   noHandleSignals: true,
-  logger: undefined,
+  // Silent: graphile logs every completed job by default, which would slow it down and flood stdout.
+  logger: new Logger(() => () => {}),
   taskList: { noop: async () => {} },
 });
 process.send?.({ ready: true });
