@@ -182,7 +182,10 @@ export interface CheckpointerOptions {
   logger?: Logger;
   /** Events read per `allEvents` call (default 5,000). */
   pageSize?: number;
-  /** In the background, sign once at least this many changes were seen (default 1,000). */
+  /**
+   * In the background, sign once at least this many changes were seen (default 1,000), and at least
+   * half as many as there are cases, so that the O(cases) cost of a checkpoint stays small per event.
+   */
   everyChanges?: number;
   /** In the background, sign at least this often when anything changed, in ms (default 10,000). */
   intervalMs?: number;
@@ -342,7 +345,9 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     };
     const unsubscribe = store.onChange?.(() => {
       changes += 1;
-      if (changes >= everyChanges) kick();
+      // A checkpoint costs O(cases) (the heads are sorted and hashed), so on a large store wait for
+      // changes in proportion: the cost per event stays bounded; `intervalMs` still bounds the delay.
+      if (changes >= everyChanges && changes >= heads.size / 2) kick();
     });
     const timer = setInterval(kick, intervalMs);
     timer.unref?.();
