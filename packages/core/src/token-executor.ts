@@ -4,29 +4,42 @@ import { z } from 'zod';
 import { ErrorCodes, GrantlineError } from './errors.js';
 import type { Executor, RevokeContext } from './ports.js';
 
-/** Where revoked token ids are kept; share one between the executor and every verifier. */
+/**
+ * Where issued and revoked token ids (never the tokens) are kept; share one between the executor and
+ * every verifier. Implement it over the host's database or cache for several instances.
+ */
 export interface TokenRevocationList {
-  /** Marks `jti` revoked until `until`; returns false when it was revoked already. */
+  /** Records that `jti` is about to be issued and lives until `until` (called before signing). */
+  issued(jti: string, until: Date): Promise<void>;
+  /** Marks `jti` revoked until `until`; returns false when it was revoked already or never issued. */
   add(jti: string, until: Date): Promise<boolean>;
   has(jti: string): Promise<boolean>;
 }
 
 /** An in-process revocation list; entries are dropped once the token would have expired anyway. */
 export function createMemoryRevocationList(clock: { now(): Date } = { now: () => new Date() }): TokenRevocationList {
-  const entries = new Map<string, number>();
+  const revoked = new Map<string, number>();
+  const live = new Map<string, number>();
   const prune = () => {
-    const t = clock.now().getTime();
-    for (const [k, until] of entries) if (until < t - 60_000) entries.delete(k);
+    const t = clock.now().getTime() - 60_000;
+    for (const [k, until] of revoked) if (until < t) revoked.delete(k);
+    for (const [k, until] of live) if (until < t) live.delete(k);
   };
   return {
+    async issued(jti, until) {
+      prune();
+      live.set(jti, Math.max(until.getTime(), live.get(jti) ?? 0));
+    },
     async add(jti, until) {
       prune();
-      if (entries.has(jti)) return false;
-      entries.set(jti, until.getTime());
-      return true;
+      // Deny-list even a jti never seen: cheap, and safe if a crash lost the record of issuance.
+      const wasLive = live.delete(jti);
+      if (revoked.has(jti)) return false;
+      revoked.set(jti, until.getTime());
+      return wasLive;
     },
     async has(jti) {
-      return entries.has(jti);
+      return revoked.has(jti);
     },
   };
 }
@@ -181,6 +194,7 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
       const cap = ctx.target.params.maxTtlSeconds ? new Date(ctx.now.getTime() + ctx.target.params.maxTtlSeconds * 1000) : end;
       const expiresAt = cap < end ? cap : end;
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
+      await revocations.issued(jti, expiresAt);
       const token = await sign(
         { gl_case: ctx.grant.id, gl_target: ctx.target.id, scope: (ctx.target.permissions ?? []).join(' ') },
         ctx.grant.subject.id,
