@@ -1,11 +1,15 @@
+import type { CloudTrailClient } from '@aws-sdk/client-cloudtrail';
 import { IAMClient } from '@aws-sdk/client-iam';
 import type { SSOAdminClient } from '@aws-sdk/client-sso-admin';
 import { STSClient } from '@aws-sdk/client-sts';
 import {
+  ErrorCodes,
   type Executor,
   type ExecutorContext,
+  GrantlineError,
   type Logger,
   type RevokeContext,
+  type UsageRecord,
   silentLogger,
 } from '@grantline/core';
 import { createAssumedRoleStrategy } from './assumed-role.js';
@@ -26,6 +30,7 @@ import {
 } from './params.js';
 import type { ProbePolicy } from './probe.js';
 import { SessionMemory } from './session-memory.js';
+import { isProbeRecord, lookupEventsByAccessKey, usageFromCloudTrail } from './usage.js';
 
 /** Options of {@link createAwsExecutor}. The package never reads credentials from the environment. */
 export interface AwsExecutorOptions {
@@ -37,6 +42,8 @@ export interface AwsExecutorOptions {
   iam: IAMClient;
   /** SSO Admin client (Identity Center strategy); without it that strategy fails non-retryably. */
   ssoAdmin?: SSOAdminClient;
+  /** CloudTrail client: enables `usage()` (LookupEvents by the issued access key id). */
+  cloudtrail?: CloudTrailClient;
   /**
    * Builds the clients that sign probes with the credentials under test. Default: clients with the
    * `iam` and `sts` clients' region, endpoint and request handler, the given credentials, a
@@ -139,5 +146,47 @@ export function createAwsExecutor(options: AwsExecutorOptions): AwsExecutor {
       return role.verify(as<RevokeContext<AssumedRoleParams>>(ctx));
     },
     collectGarbage: (roleArn) => role.collectGarbage(roleArn, now()),
+    ...(options.cloudtrail ? { usage: (ctx: UsageContext) => pullUsage(options.cloudtrail!, ctx) } : {}),
+  };
+}
+
+/** `Executor.usage`: CloudTrail records of the issued access key, probes excluded. */
+type UsageContext = Parameters<NonNullable<Executor<AwsParams>['usage']>>[0];
+
+async function pullUsage(cloudtrail: CloudTrailClient, ctx: UsageContext): Promise<UsageRecord[]> {
+  const keyId = ctx.issuance.ref.accessKeyId;
+  // Identity Center assignments have no key of their own: their sessions are attributed from trail
+  // records handed to `attributeRecords` instead.
+  if (!keyId) return [];
+  const records = await lookupEventsByAccessKey(cloudtrail, keyId, ctx.since);
+  return records
+    .filter((r) => !isProbeRecord(r))
+    .flatMap((r) => {
+      const u = usageFromCloudTrail(r);
+      return u ? [u] : [];
+    });
+}
+
+/**
+ * The full AWS credential for one target of an issue outcome: the non-secret access key id from
+ * the case's reference plus the secret parts returned once by `issue`.
+ */
+export function awsCredentialsOf(
+  issuance: { ref: Record<string, string>; expiresAt?: string },
+  secret: Record<string, string> | undefined,
+): { accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date } {
+  if (!issuance.ref.accessKeyId || !secret?.secretAccessKey) {
+    throw new GrantlineError(ErrorCodes.VALIDATION, 'awsCredentialsOf: no AWS access key in this issuance', {
+      details: {
+        where: 'awsCredentialsOf',
+        issues: [{ path: ['ref', 'accessKeyId'], code: 'custom', message: 'missing' }],
+      },
+    });
+  }
+  return {
+    accessKeyId: issuance.ref.accessKeyId,
+    secretAccessKey: secret.secretAccessKey,
+    ...(secret.sessionToken ? { sessionToken: secret.sessionToken } : {}),
+    ...(issuance.ref.sessionExpiresAt ? { expiration: new Date(issuance.ref.sessionExpiresAt) } : {}),
   };
 }
