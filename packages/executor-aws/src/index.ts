@@ -1,4 +1,20 @@
-export { createAwsExecutor, type AwsExecutor, type AwsExecutorOptions } from './executor.js';
+export {
+  createAwsExecutor,
+  awsCredentialsOf,
+  type AwsExecutor,
+  type AwsExecutorOptions,
+} from './executor.js';
+export {
+  attributeRecords,
+  feedUsage,
+  isProbeRecord,
+  lookupEventsByAccessKey,
+  usageFromCloudTrail,
+  type AttributedUsage,
+  type CloudTrailRecord,
+  type FeedResult,
+  type SkippedRecord,
+} from './usage.js';
 export {
   awsParamsSchema,
   assumedRoleParamsSchema,

@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import { GetUserCommand } from '@aws-sdk/client-iam';
+import { describe, expect, it } from 'vitest';
+import { awsCredentialsOf, createAwsExecutor, feedUsage } from '../src/index.js';
+import { adminClients, canListRoles, createBoundary, createRole, skipWithoutMoto } from './support/moto.js';
+import { alice, bob, deployBot, manualClock, service } from './support/service.js';
+
+const fast = { consecutiveRejections: 3, backoffMs: 20, maxBackoffMs: 80 };
+
+describe.skipIf(skipWithoutMoto())('end to end on moto_server (IAM enforcement on)', () => {
+  it('assumed-role: real STS credentials work, are denied after early revocation, and the case reaches verified', async () => {
+    const { iam, sts } = adminClients();
+    const role = await createRole(iam);
+    const gl = service([createAwsExecutor({ sts, iam, probe: fast })]);
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'deploy release 42', ticket: 'OPS-42' },
+      targets: [
+        {
+          id: 'deploy',
+          system: 'aws',
+          resource: role.Arn!,
+          permissions: ['iam:ListRoles'],
+          params: { roleArn: role.Arn! },
+        },
+      ],
+      durationSeconds: 1800,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const { grant, credentials } = await gl.issue(requested.id);
+    const issuance = grant.targets[0]!.issuance!;
+    expect(issuance.ref.sessionName).toMatch(/^gl\./);
+    expect(issuance.ref.sourceIdentity).toBe('svc-deploy');
+    const creds = awsCredentialsOf(issuance, credentials.deploy);
+    expect(await canListRoles(creds)).toBe(true);
+
+    const after = await gl.revoke(requested.id, { actor: bob, reason: 'task finished early' });
+    expect(after.state).toBe('verified');
+    expect(await canListRoles(creds)).toBe(false);
+    const v = after.targets[0]!.verification!;
+    expect(v.method).toBe('signed-probe');
+    const sessions = (v.observation as { sessions: { observations: { outcome: string }[] }[] }).sessions;
+    expect(sessions[0]!.observations.map((o) => o.outcome)).toEqual(['denied', 'denied', 'denied']);
+    expect(after.targets[0]!.revocation!.detail).toMatchObject({
+      method: 'session-deny',
+      condition: `aws:userid=${issuance.ref.roleId}:${issuance.ref.sessionName}`,
+    });
+
+    // Nothing secret reached the case record or its audit trail.
+    const stored = JSON.stringify([await gl.get(requested.id), await gl.history(requested.id)]);
+    expect(stored).not.toContain(creds.secretAccessKey);
+    expect(stored).not.toContain(creds.sessionToken!);
+  });
+
+  it('iam-user: the key works, then is rejected after revocation and the user is gone', async () => {
+    const { iam, sts } = adminClients();
+    const boundary = await createBoundary(iam);
+    const gl = service([createAwsExecutor({ sts, iam, probe: fast })]);
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'legacy tool needs a key', ticket: 'OPS-43' },
+      targets: [
+        {
+          id: 'legacy',
+          system: 'aws',
+          resource: 'iam-user',
+          permissions: ['iam:ListRoles'],
+          params: { strategy: 'iam-user', permissionsBoundaryArn: boundary },
+        },
+      ],
+      durationSeconds: 600,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const { grant, credentials } = await gl.issue(requested.id);
+    const issuance = grant.targets[0]!.issuance!;
+    const user = await iam.send(new GetUserCommand({ UserName: issuance.ref.userName! }));
+    expect(user.User!.Path).toBe('/grantline/');
+    // moto does not keep a user's permissions boundary; a fixture test checks the CreateUser request.
+    const creds = awsCredentialsOf(issuance, credentials.legacy);
+    expect(await canListRoles(creds)).toBe(true);
+
+    const done = await gl.complete(requested.id, { actor: deployBot, reason: 'job done' });
+    expect(done.state).toBe('verified');
+    expect(await canListRoles(creds)).toBe(false);
+    await expect(iam.send(new GetUserCommand({ UserName: issuance.ref.userName! }))).rejects.toMatchObject({
+      name: 'NoSuchEntityException',
+    });
+    expect(done.targets[0]!.verification!.observation).toMatchObject({
+      user: 'NoSuchEntity',
+      accessKeyId: creds.accessKeyId,
+    });
+  });
+
+  it('a window shorter than 900 s gets a 900 s session and a Deny at natural expiry', async () => {
+    const { iam, sts } = adminClients();
+    const role = await createRole(iam);
+    const clock = manualClock();
+    const gl = service([createAwsExecutor({ sts, iam, probe: fast })], { clock });
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'short task', ticket: 'OPS-44' },
+      targets: [
+        {
+          id: 'deploy',
+          system: 'aws',
+          resource: role.Arn!,
+          permissions: ['iam:ListRoles'],
+          params: { roleArn: role.Arn! },
+        },
+      ],
+      durationSeconds: 300,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const { grant, credentials } = await gl.issue(requested.id);
+    const issuance = grant.targets[0]!.issuance!;
+    expect(issuance.ref.durationSeconds).toBe('900');
+    expect(Date.parse(issuance.expiresAt)).toBe(Date.parse(grant.window.expiresAt!));
+    const creds = awsCredentialsOf(issuance, credentials.deploy);
+    expect(await canListRoles(creds)).toBe(true);
+
+    clock.advance(301_000);
+    await gl.sweep();
+    const swept = await gl.get(requested.id);
+    expect(swept.state).toBe('verified');
+    expect(swept.revocation!.trigger).toBe('expiry');
+    expect(swept.targets[0]!.revocation!.detail).toMatchObject({
+      method: 'session-deny',
+      sessionOutlivesWindow: true,
+    });
+    expect(await canListRoles(creds)).toBe(false);
+  });
+
+  it('CloudTrail usage from outside the allowed networks revokes the case automatically (records attributed by access key id)', async () => {
+    const { iam, sts } = adminClients();
+    const role = await createRole(iam);
+    const gl = service([createAwsExecutor({ sts, iam, probe: fast })], { sourceCidrs: ['10.0.0.0/8'] });
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'deploy', ticket: 'OPS-45' },
+      targets: [
+        {
+          id: 'deploy',
+          system: 'aws',
+          resource: role.Arn!,
+          permissions: ['iam:ListRoles'],
+          params: { roleArn: role.Arn! },
+        },
+      ],
+      durationSeconds: 1800,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const { grant, credentials } = await gl.issue(requested.id);
+    const ref = grant.targets[0]!.issuance!.ref;
+    const creds = awsCredentialsOf(grant.targets[0]!.issuance!, credentials.deploy);
+    // Trail records (as delivered by a trail; moto does not emulate CloudTrail lookups), keyed by the
+    // real access key id moto issued.
+    const identity = {
+      type: 'AssumedRole',
+      principalId: `${ref.roleId}:${ref.sessionName}`,
+      arn: ref.assumedRoleArn,
+      accessKeyId: ref.accessKeyId,
+    };
+    const records = [
+      {
+        eventID: randomUUID(),
+        eventTime: new Date().toISOString(),
+        eventSource: 'iam.amazonaws.com',
+        eventName: 'ListRoles',
+        sourceIPAddress: '10.1.2.3',
+        userAgent: 'aws-cli/2',
+        userIdentity: identity,
+      },
+      {
+        eventID: randomUUID(),
+        eventTime: new Date().toISOString(),
+        eventSource: 'iam.amazonaws.com',
+        eventName: 'ListRoles',
+        sourceIPAddress: '203.0.113.9',
+        userAgent: 'aws-cli/2',
+        userIdentity: identity,
+      },
+      {
+        eventID: randomUUID(),
+        eventTime: new Date().toISOString(),
+        eventSource: 'iam.amazonaws.com',
+        eventName: 'ListRoles',
+        sourceIPAddress: '203.0.113.10',
+        userIdentity: { ...identity, accessKeyId: 'ASIAOTHERCASE0000000', principalId: 'AROAOTHER:other' },
+      },
+    ];
+    const fed = await feedUsage(gl, records, [grant]);
+    expect(fed.recorded).toBe(2);
+    expect(fed.skipped).toEqual([{ eventId: records[2]!.eventID, reason: 'no-matching-case' }]);
+    expect(fed.revoked).toEqual([requested.id]);
+    const g = await gl.get(requested.id);
+    expect(g.revocation!.trigger).toBe('violation');
+    expect(g.state).toBe('verified');
+    expect(await canListRoles(creds)).toBe(false);
+    const history = await gl.history(requested.id);
+    expect(history.filter((e) => e.type === 'usage').map((e) => e.data.sourceIp)).toEqual([
+      '10.1.2.3',
+      '203.0.113.9',
+    ]);
+  });
+});
