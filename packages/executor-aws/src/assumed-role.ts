@@ -287,6 +287,27 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     const where = 'aws assumed-role revoke';
     const names = deriveNames(ctx.grant, ctx.target, where);
     const roleArn = ctx.target.params.roleArn;
+    const now = ctx.now.getTime();
+    const end = ctx.grant.window.expiresAt ? Date.parse(ctx.grant.window.expiresAt) : undefined;
+    // Decided before any AWS call: a session known to be over (or ending now) needs nothing.
+    const known = sessionHorizon(ctx, names.key, 0);
+    if (
+      ctx.trigger === 'expiry' &&
+      known.knownIssued &&
+      known.until.getTime() <= now + deps.expiryToleranceMs
+    ) {
+      // Natural expiry: the session's own expiry matches the window; STS ends it, no call is needed.
+      return {
+        alreadyGone: true,
+        detail: { method: 'natural-expiry', sessionExpiresAt: known.until.toISOString() },
+      };
+    }
+    if (known.knownIssued && known.until.getTime() <= now) {
+      return {
+        alreadyGone: true,
+        detail: { method: 'session-expired', sessionExpiresAt: known.until.toISOString() },
+      };
+    }
     const role = await getRole(roleArn);
     if (!role) {
       // A deleted role takes its sessions with it: nothing can be denied and nothing is left to deny.
@@ -294,26 +315,7 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
       return { alreadyGone: true, detail: { method: 'role-deleted', roleArn } };
     }
     const roleId = ctx.issuance?.ref.roleId || role.roleId;
-    const horizon = sessionHorizon(ctx, names.key, role.maxSessionSeconds);
-    const now = ctx.now.getTime();
-    if (horizon.until.getTime() <= now) {
-      return {
-        alreadyGone: true,
-        detail: { method: 'session-expired', sessionExpiresAt: horizon.until.toISOString() },
-      };
-    }
-    const end = ctx.grant.window.expiresAt ? Date.parse(ctx.grant.window.expiresAt) : undefined;
-    if (
-      ctx.trigger === 'expiry' &&
-      horizon.knownIssued &&
-      horizon.until.getTime() <= now + deps.expiryToleranceMs
-    ) {
-      // Natural expiry: the session ends by itself within the tolerance; no call is needed.
-      return {
-        alreadyGone: true,
-        detail: { method: 'natural-expiry', sessionExpiresAt: horizon.until.toISOString() },
-      };
-    }
+    const horizon = known.knownIssued ? known : sessionHorizon(ctx, names.key, role.maxSessionSeconds);
     const until = Math.ceil(horizon.until.getTime() / 1000) + DENY_MARGIN_SECONDS;
     const existing = (await denyPolicies(roleArn)).filter((p) => p.sessionName === names.principalName);
     const covering = existing.find((p) => p.until >= until - DENY_MARGIN_SECONDS);
