@@ -4,7 +4,12 @@ import { createMemoryStore } from '@grantline/store-memory';
 /** A clock the test moves by hand. */
 export function manualClock(start = new Date()): Clock & { advance(ms: number): void } {
   let t = start.getTime();
-  return { now: () => new Date(t), advance: (ms) => void (t += ms) };
+  return {
+    now: () => new Date(t),
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 /** The service over the memory store with one rule for `aws` targets (optionally with source CIDRs). */
