@@ -72,8 +72,20 @@ export class GrantlineError extends Error {
   }
 
   /** A plain, log-safe representation (no cause chain, which may hold foreign data). */
-  toJSON(): { name: string; code: ErrorCode; message: string; retryable: boolean; details: Record<string, unknown> } {
-    return { name: this.name, code: this.code, message: this.message, retryable: this.retryable, details: this.details };
+  toJSON(): {
+    name: string;
+    code: ErrorCode;
+    message: string;
+    retryable: boolean;
+    details: Record<string, unknown>;
+  } {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      retryable: this.retryable,
+      details: this.details,
+    };
   }
 }
 

@@ -6,3 +6,4 @@ export * from './lifecycle.js';
 export * from './policy.js';
 export * from './service.js';
 export * from './token-executor.js';
+export * from './timeline.js';

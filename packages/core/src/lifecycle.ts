@@ -5,7 +5,13 @@ import type { DecisionReason } from './policy.js';
 import { quorumMet } from './policy.js';
 
 /** States a case never leaves. */
-export const TERMINAL_STATES: readonly GrantState[] = ['denied', 'cancelled', 'expired', 'verified', 'failed'];
+export const TERMINAL_STATES: readonly GrantState[] = [
+  'denied',
+  'cancelled',
+  'expired',
+  'verified',
+  'failed',
+];
 
 export const isTerminal = (s: GrantState): boolean => TERMINAL_STATES.includes(s);
 
@@ -27,6 +33,7 @@ export type Command =
   | {
       type: 'issueFailed';
       actor: Actor;
+      resumeAt: string;
       issued: { targetId: string; issuance: Issuance }[];
       failedTargetId: string | undefined;
       error: FailureInfo;
@@ -36,9 +43,23 @@ export type Command =
       actor: Actor;
       usage: Record<string, unknown>;
       violation: DecisionReason[];
+      resumeAt: string;
     }
-  | { type: 'requestRevoke'; trigger: RevocationTrigger; actor: Actor; reason: string; actingRole?: string }
-  | { type: 'targetRevoked'; targetId: string; alreadyGone: boolean; detail?: Record<string, unknown> }
+  | {
+      type: 'requestRevoke';
+      trigger: RevocationTrigger;
+      actor: Actor;
+      reason: string;
+      actingRole?: string;
+      resumeAt: string;
+    }
+  | {
+      type: 'targetRevoked';
+      targetId: string;
+      alreadyGone: boolean;
+      detail?: Record<string, unknown>;
+      resumeAt: string;
+    }
   | { type: 'targetRevokeFailed'; targetId: string; error: FailureInfo; nextAt: string; exhausted: boolean }
   | {
       type: 'targetVerified';
@@ -57,7 +78,7 @@ export type Command =
       nextAt: string;
       exhausted: boolean;
     }
-  | { type: 'review'; review: NonNullable<BreakGlass['review']> }
+  | { type: 'review'; review: NonNullable<BreakGlass['review']>; resumeAt: string }
   | { type: 'reviewOverdue' }
   | {
       type: 'extend';
@@ -74,7 +95,9 @@ export type CommandType = Command['type'];
  * to. This is the single source of truth: `transition()` refuses anything not listed, the README's
  * state table is generated from it and the PostgreSQL CHECK constraint is derived from its states.
  */
-export const TRANSITIONS: { readonly [C in CommandType]: Readonly<Partial<Record<GrantState, readonly GrantState[]>>> } = {
+export const TRANSITIONS: {
+  readonly [C in CommandType]: Readonly<Partial<Record<GrantState, readonly GrantState[]>>>;
+} = {
   approve: { requested: ['requested', 'approved'] },
   deny: { requested: ['denied'] },
   cancel: { requested: ['cancelled'], approved: ['cancelled'] },
@@ -122,7 +145,10 @@ export const TRANSITIONS: { readonly [C in CommandType]: Readonly<Partial<Record
 /** Every (from, command, to) edge of the table, for docs and checks. */
 export function transitionEdges(): { from: GrantState; command: CommandType; to: GrantState }[] {
   const edges: { from: GrantState; command: CommandType; to: GrantState }[] = [];
-  for (const [command, froms] of Object.entries(TRANSITIONS) as [CommandType, Partial<Record<GrantState, readonly GrantState[]>>][]) {
+  for (const [command, froms] of Object.entries(TRANSITIONS) as [
+    CommandType,
+    Partial<Record<GrantState, readonly GrantState[]>>,
+  ][]) {
     for (const [from, tos] of Object.entries(froms) as [GrantState, readonly GrantState[]][]) {
       for (const to of tos) edges.push({ from, command, to });
     }
@@ -155,8 +181,26 @@ function actorOf(p: { id: string; kind: 'human' | 'workload' }): Actor {
   return { id: p.id, kind: p.kind };
 }
 
-function clone<T>(v: T): T {
-  return structuredClone(v);
+/**
+ * Copies exactly the parts of a record that `transition` may change (copy-on-write), so the input is
+ * never mutated and unchanged parts (principals, justification, policy) are shared, not deep-copied.
+ */
+function copyForTransition(grant: Grant): Grant {
+  return {
+    ...grant,
+    window: { ...grant.window },
+    usage: { ...grant.usage },
+    approvals: [...grant.approvals],
+    targets: grant.targets.map((t) => ({
+      ...t,
+      ...(t.revocation ? { revocation: { ...t.revocation } } : {}),
+      ...(t.verification ? { verification: { ...t.verification } } : {}),
+    })),
+    ...(grant.revocation ? { revocation: { ...grant.revocation } } : {}),
+    ...(grant.breakGlass ? { breakGlass: { ...grant.breakGlass } } : {}),
+    ...(grant.retry ? { retry: { ...grant.retry } } : {}),
+    ...(grant.decision ? { decision: { ...grant.decision } } : {}),
+  };
 }
 
 function pendingRevocation(g: Grant): string[] {
@@ -169,7 +213,8 @@ function pendingVerification(g: Grant): string[] {
 
 function lagMs(g: Grant, at: Date): number {
   // Lag runs from the end of the window when revocation is due to expiry, else from the trigger.
-  const from = g.revocation?.trigger === 'expiry' && g.window.expiresAt ? g.window.expiresAt : g.revocation!.requestedAt;
+  const from =
+    g.revocation?.trigger === 'expiry' && g.window.expiresAt ? g.window.expiresAt : g.revocation!.requestedAt;
   return Math.max(0, at.getTime() - Date.parse(from));
 }
 
@@ -189,20 +234,25 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     );
   }
   const at = now.toISOString();
-  const g = clone(grant);
+  const g = copyForTransition(grant);
   const events: AuditDraft[] = [];
   const effects: Effect[] = [];
   const emit = (event: string, payload: Record<string, unknown> = {}) =>
     effects.push({ type: 'emit', event, payload: { caseId: g.id, ...payload } });
   const target = (id: string) => {
     const t = g.targets.find((x) => x.id === id);
-    if (!t) throw new GrantlineError(ErrorCodes.VALIDATION, `case ${g.id} has no target ${id}`, { details: { caseId: g.id, targetId: id } });
+    if (!t)
+      throw new GrantlineError(ErrorCodes.VALIDATION, `case ${g.id} has no target ${id}`, {
+        details: { caseId: g.id, targetId: id },
+      });
     return t;
   };
-  const startRevocation = (trigger: RevocationTrigger, actor: Actor, reason: string) => {
+  // `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
+  // (normally now + lease): it keeps a second process from racing the one already at work.
+  const startRevocation = (trigger: RevocationTrigger, actor: Actor, reason: string, resumeAt: string) => {
     g.state = 'revoking';
     g.revocation = { trigger, reason, actor, requestedAt: at };
-    g.retry = { attempts: 0, nextAt: at };
+    g.retry = { attempts: 0, nextAt: resumeAt };
     effects.push({ type: 'revoke', targetIds: pendingRevocation(g) });
     emit('grant:revoking', { trigger, reason });
   };
@@ -224,7 +274,11 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       emit('grant:approval', { approverId: command.approval.approver.id, role: command.approval.role });
       if (quorumMet(g.policy, g.approvals)) {
         g.state = 'approved';
-        events.push({ type: 'approved', actor: SYSTEM, data: { approvals: g.approvals.length, rule: g.policy.ruleId } });
+        events.push({
+          type: 'approved',
+          actor: SYSTEM,
+          data: { approvals: g.approvals.length, rule: g.policy.ruleId },
+        });
         emit('grant:approved', { approvals: g.approvals.map((a) => ({ id: a.approver.id, role: a.role })) });
       }
       break;
@@ -247,7 +301,11 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     case 'beginIssue': {
       g.state = 'issuing';
       g.retry = { attempts: 0, nextAt: command.staleAt };
-      events.push({ type: 'issue.started', actor: command.actor, data: { targets: g.targets.map((t) => t.id) } });
+      events.push({
+        type: 'issue.started',
+        actor: command.actor,
+        data: { targets: g.targets.map((t) => t.id) },
+      });
       effects.push({ type: 'issue' });
       break;
     }
@@ -262,7 +320,10 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       g.window.hardLimitAt = new Date(now.getTime() + g.policy.maxDurationSeconds * 1000).toISOString();
       delete g.retry;
       events.push({ type: 'issued', actor: command.actor, data: { expiresAt: command.expiresAt } });
-      emit('grant:issued', { expiresAt: command.expiresAt, targets: command.issued.map((i) => ({ id: i.targetId, ref: i.issuance.ref })) });
+      emit('grant:issued', {
+        expiresAt: command.expiresAt,
+        targets: command.issued.map((i) => ({ id: i.targetId, ref: i.issuance.ref })),
+      });
       break;
     }
     case 'issueFailed': {
@@ -276,8 +337,12 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         data: { failedTargetId: command.failedTargetId ?? null, error: command.error },
       });
       emit('issuance:failed', { targetId: command.failedTargetId, error: command.error });
-      startRevocation('rollback', SYSTEM, `issuance failed: ${command.error.message}`);
-      events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'rollback', reason: g.revocation!.reason } });
+      startRevocation('rollback', SYSTEM, `issuance failed: ${command.error.message}`, command.resumeAt);
+      events.push({
+        type: 'revoke.requested',
+        actor: SYSTEM,
+        data: { trigger: 'rollback', reason: g.revocation!.reason },
+      });
       break;
     }
     case 'recordUsage': {
@@ -295,7 +360,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         emit('policy:violation', { reasons: command.violation });
         if (grant.state === 'issued') {
           const reason = command.violation.map((r) => r.message).join('; ');
-          startRevocation('violation', SYSTEM, reason);
+          startRevocation('violation', SYSTEM, reason, command.resumeAt);
           events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'violation', reason } });
         }
       }
@@ -303,11 +368,15 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     }
     case 'requestRevoke': {
       if (grant.state === 'issuing' && command.trigger !== 'rollback') {
-        throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `case ${g.id} is still issuing; only a rollback may revoke it now`, {
-          details: { caseId: g.id, state: g.state, command: command.type },
-        });
+        throw new GrantlineError(
+          ErrorCodes.INVALID_TRANSITION,
+          `case ${g.id} is still issuing; only a rollback may revoke it now`,
+          {
+            details: { caseId: g.id, state: g.state, command: command.type },
+          },
+        );
       }
-      startRevocation(command.trigger, command.actor, command.reason);
+      startRevocation(command.trigger, command.actor, command.reason, command.resumeAt);
       events.push({
         type: 'revoke.requested',
         actor: command.actor,
@@ -328,15 +397,24 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       events.push({
         type: 'target.revoked',
         actor: SYSTEM,
-        data: { targetId: t.id, alreadyGone: command.alreadyGone, attempts: t.revocation.attempts, ...(command.detail ? { detail: command.detail } : {}) },
+        data: {
+          targetId: t.id,
+          alreadyGone: command.alreadyGone,
+          attempts: t.revocation.attempts,
+          ...(command.detail ? { detail: command.detail } : {}),
+        },
       });
       if (pendingRevocation(g).length === 0) {
         g.state = 'revoked';
         g.revocation!.revokedAt = at;
         g.revocation!.lagToRevokedMs = lagMs(g, now);
         delete g.revocation!.exposed;
-        g.retry = { attempts: 0, nextAt: at };
-        events.push({ type: 'revoked', actor: SYSTEM, data: { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs } });
+        g.retry = { attempts: 0, nextAt: command.resumeAt };
+        events.push({
+          type: 'revoked',
+          actor: SYSTEM,
+          data: { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs },
+        });
         emit('grant:revoked', { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs });
         effects.push({ type: 'verify', targetIds: pendingVerification(g) });
       }
@@ -349,7 +427,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       events.push({
         type: 'target.revoke-failed',
         actor: SYSTEM,
-        data: { targetId: t.id, error: command.error, attempts: t.revocation.attempts, nextAt: command.nextAt, exhausted: command.exhausted },
+        data: {
+          targetId: t.id,
+          error: command.error,
+          attempts: t.revocation.attempts,
+          nextAt: command.nextAt,
+          exhausted: command.exhausted,
+        },
       });
       if (command.exhausted && !g.revocation!.exposed) {
         g.revocation!.exposed = true;
@@ -436,19 +520,35 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         type: 'review',
         actor: actorOf(command.review.reviewer),
         actingRole: command.review.role,
-        data: { outcome: command.review.outcome, ...(command.review.notes ? { notes: command.review.notes } : {}) },
+        data: {
+          outcome: command.review.outcome,
+          ...(command.review.notes ? { notes: command.review.notes } : {}),
+        },
       });
       emit('review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
       if (command.review.outcome === 'rejected' && grant.state === 'issued') {
-        startRevocation('review', actorOf(command.review.reviewer), 'break-glass review rejected');
-        events.push({ type: 'revoke.requested', actor: actorOf(command.review.reviewer), data: { trigger: 'review', reason: 'break-glass review rejected' } });
+        startRevocation(
+          'review',
+          actorOf(command.review.reviewer),
+          'break-glass review rejected',
+          command.resumeAt,
+        );
+        events.push({
+          type: 'revoke.requested',
+          actor: actorOf(command.review.reviewer),
+          data: { trigger: 'review', reason: 'break-glass review rejected' },
+        });
       }
       break;
     }
     case 'reviewOverdue': {
       if (!g.breakGlass || g.breakGlass.review || g.breakGlass.overdueRaisedAt) break;
       g.breakGlass.overdueRaisedAt = at;
-      events.push({ type: 'review.overdue', actor: SYSTEM, data: { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt } });
+      events.push({
+        type: 'review.overdue',
+        actor: SYSTEM,
+        data: { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt },
+      });
       emit('review:overdue', { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt });
       break;
     }
@@ -473,9 +573,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
   }
   if (!allowed.includes(g.state)) {
     // A bug in this function, never a user error: the table and the code disagree.
-    throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `internal: ${command.type} from ${grant.state} produced ${g.state}`, {
-      details: { caseId: g.id },
-    });
+    throw new GrantlineError(
+      ErrorCodes.INVALID_TRANSITION,
+      `internal: ${command.type} from ${grant.state} produced ${g.state}`,
+      {
+        details: { caseId: g.id },
+      },
+    );
   }
   return { next: g, events, effects };
 }
@@ -500,7 +604,8 @@ export function computeDue(g: Grant): string | null {
     default:
       break;
   }
-  if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt) candidates.push(g.breakGlass.reviewDueAt);
+  if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt)
+    candidates.push(g.breakGlass.reviewDueAt);
   if (candidates.length === 0) return null;
   return candidates.reduce((a, b) => (Date.parse(a) <= Date.parse(b) ? a : b));
 }

@@ -58,7 +58,14 @@ export const GRANT_STATES = [
 export const grantStateSchema = z.enum(GRANT_STATES);
 export type GrantState = (typeof GRANT_STATES)[number];
 
-export const REVOCATION_TRIGGERS = ['expiry', 'completion', 'violation', 'manual', 'review', 'rollback'] as const;
+export const REVOCATION_TRIGGERS = [
+  'expiry',
+  'completion',
+  'violation',
+  'manual',
+  'review',
+  'rollback',
+] as const;
 export const revocationTriggerSchema = z.enum(REVOCATION_TRIGGERS);
 export type RevocationTrigger = (typeof REVOCATION_TRIGGERS)[number];
 
@@ -207,7 +214,12 @@ export const grantSchema = z.strictObject({
   policy: policySnapshotSchema,
   approvals: z.array(approvalSchema),
   decision: z
-    .strictObject({ by: actorSchema, outcome: z.enum(['denied', 'cancelled', 'expired']), reason: z.string(), at: isoTime })
+    .strictObject({
+      by: actorSchema,
+      outcome: z.enum(['denied', 'cancelled', 'expired']),
+      reason: z.string(),
+      at: isoTime,
+    })
     .optional(),
   revocation: z
     .strictObject({
@@ -265,8 +277,15 @@ export const requestInputSchema = z.strictObject({
     .array(targetSchema)
     .min(1)
     .max(32)
-    .refine((ts) => new Set(ts.map((t) => t.id)).size === ts.length, 'target ids must be unique within a case'),
-  durationSeconds: z.number().int().positive().max(31 * 24 * 3600),
+    .refine(
+      (ts) => new Set(ts.map((t) => t.id)).size === ts.length,
+      'target ids must be unique within a case',
+    ),
+  durationSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(31 * 24 * 3600),
   notBefore: timeInput.optional(),
   /** Ask for a pre-approved low-risk template by id. */
   template: id.optional(),
@@ -322,7 +341,11 @@ export const breakGlassInputSchema = z.strictObject({
   subject: principalSchema,
   justification: justificationSchema,
   targets: requestInputSchema.shape.targets,
-  durationSeconds: z.number().int().positive().max(24 * 3600),
+  durationSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(24 * 3600),
   idempotencyKey: z.string().min(1).max(200).optional(),
 });
 export type BreakGlassInput = z.input<typeof breakGlassInputSchema>;

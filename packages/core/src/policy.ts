@@ -2,13 +2,23 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './audit.js';
 import { parseInput } from './errors.js';
-import type { Approval, Grant, Justification, PolicySnapshot, Principal, Target, UsageConstraints } from './model.js';
+import type {
+  Approval,
+  Grant,
+  Justification,
+  PolicySnapshot,
+  Principal,
+  Target,
+  UsageConstraints,
+} from './model.js';
 import { usageConstraintsSchema } from './model.js';
 
 const id = z.string().min(1).max(256);
 const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
 
-const cidr = z.string().refine((v) => parseCidr(v) !== null, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
+const cidr = z
+  .string()
+  .refine((v) => parseCidr(v) !== null, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
 const regexSource = z.string().refine((v) => {
   try {
     new RegExp(v);
@@ -61,30 +71,51 @@ export const ruleSchema = z
       .default({ count: 1, roles: [], distinctRoles: false }),
     /** A pre-approved low-risk template: requests naming it are approved by policy, no human needed. */
     template: id.optional(),
-    constraints: usageConstraintsSchema
-      .extend({ sourceCidrs: z.array(cidr).optional() })
-      .optional(),
+    constraints: usageConstraintsSchema.extend({ sourceCidrs: z.array(cidr).optional() }).optional(),
     extension: z
-      .strictObject({ requiresApproval: z.boolean().default(true), maxExtensions: z.number().int().min(0).default(1) })
+      .strictObject({
+        requiresApproval: z.boolean().default(true),
+        maxExtensions: z.number().int().min(0).default(1),
+      })
       .optional(),
     /** Pending requests expire after this long (default: the policy's). */
     requestTtlSeconds: z.number().int().positive().optional(),
   })
   .superRefine((r, ctx) => {
     if (r.template !== undefined && r.risk !== 'low') {
-      ctx.addIssue({ code: 'custom', path: ['template'], message: 'only low-risk rules may be pre-approved templates' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['template'],
+        message: 'only low-risk rules may be pre-approved templates',
+      });
     }
     if (r.template === undefined && r.approvals.count === 0) {
-      ctx.addIssue({ code: 'custom', path: ['approvals', 'count'], message: 'a rule that is not a template needs at least one approval' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'count'],
+        message: 'a rule that is not a template needs at least one approval',
+      });
     }
     if (r.approvals.count > 0 && r.approvals.roles.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['approvals', 'roles'], message: 'name the roles that qualify an approver' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'roles'],
+        message: 'name the roles that qualify an approver',
+      });
     }
     if (r.approvals.distinctRoles && r.approvals.roles.length < r.approvals.count) {
-      ctx.addIssue({ code: 'custom', path: ['approvals', 'roles'], message: 'distinct roles need at least `count` qualifying roles' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'roles'],
+        message: 'distinct roles need at least `count` qualifying roles',
+      });
     }
     if (r.risk === 'high' && r.template === undefined && r.approvals.count < 2) {
-      ctx.addIssue({ code: 'custom', path: ['approvals', 'count'], message: 'high-risk rules require dual control (count >= 2)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'count'],
+        message: 'high-risk rules require dual control (count >= 2)',
+      });
     }
   });
 export type Rule = z.output<typeof ruleSchema>;
@@ -98,20 +129,29 @@ export const policySchema = z
     breakGlass: z
       .strictObject({
         allowedRoles: z.array(id).min(1),
-        maxDurationSeconds: z.number().int().positive().max(24 * 3600),
+        maxDurationSeconds: z
+          .number()
+          .int()
+          .positive()
+          .max(24 * 3600),
         reviewWithinSeconds: z.number().int().positive(),
         reviewerRoles: z.array(id).min(1),
         operator: id,
       })
       .optional(),
-    requestTtlSeconds: z.number().int().positive().default(24 * 3600),
+    requestTtlSeconds: z
+      .number()
+      .int()
+      .positive()
+      .default(24 * 3600),
     /** Approved cases not issued within this long expire. */
     activationTtlSeconds: z.number().int().positive().default(3600),
   })
   .superRefine((p, ctx) => {
     const seen = new Set<string>();
     p.rules.forEach((r, i) => {
-      if (seen.has(r.id)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id ${r.id}` });
+      if (seen.has(r.id))
+        ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id ${r.id}` });
       seen.add(r.id);
     });
   });
@@ -189,7 +229,9 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
   const matched: Rule[] = [];
   req.targets.forEach((t, i) => {
     const rule = policy.rules.find(
-      (r) => (req.template === undefined ? r.template === undefined : r.template === req.template) && ruleMatches(r, t, req.requester, req.subject),
+      (r) =>
+        (req.template === undefined ? r.template === undefined : r.template === req.template) &&
+        ruleMatches(r, t, req.requester, req.subject),
     );
     if (!rule) {
       reasons.push({
@@ -256,7 +298,11 @@ function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
   const { ticket, changeRecord, workload } = rule.require;
   if (ticket) {
     if (!req.justification.ticket) {
-      out.push({ code: 'TICKET_REQUIRED', message: `rule ${rule.id} requires a ticket reference`, path: ['justification', 'ticket'] });
+      out.push({
+        code: 'TICKET_REQUIRED',
+        message: `rule ${rule.id} requires a ticket reference`,
+        path: ['justification', 'ticket'],
+      });
     } else if (ticket.pattern && !new RegExp(ticket.pattern).test(req.justification.ticket)) {
       out.push({
         code: 'TICKET_PATTERN',
@@ -272,7 +318,10 @@ function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
         message: `rule ${rule.id} requires a change record`,
         path: ['justification', 'changeRecord'],
       });
-    } else if (changeRecord.pattern && !new RegExp(changeRecord.pattern).test(req.justification.changeRecord)) {
+    } else if (
+      changeRecord.pattern &&
+      !new RegExp(changeRecord.pattern).test(req.justification.changeRecord)
+    ) {
       out.push({
         code: 'CHANGE_RECORD_PATTERN',
         message: `change record does not match the pattern ${changeRecord.pattern}`,
@@ -282,7 +331,11 @@ function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
   }
   if (workload) {
     if (!req.justification.workload) {
-      out.push({ code: 'WORKLOAD_REQUIRED', message: `rule ${rule.id} requires a workload reference`, path: ['justification', 'workload'] });
+      out.push({
+        code: 'WORKLOAD_REQUIRED',
+        message: `rule ${rule.id} requires a workload reference`,
+        path: ['justification', 'workload'],
+      });
     } else if (req.subject.kind === 'workload' && req.justification.workload !== req.subject.id) {
       out.push({
         code: 'WORKLOAD_MISMATCH',
@@ -308,10 +361,18 @@ export function evaluateApproval(
   const reasons: DecisionReason[] = [];
   const req = grant.policy.approvals;
   if (approver.id === grant.requester.id) {
-    reasons.push({ code: 'SELF_APPROVAL_REQUESTER', message: `${approver.id} requested this case and may not approve it`, path: ['approver', 'id'] });
+    reasons.push({
+      code: 'SELF_APPROVAL_REQUESTER',
+      message: `${approver.id} requested this case and may not approve it`,
+      path: ['approver', 'id'],
+    });
   }
   if (approver.id === grant.subject.id) {
-    reasons.push({ code: 'SELF_APPROVAL_SUBJECT', message: `${approver.id} is the subject of this case and may not approve it`, path: ['approver', 'id'] });
+    reasons.push({
+      code: 'SELF_APPROVAL_SUBJECT',
+      message: `${approver.id} is the subject of this case and may not approve it`,
+      path: ['approver', 'id'],
+    });
   }
   if (approver.teams.includes(grant.policy.operator)) {
     reasons.push({
@@ -321,13 +382,25 @@ export function evaluateApproval(
     });
   }
   if (approver.kind !== 'human') {
-    reasons.push({ code: 'APPROVER_NOT_HUMAN', message: 'approvals must come from a human principal', path: ['approver', 'kind'] });
+    reasons.push({
+      code: 'APPROVER_NOT_HUMAN',
+      message: 'approvals must come from a human principal',
+      path: ['approver', 'kind'],
+    });
   }
   if (grant.approvals.some((a) => a.approver.id === approver.id)) {
-    reasons.push({ code: 'DUPLICATE_APPROVER', message: `${approver.id} has already approved this case`, path: ['approver', 'id'] });
+    reasons.push({
+      code: 'DUPLICATE_APPROVER',
+      message: `${approver.id} has already approved this case`,
+      path: ['approver', 'id'],
+    });
   }
   if (grant.policy.requireProvenApprovers && !proven) {
-    reasons.push({ code: 'APPROVER_NOT_PROVEN', message: 'this rule requires a signed identity assertion from the approver', path: ['assertion'] });
+    reasons.push({
+      code: 'APPROVER_NOT_PROVEN',
+      message: 'this rule requires a signed identity assertion from the approver',
+      path: ['assertion'],
+    });
   }
   const used = new Set(grant.approvals.map((a) => a.role));
   const candidates = approver.roles.filter(
@@ -354,7 +427,11 @@ export function evaluateApproval(
     }
   } else role = candidates[0];
   if (reasons.length > 0 || role === undefined) return { allowed: false, reasons };
-  return { allowed: true, reasons: [{ code: 'APPROVER_QUALIFIED', message: `${approver.id} approves as ${role}` }], value: { role } };
+  return {
+    allowed: true,
+    reasons: [{ code: 'APPROVER_QUALIFIED', message: `${approver.id} approves as ${role}` }],
+    value: { role },
+  };
 }
 
 /** True when the approvals recorded satisfy the snapshot's quorum (and distinct roles). */
@@ -405,7 +482,11 @@ export function checkUsage(constraints: UsageConstraints | undefined, usage: Usa
     }
   }
   if (constraints?.actions && !globMatch(constraints.actions, usage.action)) {
-    reasons.push({ code: 'ACTION_NOT_ALLOWED', message: `action ${usage.action} is not allowed`, path: ['action'] });
+    reasons.push({
+      code: 'ACTION_NOT_ALLOWED',
+      message: `action ${usage.action} is not allowed`,
+      path: ['action'],
+    });
   }
   const tw = constraints?.timeWindow;
   if (tw) {
@@ -431,7 +512,11 @@ export function evaluateBreakGlass(
 ): Decision {
   const bg = compiled.policy.breakGlass;
   const reasons: DecisionReason[] = [];
-  if (!bg) return { allowed: false, reasons: [{ code: 'BREAK_GLASS_DISABLED', message: 'the policy defines no break-glass path' }] };
+  if (!bg)
+    return {
+      allowed: false,
+      reasons: [{ code: 'BREAK_GLASS_DISABLED', message: 'the policy defines no break-glass path' }],
+    };
   if (!actor.roles.some((r) => bg.allowedRoles.includes(r))) {
     reasons.push({
       code: 'BREAK_GLASS_ROLE',
@@ -455,5 +540,8 @@ export function evaluateBreakGlass(
   }
   return reasons.length > 0
     ? { allowed: false, reasons }
-    : { allowed: true, reasons: [{ code: 'BREAK_GLASS_ALLOWED', message: 'break-glass allowed; review is mandatory' }] };
+    : {
+        allowed: true,
+        reasons: [{ code: 'BREAK_GLASS_ALLOWED', message: 'break-glass allowed; review is mandatory' }],
+      };
 }

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { type AuditDraft, canonicalJson, chainEvents, sha256Hex, verifyChain } from './audit.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
-import { type Command, type Effect, type FailureInfo, finalizeGrant, isTerminal, transition } from './lifecycle.js';
+import {
+  type Command,
+  type Effect,
+  type FailureInfo,
+  finalizeGrant,
+  isTerminal,
+  transition,
+} from './lifecycle.js';
 import {
   type Actor,
   type ApproveInput,
@@ -150,8 +157,10 @@ function actorOf(p: Principal): Actor {
 const SYSTEM: Actor = { id: 'grantline', kind: 'system' };
 
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
-  const redact = (s: string) => secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
-  if (isGrantlineError(err)) return { code: err.code, message: redact(err.message), retryable: err.retryable };
+  const redact = (s: string) =>
+    secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
+  if (isGrantlineError(err))
+    return { code: err.code, message: redact(err.message), retryable: err.retryable };
   const message = err instanceof Error ? err.message : String(err);
   return { code: ErrorCodes.EXECUTOR, message: redact(message), retryable: true };
 }
@@ -179,7 +188,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   constructor(options: GrantlineOptions) {
     super();
     if (!options || typeof options !== 'object' || !options.store) {
-      throw new GrantlineError(ErrorCodes.VALIDATION, 'createGrantline: a store is required', { details: { where: 'createGrantline', path: ['store'] } });
+      throw new GrantlineError(ErrorCodes.VALIDATION, 'createGrantline: a store is required', {
+        details: { where: 'createGrantline', path: ['store'] },
+      });
     }
     this.store = options.store;
     this.policy = isCompiled(options.policy) ? options.policy : compilePolicy(options.policy);
@@ -195,9 +206,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     this.random = options.random ?? Math.random;
     for (const e of options.executors ?? []) {
       if (this.executors.has(e.system)) {
-        throw new GrantlineError(ErrorCodes.VALIDATION, `createGrantline: two executors for system ${e.system}`, {
-          details: { where: 'createGrantline', path: ['executors'] },
-        });
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          `createGrantline: two executors for system ${e.system}`,
+          {
+            details: { where: 'createGrantline', path: ['executors'] },
+          },
+        );
       }
       this.executors.set(e.system, e as Executor<Record<string, unknown>>);
     }
@@ -213,24 +228,51 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   async request(input: RequestInput): Promise<Grant> {
     const req = parseInput(requestInputSchema, input, 'request');
-    const requestHash = sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, subjectAssertion: undefined, notBefore: req.notBefore?.toISOString() }));
+    // Only needed to tell a replay from a different request under the same key.
+    const requestHash = req.idempotencyKey
+      ? sha256Hex(
+          canonicalJson({
+            ...req,
+            idempotencyKey: undefined,
+            subjectAssertion: undefined,
+            notBefore: req.notBefore?.toISOString(),
+          }),
+        )
+      : undefined;
     if (req.idempotencyKey) {
-      const existing = await this.replay(req.idempotencyKey, requestHash);
+      const existing = await this.replay(req.idempotencyKey, requestHash!);
       if (existing) return existing;
     }
     const targets = this.validateTargets(req.targets);
     const subject = await this.proveSubject(req.subject, req.subjectAssertion);
     const decision = evaluateRequest(this.policy, { ...req, subject, targets });
     if (!decision.allowed || !decision.value) {
-      throw new GrantlineError(ErrorCodes.POLICY_DENIED, `request denied by policy: ${decision.reasons.map((r) => r.message).join('; ')}`, {
-        details: { where: 'request', reasons: decision.reasons },
-      });
+      throw new GrantlineError(
+        ErrorCodes.POLICY_DENIED,
+        `request denied by policy: ${decision.reasons.map((r) => r.message).join('; ')}`,
+        {
+          details: { where: 'request', reasons: decision.reasons },
+        },
+      );
     }
     const snapshot = decision.value;
     if (snapshot.requireProvenWorkload && subject.kind === 'workload' && !subject.claims?.proof) {
-      throw new GrantlineError(ErrorCodes.POLICY_DENIED, `rule ${snapshot.ruleId} requires a signed identity assertion for the workload`, {
-        details: { where: 'request', reasons: [{ code: 'WORKLOAD_NOT_PROVEN', message: 'subjectAssertion required', path: ['subjectAssertion'] }] },
-      });
+      throw new GrantlineError(
+        ErrorCodes.POLICY_DENIED,
+        `rule ${snapshot.ruleId} requires a signed identity assertion for the workload`,
+        {
+          details: {
+            where: 'request',
+            reasons: [
+              {
+                code: 'WORKLOAD_NOT_PROVEN',
+                message: 'subjectAssertion required',
+                path: ['subjectAssertion'],
+              },
+            ],
+          },
+        },
+      );
     }
     const now = this.clock.now();
     const start = req.notBefore && req.notBefore > now ? req.notBefore : now;
@@ -249,7 +291,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       window: {
         durationSeconds: req.durationSeconds,
         ...(req.notBefore ? { notBefore: req.notBefore.toISOString() } : {}),
-        requestExpiresAt: new Date(start.getTime() + (preApproved ? this.policy.policy.activationTtlSeconds : ttl) * 1000).toISOString(),
+        requestExpiresAt: new Date(
+          start.getTime() + (preApproved ? this.policy.policy.activationTtlSeconds : ttl) * 1000,
+        ).toISOString(),
         extensions: 0,
       },
       policy: snapshot,
@@ -267,13 +311,23 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           requester: req.requester,
           subject,
           justification: req.justification,
-          targets: targets.map(({ id, system, resource, permissions }) => ({ id, system, resource, ...(permissions ? { permissions } : {}) })),
+          targets: targets.map(({ id, system, resource, permissions }) => ({
+            id,
+            system,
+            resource,
+            ...(permissions ? { permissions } : {}),
+          })),
           durationSeconds: req.durationSeconds,
-          policy: { id: snapshot.policyId, version: snapshot.policyVersion, hash: snapshot.policyHash, rule: snapshot.ruleId },
+          policy: {
+            id: snapshot.policyId,
+            version: snapshot.policyVersion,
+            hash: snapshot.policyHash,
+            rule: snapshot.ruleId,
+          },
           owner: snapshot.owner,
           operator: snapshot.operator,
           reasons: decision.reasons,
-          requestHash,
+          ...(requestHash ? { requestHash } : {}),
         },
       },
     ];
@@ -286,7 +340,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     const created = await this.createCase(grant, drafts);
     if (created.fresh) {
-      this.publish('grant:requested', created.grant, { requesterId: req.requester.id, subjectId: subject.id });
+      this.publish('grant:requested', created.grant, {
+        requesterId: req.requester.id,
+        subjectId: subject.id,
+      });
       if (preApproved) this.publish('grant:approved', created.grant, { template: snapshot.template });
     } else if ((created.requestHash ?? requestHash) !== requestHash) {
       throw this.idempotencyMismatch(req.idempotencyKey!);
@@ -301,9 +358,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   async breakGlass(input: BreakGlassInput): Promise<Grant> {
     const req = parseInput(breakGlassInputSchema, input, 'breakGlass');
-    const requestHash = sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, breakGlass: true }));
+    const requestHash = req.idempotencyKey
+      ? sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, breakGlass: true }))
+      : undefined;
     if (req.idempotencyKey) {
-      const existing = await this.replay(req.idempotencyKey, requestHash);
+      const existing = await this.replay(req.idempotencyKey, requestHash!);
       if (existing) return existing;
     }
     const targets = this.validateTargets(req.targets);
@@ -311,9 +370,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const decision = evaluateBreakGlass(this.policy, req.requester, req.durationSeconds, overdue);
     const bg = this.policy.policy.breakGlass;
     if (!decision.allowed || !bg) {
-      throw new GrantlineError(ErrorCodes.BREAK_GLASS_REFUSED, `break-glass refused: ${decision.reasons.map((r) => r.message).join('; ')}`, {
-        details: { where: 'breakGlass', reasons: decision.reasons },
-      });
+      throw new GrantlineError(
+        ErrorCodes.BREAK_GLASS_REFUSED,
+        `break-glass refused: ${decision.reasons.map((r) => r.message).join('; ')}`,
+        {
+          details: { where: 'breakGlass', reasons: decision.reasons },
+        },
+      );
     }
     const now = this.clock.now();
     const at = now.toISOString();
@@ -329,7 +392,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       targets,
       window: {
         durationSeconds: req.durationSeconds,
-        requestExpiresAt: new Date(now.getTime() + this.policy.policy.activationTtlSeconds * 1000).toISOString(),
+        requestExpiresAt: new Date(
+          now.getTime() + this.policy.policy.activationTtlSeconds * 1000,
+        ).toISOString(),
         extensions: 0,
       },
       policy: {
@@ -364,22 +429,39 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           requester: req.requester,
           subject: req.subject,
           justification: req.justification,
-          targets: targets.map(({ id, system, resource, permissions }) => ({ id, system, resource, ...(permissions ? { permissions } : {}) })),
+          targets: targets.map(({ id, system, resource, permissions }) => ({
+            id,
+            system,
+            resource,
+            ...(permissions ? { permissions } : {}),
+          })),
           durationSeconds: req.durationSeconds,
-          policy: { id: this.policy.policy.id, version: this.policy.policy.version, hash: this.policy.hash, rule: 'break-glass' },
+          policy: {
+            id: this.policy.policy.id,
+            version: this.policy.policy.version,
+            hash: this.policy.hash,
+            rule: 'break-glass',
+          },
           owner: this.policy.policy.owner,
           operator: bg.operator,
-          requestHash,
+          ...(requestHash ? { requestHash } : {}),
         },
       },
       {
         type: 'breakglass.used',
         actor: actorOf(req.requester),
-        data: { reason: req.justification.reason, reviewDueAt: grant.breakGlass!.reviewDueAt, reasons: decision.reasons },
+        data: {
+          reason: req.justification.reason,
+          reviewDueAt: grant.breakGlass!.reviewDueAt,
+          reasons: decision.reasons,
+        },
       },
     ]);
     if (created.fresh) {
-      this.publish('breakglass:used', created.grant, { actorId: req.requester.id, reviewDueAt: grant.breakGlass!.reviewDueAt });
+      this.publish('breakglass:used', created.grant, {
+        actorId: req.requester.id,
+        reviewDueAt: grant.breakGlass!.reviewDueAt,
+      });
     } else if ((created.requestHash ?? requestHash) !== requestHash) {
       throw this.idempotencyMismatch(req.idempotencyKey!);
     }
@@ -402,19 +484,31 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     if (a.assertion) {
       const verified = await this.verifyIdentity(a.assertion, 'approver');
       if (verified.subject !== approver.id) {
-        throw new GrantlineError(ErrorCodes.IDENTITY, `assertion proves ${verified.subject}, not approver ${approver.id}`, {
-          details: { where: 'approve', path: ['assertion'] },
-        });
+        throw new GrantlineError(
+          ErrorCodes.IDENTITY,
+          `assertion proves ${verified.subject}, not approver ${approver.id}`,
+          {
+            details: { where: 'approve', path: ['assertion'] },
+          },
+        );
       }
       approver = { ...approver, roles: verified.roles, claims: verified.claims };
-      proof = { issuer: verified.issuer, subject: verified.subject, ...(verified.kid ? { kid: verified.kid } : {}) };
+      proof = {
+        issuer: verified.issuer,
+        subject: verified.subject,
+        ...(verified.kid ? { kid: verified.kid } : {}),
+      };
     }
     return this.mutate(id, (g) => {
       const d = evaluateApproval(g, approver, a.role, proof !== undefined);
       if (!d.allowed || !d.value) {
-        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `approval refused: ${d.reasons.map((r) => r.message).join('; ')}`, {
-          details: { where: 'approve', caseId: id, reasons: d.reasons },
-        });
+        throw new GrantlineError(
+          ErrorCodes.APPROVAL_REFUSED,
+          `approval refused: ${d.reasons.map((r) => r.message).join('; ')}`,
+          {
+            details: { where: 'approve', caseId: id, reasons: d.reasons },
+          },
+        );
       }
       return {
         type: 'approve',
@@ -438,9 +532,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const d = parseInput(decisionInputSchema, input, 'deny');
     return this.mutate(id, (g) => {
       if (!d.actor.roles.some((r) => g.policy.approvals.roles.includes(r))) {
-        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${d.actor.id} holds no role that may decide this case`, {
-          details: { where: 'deny', caseId: id, reasons: [{ code: 'ROLE_NOT_QUALIFIED', message: 'no qualifying role', path: ['actor', 'roles'] }] },
-        });
+        throw new GrantlineError(
+          ErrorCodes.APPROVAL_REFUSED,
+          `${d.actor.id} holds no role that may decide this case`,
+          {
+            details: {
+              where: 'deny',
+              caseId: id,
+              reasons: [
+                { code: 'ROLE_NOT_QUALIFIED', message: 'no qualifying role', path: ['actor', 'roles'] },
+              ],
+            },
+          },
+        );
       }
       return { type: 'deny', actor: actorOf(d.actor), reason: d.reason };
     });
@@ -457,7 +561,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const party = d.actor.id === g.requester.id || d.actor.id === g.subject.id;
       if (!party && !d.actor.roles.some((r) => g.policy.approvals.roles.includes(r))) {
         throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${d.actor.id} may not cancel this case`, {
-          details: { where: 'cancel', caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'not requester, subject or approver', path: ['actor'] }] },
+          details: {
+            where: 'cancel',
+            caseId: id,
+            reasons: [
+              { code: 'NOT_A_PARTY', message: 'not requester, subject or approver', path: ['actor'] },
+            ],
+          },
         });
       }
       return { type: 'cancel', actor: actorOf(d.actor), reason: d.reason };
@@ -478,14 +588,28 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const opts = parseInput(issueInputSchema, input, 'issue');
     let started = await this.mutate(id, (g) => {
       if (opts.actor && opts.actor.id !== g.requester.id && opts.actor.id !== g.subject.id) {
-        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${opts.actor.id} is neither the requester nor the subject`, {
-          details: { where: 'issue', caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'issue is for the requester or subject', path: ['actor'] }] },
-        });
+        throw new GrantlineError(
+          ErrorCodes.APPROVAL_REFUSED,
+          `${opts.actor.id} is neither the requester nor the subject`,
+          {
+            details: {
+              where: 'issue',
+              caseId: id,
+              reasons: [
+                { code: 'NOT_A_PARTY', message: 'issue is for the requester or subject', path: ['actor'] },
+              ],
+            },
+          },
+        );
       }
       if (g.window.notBefore && Date.parse(g.window.notBefore) > this.clock.now().getTime()) {
-        throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `case ${id} may not be issued before ${g.window.notBefore}`, {
-          details: { caseId: id, state: g.state, command: 'beginIssue' },
-        });
+        throw new GrantlineError(
+          ErrorCodes.INVALID_TRANSITION,
+          `case ${id} may not be issued before ${g.window.notBefore}`,
+          {
+            details: { caseId: id, state: g.state, command: 'beginIssue' },
+          },
+        );
       }
       return {
         type: 'beginIssue',
@@ -498,10 +622,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const durationMs = Math.min(started.window.durationSeconds, started.policy.maxDurationSeconds) * 1000;
     const expiresAt = new Date(now.getTime() + durationMs);
     const credentials: Record<string, Record<string, string>> = {};
-    const issued: { targetId: string; issuance: { ref: Record<string, string>; fingerprint?: string; issuedAt: string; expiresAt: string } }[] = [];
+    const issued: {
+      targetId: string;
+      issuance: { ref: Record<string, string>; fingerprint?: string; issuedAt: string; expiresAt: string };
+    }[] = [];
     const secretValues: string[] = [];
     let failure: { targetId: string; error: FailureInfo } | undefined;
-    const window = { ...started, window: { ...started.window, expiresAt: expiresAt.toISOString(), issuedAt: now.toISOString() } };
+    const window = {
+      ...started,
+      window: { ...started.window, expiresAt: expiresAt.toISOString(), issuedAt: now.toISOString() },
+    };
     for (const t of started.targets) {
       try {
         const exec = this.executorFor(t.system);
@@ -522,28 +652,55 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         });
       } catch (err) {
         failure = { targetId: t.id, error: failureOf(err, secretValues) };
-        this.logger.warn('grantline: issuance failed', { caseId: id, targetId: t.id, code: failure.error.code });
+        this.logger.warn('grantline: issuance failed', {
+          caseId: id,
+          targetId: t.id,
+          code: failure.error.code,
+        });
         break;
       }
     }
     if (failure) {
       const f = failure;
-      started = await this.mutate(id, () => ({ type: 'issueFailed', actor, issued, failedTargetId: f.targetId, error: f.error }), started);
+      started = await this.mutate(
+        id,
+        () => ({
+          type: 'issueFailed',
+          actor,
+          issued,
+          failedTargetId: f.targetId,
+          error: f.error,
+          resumeAt: this.resumeAt(),
+        }),
+        started,
+      );
       const after = await this.advance(started).catch(() => started);
-      throw new GrantlineError(ErrorCodes.ISSUANCE_FAILED, `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`, {
-        retryable: false,
-        details: { caseId: id, targetId: f.targetId, error: f.error, state: after.state },
-      });
+      throw new GrantlineError(
+        ErrorCodes.ISSUANCE_FAILED,
+        `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`,
+        {
+          retryable: false,
+          details: { caseId: id, targetId: f.targetId, error: f.error, state: after.state },
+        },
+      );
     }
     let done: Grant;
     try {
-      done = await this.mutate(id, () => ({ type: 'issued', actor, issued, expiresAt: expiresAt.toISOString() }), started);
+      done = await this.mutate(
+        id,
+        () => ({ type: 'issued', actor, issued, expiresAt: expiresAt.toISOString() }),
+        started,
+      );
     } catch (err) {
       // The sweeper rolled the case back while we were issuing: these credentials are being revoked.
-      throw new GrantlineError(ErrorCodes.ISSUANCE_FAILED, `case ${id} changed during issuance and is being rolled back`, {
-        details: { caseId: id },
-        cause: isGrantlineError(err) ? err.toJSON() : undefined,
-      });
+      throw new GrantlineError(
+        ErrorCodes.ISSUANCE_FAILED,
+        `case ${id} changed during issuance and is being rolled back`,
+        {
+          details: { caseId: id },
+          cause: isGrantlineError(err) ? err.toJSON() : undefined,
+        },
+      );
     }
     return { grant: done, credentials };
   }
@@ -560,12 +717,22 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const u = parseInput(usageInputSchema, input, 'recordUsage');
     const g = await this.mutate(id, (g) => {
       if (u.targetId && !g.targets.some((t) => t.id === u.targetId)) {
-        throw new GrantlineError(ErrorCodes.VALIDATION, `recordUsage: case ${id} has no target ${u.targetId}`, {
-          details: { where: 'recordUsage', issues: [{ path: ['targetId'], code: 'custom', message: 'unknown target' }] },
-        });
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          `recordUsage: case ${id} has no target ${u.targetId}`,
+          {
+            details: {
+              where: 'recordUsage',
+              issues: [{ path: ['targetId'], code: 'custom', message: 'unknown target' }],
+            },
+          },
+        );
       }
       const at = u.at ?? this.clock.now();
-      const check = g.state === 'issued' ? checkUsage(g.policy.constraints, { sourceIp: u.sourceIp, action: u.action, at }) : { reasons: [] as DecisionReason[] };
+      const check =
+        g.state === 'issued'
+          ? checkUsage(g.policy.constraints, { sourceIp: u.sourceIp, action: u.action, at })
+          : { reasons: [] as DecisionReason[] };
       const actor = u.actor ?? g.subject;
       return {
         type: 'recordUsage',
@@ -582,6 +749,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(u.detail ? { detail: u.detail } : {}),
         },
         violation: check.reasons,
+        resumeAt: this.resumeAt(),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;
@@ -592,8 +760,18 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   async reportViolation(id: string, input: { detector: string; reason: string }): Promise<Grant> {
     this.checkId(id, 'reportViolation');
-    const d = parseInput(decisionInputSchema, { actor: { id: input?.detector, kind: 'workload' }, reason: input?.reason }, 'reportViolation');
-    const g = await this.mutate(id, () => ({ type: 'requestRevoke', trigger: 'violation', actor: { id: d.actor.id, kind: 'system' }, reason: d.reason }));
+    const d = parseInput(
+      decisionInputSchema,
+      { actor: { id: input?.detector, kind: 'workload' }, reason: input?.reason },
+      'reportViolation',
+    );
+    const g = await this.mutate(id, () => ({
+      type: 'requestRevoke',
+      trigger: 'violation',
+      actor: { id: d.actor.id, kind: 'system' },
+      reason: d.reason,
+      resumeAt: this.resumeAt(),
+    }));
     return this.advance(g);
   }
 
@@ -613,9 +791,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const g = await this.mustGet(id);
     if (g.state !== 'revoked' && g.state !== 'revoking') {
       if (g.state === 'verified' || g.state === 'failed') return g;
-      throw new GrantlineError(ErrorCodes.INVALID_TRANSITION, `case ${id} in state ${g.state} has nothing to verify`, {
-        details: { caseId: id, state: g.state, command: 'verify' },
-      });
+      throw new GrantlineError(
+        ErrorCodes.INVALID_TRANSITION,
+        `case ${id} in state ${g.state} has nothing to verify`,
+        {
+          details: { caseId: id, state: g.state, command: 'verify' },
+        },
+      );
     }
     return this.advance(g);
   }
@@ -632,19 +814,38 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const role = r.role ?? r.reviewer.roles.find((x) => roles.includes(x));
       const reasons: DecisionReason[] = [];
       if (g.breakGlass && (r.reviewer.id === g.breakGlass.actor.id || r.reviewer.id === g.subject.id)) {
-        reasons.push({ code: 'SELF_REVIEW', message: 'the break-glass actor or subject may not review it', path: ['reviewer', 'id'] });
+        reasons.push({
+          code: 'SELF_REVIEW',
+          message: 'the break-glass actor or subject may not review it',
+          path: ['reviewer', 'id'],
+        });
       }
       if (!role || !roles.includes(role) || !r.reviewer.roles.includes(role)) {
-        reasons.push({ code: 'ROLE_NOT_QUALIFIED', message: `reviewer needs one of ${roles.join(', ')}`, path: ['reviewer', 'roles'] });
+        reasons.push({
+          code: 'ROLE_NOT_QUALIFIED',
+          message: `reviewer needs one of ${roles.join(', ')}`,
+          path: ['reviewer', 'roles'],
+        });
       }
       if (reasons.length > 0) {
-        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `review refused: ${reasons.map((x) => x.message).join('; ')}`, {
-          details: { where: 'review', caseId: id, reasons },
-        });
+        throw new GrantlineError(
+          ErrorCodes.APPROVAL_REFUSED,
+          `review refused: ${reasons.map((x) => x.message).join('; ')}`,
+          {
+            details: { where: 'review', caseId: id, reasons },
+          },
+        );
       }
       return {
         type: 'review',
-        review: { reviewer: r.reviewer, role: role!, outcome: r.outcome, at: this.clock.now().toISOString(), ...(r.notes ? { notes: r.notes } : {}) },
+        review: {
+          reviewer: r.reviewer,
+          role: role!,
+          outcome: r.outcome,
+          at: this.clock.now().toISOString(),
+          ...(r.notes ? { notes: r.notes } : {}),
+        },
+        resumeAt: this.resumeAt(),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;
@@ -679,7 +880,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       return {
         valid: false,
         head: result.head,
-        problems: [{ code: 'CHAIN_SEQ_GAP', seq: events.length, message: `case record points at seq ${g.audit.seq}, chain has ${events.length}` }],
+        problems: [
+          {
+            code: 'CHAIN_SEQ_GAP',
+            seq: events.length,
+            message: `case record points at seq ${g.audit.seq}, chain has ${events.length}`,
+          },
+        ],
       };
     }
     return result;
@@ -695,7 +902,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async sweep(options: { limit?: number; concurrency?: number } = {}): Promise<SweepResult> {
     const limit = options.limit ?? 500;
     const concurrency = Math.max(1, options.concurrency ?? 8);
-    const result: SweepResult = { claimed: 0, expired: 0, revoked: 0, verified: 0, failed: 0, retried: 0, rolledBack: 0, overdueReviews: 0, errors: 0 };
+    const result: SweepResult = {
+      claimed: 0,
+      expired: 0,
+      revoked: 0,
+      verified: 0,
+      failed: 0,
+      retried: 0,
+      rolledBack: 0,
+      overdueReviews: 0,
+      errors: 0,
+    };
     const claimed = await this.store.claimDue(this.clock.now(), limit, this.leaseMs, this.instanceId);
     result.claimed = claimed.length;
     let next = 0;
@@ -707,7 +924,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           const after = await this.advance(g, true);
           if (after.state === 'expired' && before !== 'expired') result.expired++;
           if (before === 'issuing' && after.state !== 'issuing') result.rolledBack++;
-          if ((after.state === 'revoked' || after.state === 'verified') && (before === 'issued' || before === 'revoking')) result.revoked++;
+          if (
+            (after.state === 'revoked' || after.state === 'verified') &&
+            (before === 'issued' || before === 'revoking')
+          )
+            result.revoked++;
           if (after.state === 'verified' && before !== 'verified') result.verified++;
           if (after.state === 'failed' && before !== 'failed') result.failed++;
           if (after.retry && after.retry.attempts > (g.retry?.attempts ?? 0)) result.retried++;
@@ -726,17 +947,25 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Runs the sweeper in the background: it sleeps until the next due time (capped by `maxSleepMs`),
    * wakes early when the store reports a change, and stops on `stop()` or the abort signal.
    */
-  startSweeper(options: { signal?: AbortSignal; maxSleepMs?: number; minSleepMs?: number; limit?: number } = {}): { stop(): Promise<void> } {
+  startSweeper(
+    options: { signal?: AbortSignal; maxSleepMs?: number; minSleepMs?: number; limit?: number } = {},
+  ): { stop(): Promise<void> } {
     if (this.sweeperHandle) return this.sweeperHandle;
     const maxSleep = options.maxSleepMs ?? 30_000;
     const minSleep = options.minSleepMs ?? 10;
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let wake: (() => void) | undefined;
-    const poke = () => wake?.();
+    // A change seen while sweeping (no sleep to cut short) must not be lost: remember it.
+    let dirty = false;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
     const unsubscribe = this.store.onChange?.(poke);
     const loop = (async () => {
       while (!stopped) {
+        dirty = false;
         let swept: SweepResult | undefined;
         try {
           swept = await this.sweep({ limit: options.limit ?? 500 });
@@ -749,11 +978,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         else {
           try {
             const due = await this.store.nextDue();
-            if (due) delay = Math.min(maxSleep, Math.max(minSleep, due.getTime() - this.clock.now().getTime()));
+            if (due)
+              delay = Math.min(maxSleep, Math.max(minSleep, due.getTime() - this.clock.now().getTime()));
           } catch {
             delay = Math.min(maxSleep, 1_000);
           }
         }
+        if (dirty) delay = Math.min(delay, minSleep);
         await new Promise<void>((resolve) => {
           wake = resolve;
           timer = setTimeout(resolve, delay);
@@ -791,29 +1022,82 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const now = () => this.clock.now();
     for (let step = 0; step < 4 * g.targets.length + 6; step++) {
       const t = now().getTime();
-      if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt && Date.parse(g.breakGlass.reviewDueAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'reviewOverdue' }), g);
+      if (
+        g.breakGlass &&
+        !g.breakGlass.review &&
+        !g.breakGlass.overdueRaisedAt &&
+        Date.parse(g.breakGlass.reviewDueAt) <= t
+      ) {
+        g = await this.mutate(
+          g.id,
+          (cur) =>
+            cur.breakGlass?.review || cur.breakGlass?.overdueRaisedAt ? null : { type: 'reviewOverdue' },
+          g,
+        );
         continue;
       }
       if ((g.state === 'requested' || g.state === 'approved') && Date.parse(g.window.requestExpiresAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'expire', reason: g.state === 'requested' ? 'not approved in time' : 'not issued in time' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) =>
+            (cur.state === 'requested' || cur.state === 'approved') &&
+            Date.parse(cur.window.requestExpiresAt) <= t
+              ? {
+                  type: 'expire',
+                  reason: cur.state === 'requested' ? 'not approved in time' : 'not issued in time',
+                }
+              : null,
+          g,
+        );
         continue;
       }
       if (g.state === 'issuing' && fromSweeper && g.retry?.nextAt && Date.parse(g.retry.nextAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'rollback', actor: SYSTEM, reason: 'issuance did not complete in time' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) =>
+            cur.state === 'issuing'
+              ? {
+                  type: 'requestRevoke',
+                  trigger: 'rollback',
+                  actor: SYSTEM,
+                  reason: 'issuance did not complete in time',
+                  resumeAt: this.resumeAt(),
+                }
+              : null,
+          g,
+        );
         continue;
       }
       if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t) {
-        g = await this.mutate(g.id, () => ({ type: 'requestRevoke', trigger: 'expiry', actor: SYSTEM, reason: 'window ended' }), g);
+        g = await this.mutate(
+          g.id,
+          (cur) =>
+            cur.state === 'issued'
+              ? {
+                  type: 'requestRevoke',
+                  trigger: 'expiry',
+                  actor: SYSTEM,
+                  reason: 'window ended',
+                  resumeAt: this.resumeAt(),
+                }
+              : null,
+          g,
+        );
         continue;
       }
-      if (g.state === 'revoking' && (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)) {
+      if (
+        g.state === 'revoking' &&
+        (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)
+      ) {
         const before = g.version;
         g = await this.revokeTargets(g);
         if (g.state === 'revoking' || g.version === before) break;
         continue;
       }
-      if (g.state === 'revoked' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t)) {
+      if (
+        g.state === 'revoked' &&
+        (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t || step > 0)
+      ) {
         const before = g.version;
         g = await this.verifyTargets(g);
         if (g.state === 'revoked' || g.version === before) break;
@@ -838,11 +1122,22 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           trigger: g.revocation!.trigger,
           reason: g.revocation!.reason,
         });
-        cmd = { type: 'targetRevoked', targetId: t.id, alreadyGone: res.alreadyGone ?? false, ...(res.detail ? { detail: res.detail } : {}) };
+        cmd = {
+          type: 'targetRevoked',
+          targetId: t.id,
+          alreadyGone: res.alreadyGone ?? false,
+          ...(res.detail ? { detail: res.detail } : {}),
+          resumeAt: this.resumeAt(),
+        };
       } catch (err) {
         const error = failureOf(err);
         const attempts = (t.revocation?.attempts ?? 0) + 1;
-        this.logger.warn('grantline: revocation attempt failed', { caseId: g.id, targetId: t.id, attempts, code: error.code });
+        this.logger.warn('grantline: revocation attempt failed', {
+          caseId: g.id,
+          targetId: t.id,
+          attempts,
+          code: error.code,
+        });
         cmd = {
           type: 'targetRevokeFailed',
           targetId: t.id,
@@ -851,7 +1146,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
         };
       }
-      g = await this.mutate(g.id, () => cmd, g);
+      // After a lost race the fresh record decides: a target someone else confirmed is skipped.
+      g = await this.mutate(
+        g.id,
+        (cur) =>
+          cur.state === 'revoking' && !cur.targets.find((x) => x.id === t.id)?.revocation?.confirmedAt
+            ? cmd
+            : null,
+        g,
+      );
+      if (g.state !== 'revoking') break;
     }
     return g;
   }
@@ -873,7 +1177,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         });
         cmd =
           res.status === 'absent'
-            ? { type: 'targetVerified', targetId: t.id, verifier: `executor:${t.system}@${this.instanceId}`, method: res.method, observation: res.observation }
+            ? {
+                type: 'targetVerified',
+                targetId: t.id,
+                verifier: `executor:${t.system}@${this.instanceId}`,
+                method: res.method,
+                observation: res.observation,
+              }
             : {
                 type: 'targetVerifyFailed',
                 targetId: t.id,
@@ -894,10 +1204,22 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
         };
       }
-      g = await this.mutate(g.id, () => cmd, g);
+      g = await this.mutate(
+        g.id,
+        (cur) =>
+          cur.state === 'revoked' && cur.targets.find((x) => x.id === t.id)?.verification?.result !== 'absent'
+            ? cmd
+            : null,
+        g,
+      );
       if (g.state !== 'revoked') break;
     }
     return g;
+  }
+
+  /** When the sweeper takes over a step this process is about to do inline (now + lease). */
+  private resumeAt(): string {
+    return new Date(this.clock.now().getTime() + this.leaseMs).toISOString();
   }
 
   /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
@@ -907,21 +1229,46 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return new Date(this.clock.now().getTime() + delay).toISOString();
   }
 
-  private async revokeWith(id: string, input: RevokeInput, trigger: 'completion' | 'manual', where: string): Promise<Grant> {
+  private async revokeWith(
+    id: string,
+    input: RevokeInput,
+    trigger: 'completion' | 'manual',
+    where: string,
+  ): Promise<Grant> {
     this.checkId(id, where);
     const r = parseInput(revokeInputSchema, input, where);
     const current = await this.mustGet(id);
     // Idempotent: a case already on its way out (or out) is returned as it is, after a nudge.
     if (current.state === 'revoking' || current.state === 'revoked') return this.advance(current);
     if (current.state === 'verified' || current.state === 'failed') return current;
-    const g = await this.mutate(id, (g) => {
-      if (trigger === 'completion' && r.actor.id !== g.requester.id && r.actor.id !== g.subject.id) {
-        throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${r.actor.id} may not complete this case`, {
-          details: { where, caseId: id, reasons: [{ code: 'NOT_A_PARTY', message: 'only the requester or subject completes a task', path: ['actor'] }] },
-        });
-      }
-      return { type: 'requestRevoke', trigger, actor: actorOf(r.actor), reason: r.reason };
-    });
+    const g = await this.mutate(
+      id,
+      (g) => {
+        if (trigger === 'completion' && r.actor.id !== g.requester.id && r.actor.id !== g.subject.id) {
+          throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${r.actor.id} may not complete this case`, {
+            details: {
+              where,
+              caseId: id,
+              reasons: [
+                {
+                  code: 'NOT_A_PARTY',
+                  message: 'only the requester or subject completes a task',
+                  path: ['actor'],
+                },
+              ],
+            },
+          });
+        }
+        return {
+          type: 'requestRevoke',
+          trigger,
+          actor: actorOf(r.actor),
+          reason: r.reason,
+          resumeAt: this.resumeAt(),
+        };
+      },
+      current,
+    );
     return this.advance(g);
   }
 
@@ -929,33 +1276,59 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Loads the case (or uses `known`), derives the command and commits it with compare-and-set; on a
    * lost race it reloads and re-derives (the command may then be refused), up to 16 times.
    */
-  private async mutate(id: string, decide: (g: Grant) => Command, known?: Grant): Promise<Grant> {
+  private async mutate(id: string, decide: (g: Grant) => Command | null, known?: Grant): Promise<Grant> {
     let current = known ?? (await this.mustGet(id));
     for (let attempt = 0; ; attempt++) {
       const now = this.clock.now();
       const command = decide(current);
+      if (command === null) return current; // nothing left to do on the current record
       const { next, events: drafts, effects } = transition(current, command, now);
       const stored = await this.commitNext(current, next, drafts, now);
       if (stored) {
+        this.logger.debug('grantline: transition', {
+          caseId: id,
+          command: command.type,
+          from: current.state,
+          to: stored.state,
+          version: stored.version,
+        });
         this.publishEffects(stored, effects);
         return stored;
       }
       if (attempt >= 15) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${id} kept changing; gave up after ${attempt + 1} attempts`, {
-          retryable: true,
-          details: { caseId: id },
-        });
+        throw new GrantlineError(
+          ErrorCodes.CONFLICT,
+          `case ${id} kept changing; gave up after ${attempt + 1} attempts`,
+          {
+            retryable: true,
+            details: { caseId: id },
+          },
+        );
       }
       current = await this.mustGet(id);
     }
   }
 
   /** Commits; returns null on a version conflict. */
-  private async commitNext(current: Grant, next: Grant, drafts: AuditDraft[], now: Date): Promise<Grant | null> {
+  private async commitNext(
+    current: Grant,
+    next: Grant,
+    drafts: AuditDraft[],
+    now: Date,
+  ): Promise<Grant | null> {
     const at = now.toISOString();
-    const events = chainEvents(current.id, at, { seq: current.audit.seq, hash: current.audit.head } as AuditEvent, drafts);
+    const events = chainEvents(
+      current.id,
+      at,
+      { seq: current.audit.seq, hash: current.audit.head } as AuditEvent,
+      drafts,
+    );
     const last = events[events.length - 1];
-    const record = finalizeGrant({ ...next, audit: last ? { seq: last.seq, head: last.hash } : current.audit }, current.version, now);
+    const record = finalizeGrant(
+      { ...next, audit: last ? { seq: last.seq, head: last.hash } : current.audit },
+      current.version,
+      now,
+    );
     try {
       return await this.store.compareAndSet(record, current.version, events);
     } catch (err) {
@@ -964,7 +1337,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
   }
 
-  private async createCase(grant: Grant, drafts: AuditDraft[]): Promise<{ grant: Grant; fresh: boolean; requestHash?: string }> {
+  private async createCase(
+    grant: Grant,
+    drafts: AuditDraft[],
+  ): Promise<{ grant: Grant; fresh: boolean; requestHash?: string }> {
     const events = chainEvents(grant.id, grant.createdAt, undefined, drafts);
     const last = events[events.length - 1]!;
     const record = { ...grant, audit: { seq: last.seq, head: last.hash } };
@@ -984,9 +1360,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   private idempotencyMismatch(key: string): GrantlineError {
-    return new GrantlineError(ErrorCodes.IDEMPOTENCY_MISMATCH, `idempotency key ${key} was used for a different request`, {
-      details: { where: 'request', path: ['idempotencyKey'] },
-    });
+    return new GrantlineError(
+      ErrorCodes.IDEMPOTENCY_MISMATCH,
+      `idempotency key ${key} was used for a different request`,
+      {
+        details: { where: 'request', path: ['idempotencyKey'] },
+      },
+    );
   }
 
   private validateTargets(targets: Target[]): Target[] {
@@ -999,10 +1379,24 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       }
       const parsed = exec.paramsSchema.safeParse(t.params ?? {});
       if (!parsed.success) {
-        const issues = parsed.error.issues.map((iss) => ({ ...iss, path: ['targets', i, 'params', ...iss.path] }));
-        throw new GrantlineError(ErrorCodes.VALIDATION, `request: invalid params for target ${t.id} at ${issues[0]?.path.join('.')}: ${issues[0]?.message}`, {
-          details: { where: 'request', issues: issues.map((x) => ({ path: x.path.map((p) => (typeof p === 'symbol' ? String(p) : p)), code: x.code, message: x.message })) },
-        });
+        const issues = parsed.error.issues.map((iss) => ({
+          ...iss,
+          path: ['targets', i, 'params', ...iss.path],
+        }));
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          `request: invalid params for target ${t.id} at ${issues[0]?.path.join('.')}: ${issues[0]?.message}`,
+          {
+            details: {
+              where: 'request',
+              issues: issues.map((x) => ({
+                path: x.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+                code: x.code,
+                message: x.message,
+              })),
+            },
+          },
+        );
       }
       return { ...t, params: parsed.data as Record<string, unknown> };
     });
@@ -1010,7 +1404,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
 
   private executorFor(system: string): Executor<Record<string, unknown>> {
     const exec = this.executors.get(system);
-    if (!exec) throw new GrantlineError(ErrorCodes.NO_EXECUTOR, `no executor is registered for system ${system}`, { retryable: true, details: { system } });
+    if (!exec)
+      throw new GrantlineError(ErrorCodes.NO_EXECUTOR, `no executor is registered for system ${system}`, {
+        retryable: true,
+        details: { system },
+      });
     return exec;
   }
 
@@ -1018,21 +1416,38 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     if (!assertion) return subject;
     const v = await this.verifyIdentity(assertion, 'workload');
     if (v.subject !== subject.id) {
-      throw new GrantlineError(ErrorCodes.IDENTITY, `assertion proves ${v.subject}, not subject ${subject.id}`, {
-        details: { where: 'request', path: ['subjectAssertion'] },
-      });
+      throw new GrantlineError(
+        ErrorCodes.IDENTITY,
+        `assertion proves ${v.subject}, not subject ${subject.id}`,
+        {
+          details: { where: 'request', path: ['subjectAssertion'] },
+        },
+      );
     }
     return principalSchema.parse({
       ...subject,
-      claims: { ...v.claims, proof: { issuer: v.issuer, subject: v.subject, ...(v.kid ? { kid: v.kid } : {}) } },
+      claims: {
+        ...v.claims,
+        proof: { issuer: v.issuer, subject: v.subject, ...(v.kid ? { kid: v.kid } : {}) },
+      },
     });
   }
 
-  private async verifyIdentity(assertion: string, purpose: 'approver' | 'workload'): Promise<VerifiedIdentity> {
+  private async verifyIdentity(
+    assertion: string,
+    purpose: 'approver' | 'workload',
+  ): Promise<VerifiedIdentity> {
     if (!this.identity) {
-      throw new GrantlineError(ErrorCodes.IDENTITY, 'an identity assertion was given but no identity verifier is configured', {
-        details: { where: purpose === 'approver' ? 'approve' : 'request', path: [purpose === 'approver' ? 'assertion' : 'subjectAssertion'] },
-      });
+      throw new GrantlineError(
+        ErrorCodes.IDENTITY,
+        'an identity assertion was given but no identity verifier is configured',
+        {
+          details: {
+            where: purpose === 'approver' ? 'approve' : 'request',
+            path: [purpose === 'approver' ? 'assertion' : 'subjectAssertion'],
+          },
+        },
+      );
     }
     return this.identity.verify(assertion, purpose);
   }
@@ -1044,7 +1459,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const page = await this.store.list({ requesterId: actorId, limit: 500, ...(cursor ? { cursor } : {}) });
       const now = this.clock.now().getTime();
       count += page.grants.filter(
-        (g) => g.breakGlass && g.breakGlass.actor.id === actorId && !g.breakGlass.review && Date.parse(g.breakGlass.reviewDueAt) <= now,
+        (g) =>
+          g.breakGlass &&
+          g.breakGlass.actor.id === actorId &&
+          !g.breakGlass.review &&
+          Date.parse(g.breakGlass.reviewDueAt) <= now,
       ).length;
       cursor = page.nextCursor;
     } while (cursor);
@@ -1059,7 +1478,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private checkId(id: unknown, where: string): void {
     if (typeof id !== 'string' || id.length === 0 || id.length > 256) {
       throw new GrantlineError(ErrorCodes.VALIDATION, `${where}: case id must be a non-empty string`, {
-        details: { where, issues: [{ path: ['id'], code: 'invalid_type', message: 'expected a non-empty string' }] },
+        details: {
+          where,
+          issues: [{ path: ['id'], code: 'invalid_type', message: 'expected a non-empty string' }],
+        },
       });
     }
   }
@@ -1071,7 +1493,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   private publishEffects(grant: Grant, effects: Effect[]): void {
-    for (const e of effects) if (e.type === 'emit') this.publish(e.event as GrantlineEventName, grant, e.payload);
+    for (const e of effects)
+      if (e.type === 'emit') this.publish(e.event as GrantlineEventName, grant, e.payload);
   }
 
   /** Emits after commit; a listener's exception (or rejected promise) is logged, never propagated. */
@@ -1082,11 +1505,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         const out = (listener as (p: GrantlineEventPayload) => unknown).call(this, payload);
         if (out && typeof (out as Promise<unknown>).then === 'function') {
           (out as Promise<unknown>).then(undefined, (err: unknown) =>
-            this.logger.error('grantline: event listener rejected', { event, caseId: grant.id, error: failureOf(err) }),
+            this.logger.error('grantline: event listener rejected', {
+              event,
+              caseId: grant.id,
+              error: failureOf(err),
+            }),
           );
         }
       } catch (err) {
-        this.logger.error('grantline: event listener threw', { event, caseId: grant.id, error: failureOf(err) });
+        this.logger.error('grantline: event listener threw', {
+          event,
+          caseId: grant.id,
+          error: failureOf(err),
+        });
       }
     }
   }

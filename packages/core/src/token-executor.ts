@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { type CryptoKey, type JWK, SignJWT, errors as joseErrors, exportJWK, generateKeyPair, importJWK, jwtVerify } from 'jose';
+import {
+  type CryptoKey,
+  type JWK,
+  SignJWT,
+  errors as joseErrors,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+} from 'jose';
 import { z } from 'zod';
 import { ErrorCodes, GrantlineError } from './errors.js';
 import type { Executor, RevokeContext } from './ports.js';
@@ -17,7 +26,9 @@ export interface TokenRevocationList {
 }
 
 /** An in-process revocation list; entries are dropped once the token would have expired anyway. */
-export function createMemoryRevocationList(clock: { now(): Date } = { now: () => new Date() }): TokenRevocationList {
+export function createMemoryRevocationList(
+  clock: { now(): Date } = { now: () => new Date() },
+): TokenRevocationList {
   const revoked = new Map<string, number>();
   const live = new Map<string, number>();
   const prune = () => {
@@ -138,7 +149,8 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
 
   const verifier: TokenVerifier = {
     async verify(token, expected = {}) {
-      if (typeof token !== 'string' || token.split('.').length !== 3) throw reject('invalid', 'not a compact JWT');
+      if (typeof token !== 'string' || token.split('.').length !== 3)
+        throw reject('invalid', 'not a compact JWT');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, publicKey, {
@@ -149,7 +161,8 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
         }));
       } catch (err) {
         if (err instanceof joseErrors.JWTExpired) throw reject('expired', 'expired');
-        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') throw reject('audience', 'wrong audience');
+        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud')
+          throw reject('audience', 'wrong audience');
         throw reject('invalid', err instanceof Error ? err.constructor.name : 'verification failed');
       }
       const jti = String(payload.jti ?? '');
@@ -178,11 +191,19 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     );
     try {
       await verifier.verify(token);
-      return { status: 'present' as const, method: 'signed-probe', observation: { jti, accepted: true, at: clock.now().toISOString() } };
+      return {
+        status: 'present' as const,
+        method: 'signed-probe',
+        observation: { jti, accepted: true, at: clock.now().toISOString() },
+      };
     } catch (err) {
       const reason = err instanceof GrantlineError ? String(err.details.reason) : 'error';
       if (reason !== 'revoked' && reason !== 'expired') throw err;
-      return { status: 'absent' as const, method: 'signed-probe', observation: { jti, rejected: reason, kid, at: clock.now().toISOString() } };
+      return {
+        status: 'absent' as const,
+        method: 'signed-probe',
+        observation: { jti, rejected: reason, kid, at: clock.now().toISOString() },
+      };
     }
   };
 
@@ -190,9 +211,13 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     system,
     paramsSchema: tokenParamsSchema,
     async issue(ctx) {
-      const end = ctx.grant.window.expiresAt ? new Date(ctx.grant.window.expiresAt) : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
-      const cap = ctx.target.params.maxTtlSeconds ? new Date(ctx.now.getTime() + ctx.target.params.maxTtlSeconds * 1000) : end;
-      const expiresAt = cap < end ? cap : end;
+      const end = ctx.grant.window.expiresAt
+        ? new Date(ctx.grant.window.expiresAt)
+        : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
+      const cap = ctx.target.params.maxTtlSeconds
+        ? new Date(ctx.now.getTime() + ctx.target.params.maxTtlSeconds * 1000)
+        : end;
+      const expiresAt = new Date(Math.min(cap.getTime(), end.getTime()));
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
       await revocations.issued(jti, expiresAt);
       const token = await sign(
@@ -208,7 +233,9 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     },
     async revoke(ctx) {
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
-      const until = ctx.issuance ? new Date(ctx.issuance.expiresAt) : new Date(clock.now().getTime() + 31 * 24 * 3600 * 1000);
+      const until = ctx.issuance
+        ? new Date(ctx.issuance.expiresAt)
+        : new Date(clock.now().getTime() + 31 * 24 * 3600 * 1000);
       const added = await revocations.add(jti, until);
       return { alreadyGone: !added, detail: { jti } };
     },

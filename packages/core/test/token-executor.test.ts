@@ -2,24 +2,27 @@ import { describeExecutorConformance } from '@grantline/core/testing';
 import { describe, expect, it } from 'vitest';
 import { createTokenAuthority } from '../src/index.js';
 
-describeExecutorConformance({ describe, it }, {
-  name: 'token',
-  async create() {
-    const authority = await createTokenAuthority({ issuer: 'kit' });
-    return {
-      executor: authority.executor,
-      target: { id: 't1', system: 'token', resource: 'api://orders', permissions: ['orders:read'] },
-      async usable(secret) {
-        try {
-          await authority.verifier.verify(secret.token!);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-    };
+describeExecutorConformance(
+  { describe, it },
+  {
+    name: 'token',
+    async create() {
+      const authority = await createTokenAuthority({ issuer: 'kit' });
+      return {
+        executor: authority.executor,
+        target: { id: 't1', system: 'token', resource: 'api://orders', permissions: ['orders:read'] },
+        async usable(secret) {
+          try {
+            await authority.verifier.verify(secret.token!);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+      };
+    },
   },
-});
+);
 
 describe('token verifier', () => {
   it('rejects tokens from another authority, wrong audience and garbage', async () => {
@@ -27,12 +30,20 @@ describe('token verifier', () => {
     const b = await createTokenAuthority({ issuer: 'same' });
     const { makeGrant } = await import('@grantline/core/testing');
     const { grant } = makeGrant();
-    const g = { ...grant, window: { ...grant.window, expiresAt: new Date(Date.now() + 60_000).toISOString() } };
+    const g = {
+      ...grant,
+      window: { ...grant.window, expiresAt: new Date(Date.now() + 60_000).toISOString() },
+    };
     const target = { id: 't1', system: 'token', resource: 'api://orders', params: {} };
     const res = await b.executor.issue({ grant: g, target, now: new Date() });
-    await expect(a.verifier.verify(res.secret!.token!)).rejects.toMatchObject({ code: 'ERR_TOKEN_REJECTED', details: { reason: 'invalid' } });
+    await expect(a.verifier.verify(res.secret!.token!)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_REJECTED',
+      details: { reason: 'invalid' },
+    });
     const own = await a.executor.issue({ grant: g, target, now: new Date() });
-    await expect(a.verifier.verify(own.secret!.token!, { audience: 'api://billing' })).rejects.toMatchObject({ details: { reason: 'audience' } });
+    await expect(a.verifier.verify(own.secret!.token!, { audience: 'api://billing' })).rejects.toMatchObject({
+      details: { reason: 'audience' },
+    });
     await expect(a.verifier.verify('abc')).rejects.toMatchObject({ details: { reason: 'invalid' } });
     const ok = await a.verifier.verify(own.secret!.token!, { audience: 'api://orders' });
     expect(ok.caseId).toBe(g.id);
@@ -44,9 +55,18 @@ describe('token verifier', () => {
     const a = await createTokenAuthority({ issuer: 'x', clock: { now: () => now } });
     const { makeGrant } = await import('@grantline/core/testing');
     const { grant } = makeGrant();
-    const g = { ...grant, window: { ...grant.window, expiresAt: new Date(now.getTime() + 60_000).toISOString() } };
-    const res = await a.executor.issue({ grant: g, target: { id: 't1', system: 'token', resource: 'api://x', params: {} }, now });
+    const g = {
+      ...grant,
+      window: { ...grant.window, expiresAt: new Date(now.getTime() + 60_000).toISOString() },
+    };
+    const res = await a.executor.issue({
+      grant: g,
+      target: { id: 't1', system: 'token', resource: 'api://x', params: {} },
+      now,
+    });
     now = new Date(now.getTime() + 120_000);
-    await expect(a.verifier.verify(res.secret!.token!)).rejects.toMatchObject({ details: { reason: 'expired' } });
+    await expect(a.verifier.verify(res.secret!.token!)).rejects.toMatchObject({
+      details: { reason: 'expired' },
+    });
   });
 });

@@ -1,5 +1,6 @@
 import {
   type AuditEvent,
+  cloneJson,
   type CreateResult,
   ErrorCodes,
   type Grant,
@@ -7,7 +8,6 @@ import {
   type GrantStore,
   GrantlineError,
   type ListQueryParsed,
-  type StoreCapabilities,
 } from '@grantline/core';
 
 /** Options for {@link createMemoryStore}. */
@@ -52,7 +52,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   const guard = () => {
     if (closed) throw new GrantlineError(ErrorCodes.CLOSED, 'memory store is closed');
   };
-  const copy = <T>(v: T): T => structuredClone(v);
+  const copy = cloneJson;
   const notify = (id: string) => {
     for (const l of listeners) {
       try {
@@ -68,9 +68,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     let expected = (last?.seq ?? 0) + 1;
     for (const e of evs) {
       if (e.caseId !== id || e.seq !== expected) {
-        throw new GrantlineError(ErrorCodes.STORE, `audit event out of sequence for case ${id}: got ${e.seq}, expected ${expected}`, {
-          details: { caseId: id },
-        });
+        throw new GrantlineError(
+          ErrorCodes.STORE,
+          `audit event out of sequence for case ${id}: got ${e.seq}, expected ${expected}`,
+          {
+            details: { caseId: id },
+          },
+        );
       }
       expected += 1;
     }
@@ -83,7 +87,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   };
   const checkGrant = (g: Grant) => {
     if (!g || typeof g.id !== 'string' || typeof g.version !== 'number') {
-      throw new GrantlineError(ErrorCodes.VALIDATION, 'store: grant must have an id and a version', { details: { where: 'store' } });
+      throw new GrantlineError(ErrorCodes.VALIDATION, 'store: grant must have an id and a version', {
+        details: { where: 'store' },
+      });
     }
   };
 
@@ -100,14 +106,20 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         if (existing !== undefined) return { grant: copy(rows.get(existing)!.grant), created: false };
       }
       if (rows.has(grant.id)) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} exists already`, { details: { caseId: grant.id } });
+        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} exists already`, {
+          details: { caseId: grant.id },
+        });
       }
       if ((events.get(grant.id)?.length ?? 0) > 0) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} has events already`, { details: { caseId: grant.id } });
+        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} has events already`, {
+          details: { caseId: grant.id },
+        });
       }
       // Validate the events before writing anything, so a bad call leaves no half-written case.
       if (!evs.every((e, i) => e.caseId === grant.id && e.seq === i + 1)) {
-        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for new case ${grant.id}`, { details: { caseId: grant.id } });
+        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for new case ${grant.id}`, {
+          details: { caseId: grant.id },
+        });
       }
       rows.set(grant.id, { grant: copy(grant) });
       append(grant.id, evs);
@@ -129,26 +141,37 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       await pause();
       guard();
       const row = rows.get(grant.id);
-      if (!row) throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, { details: { caseId: grant.id } });
-      if (row.grant.version !== expectedVersion) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} is at version ${row.grant.version}, not ${expectedVersion}`, {
-          retryable: true,
-          details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
+      if (!row)
+        throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
+          details: { caseId: grant.id },
         });
+      if (row.grant.version !== expectedVersion) {
+        throw new GrantlineError(
+          ErrorCodes.CONFLICT,
+          `case ${grant.id} is at version ${row.grant.version}, not ${expectedVersion}`,
+          {
+            retryable: true,
+            details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
+          },
+        );
       }
       if (grant.version !== expectedVersion + 1) {
-        throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, { details: { caseId: grant.id } });
+        throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
+          details: { caseId: grant.id },
+        });
       }
       const list = events.get(grant.id) ?? [];
       const next = (list[list.length - 1]?.seq ?? 0) + 1;
       if (!evs.every((e, i) => e.caseId === grant.id && e.seq === next + i)) {
-        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, { details: { caseId: grant.id } });
+        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, {
+          details: { caseId: grant.id },
+        });
       }
       // Both writes happen in one synchronous block: no reader can observe one without the other.
       rows.set(grant.id, { grant: copy(grant) });
       append(grant.id, evs);
       notify(grant.id);
-      return copy(grant);
+      return grant; // the caller's object, not the stored copy: isolation holds without a third copy
     },
 
     async list(query: ListQueryParsed): Promise<GrantPage> {
@@ -159,7 +182,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       if (query.subjectId) items = items.filter((g) => g.subject.id === query.subjectId);
       if (query.requesterId) items = items.filter((g) => g.requester.id === query.requesterId);
       if (query.updatedAfter) items = items.filter((g) => g.updatedAt > query.updatedAfter!);
-      items.sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
+      items.sort((a, b) =>
+        a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1,
+      );
       if (query.cursor) {
         const [c, cid] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString()) as [string, string];
         items = items.filter((g) => g.createdAt < c || (g.createdAt === c && g.id < cid));
@@ -179,8 +204,16 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       await pause();
       const t = now.getTime();
       const due = [...rows.values()]
-        .filter((r) => r.grant.dueAt !== null && Date.parse(r.grant.dueAt) <= t && (r.leaseUntil === undefined || r.leaseUntil <= t))
-        .sort((a, b) => Date.parse(a.grant.dueAt!) - Date.parse(b.grant.dueAt!) || (a.grant.id < b.grant.id ? -1 : 1))
+        .filter(
+          (r) =>
+            r.grant.dueAt !== null &&
+            Date.parse(r.grant.dueAt) <= t &&
+            (r.leaseUntil === undefined || r.leaseUntil <= t),
+        )
+        .sort(
+          (a, b) =>
+            Date.parse(a.grant.dueAt!) - Date.parse(b.grant.dueAt!) || (a.grant.id < b.grant.id ? -1 : 1),
+        )
         .slice(0, limit);
       for (const r of due) {
         r.leaseOwner = owner;

@@ -3,4 +3,7 @@ import { describe, it } from 'vitest';
 import { createMemoryStore } from '../src/index.js';
 
 describeStoreConformance({ describe, it }, { name: 'memory', create: async () => createMemoryStore() });
-describeStoreConformance({ describe, it }, { name: 'memory with latency', create: async () => createMemoryStore({ latencyMs: 1 }) });
+describeStoreConformance(
+  { describe, it },
+  { name: 'memory with latency', create: async () => createMemoryStore({ latencyMs: 1 }) },
+);

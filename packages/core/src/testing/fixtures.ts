@@ -1,4 +1,4 @@
-import { chainEvents } from '../audit.js';
+import { chainEvents, cloneJson } from '../audit.js';
 import { computeDue } from '../lifecycle.js';
 import type { AuditEvent, Grant, GrantState } from '../model.js';
 
@@ -23,10 +23,15 @@ export interface MakeGrantOptions {
  */
 export function makeGrant(opts: MakeGrantOptions = {}): { grant: Grant; events: AuditEvent[] } {
   counter += 1;
-  const id = opts.id ?? `case-${Date.now().toString(36)}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+  const id =
+    opts.id ?? `case-${Date.now().toString(36)}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
   const createdAt = opts.createdAt ?? new Date(Date.UTC(2026, 0, 1, 0, 0, 0, counter % 1000)).toISOString();
   const events = chainEvents(id, createdAt, undefined, [
-    { type: 'requested', actor: { id: opts.requesterId ?? 'ci-bot', kind: 'workload' }, data: { note: opts.reason ?? 'kit' } },
+    {
+      type: 'requested',
+      actor: { id: opts.requesterId ?? 'ci-bot', kind: 'workload' },
+      data: { note: opts.reason ?? 'kit' },
+    },
   ]);
   const grant: Grant = {
     id,
@@ -38,7 +43,11 @@ export function makeGrant(opts: MakeGrantOptions = {}): { grant: Grant; events: 
     subject: { id: opts.subjectId ?? 'svc-deploy', kind: 'workload', roles: [], teams: [] },
     justification: { reason: opts.reason ?? 'conformance kit', ticket: 'OPS-1' },
     targets: [{ id: 't1', system: 'token', resource: 'api://orders', permissions: ['orders:read'] }],
-    window: { durationSeconds: 600, requestExpiresAt: new Date(Date.parse(createdAt) + 3_600_000).toISOString(), extensions: 0 },
+    window: {
+      durationSeconds: 600,
+      requestExpiresAt: new Date(Date.parse(createdAt) + 3_600_000).toISOString(),
+      extensions: 0,
+    },
     policy: {
       policyId: 'kit',
       policyVersion: '1',
@@ -64,18 +73,27 @@ export function makeGrant(opts: MakeGrantOptions = {}): { grant: Grant; events: 
  * The next version of `grant` with `n` more chained events, as a transition would produce it.
  * `patch` is applied to the record (e.g. a new state or `dueAt`).
  */
-export function nextVersion(grant: Grant, patch: Partial<Grant> = {}, n = 1, type = 'kit.step'): { grant: Grant; events: AuditEvent[] } {
+export function nextVersion(
+  grant: Grant,
+  patch: Partial<Grant> = {},
+  n = 1,
+  type = 'kit.step',
+): { grant: Grant; events: AuditEvent[] } {
   const at = new Date(Date.parse(grant.updatedAt) + 1000).toISOString();
   const events = chainEvents(
     grant.id,
     at,
     { seq: grant.audit.seq, hash: grant.audit.head } as AuditEvent,
-    Array.from({ length: n }, (_, i) => ({ type, actor: { id: 'kit', kind: 'system' as const }, data: { i } })),
+    Array.from({ length: n }, (_, i) => ({
+      type,
+      actor: { id: 'kit', kind: 'system' as const },
+      data: { i },
+    })),
   );
   const last = events[events.length - 1];
   return {
     grant: {
-      ...structuredClone(grant),
+      ...cloneJson(grant),
       ...patch,
       version: grant.version + 1,
       updatedAt: at,

@@ -46,199 +46,278 @@ export function describeStoreConformance(runner: TestRunner, options: StoreKitOp
   };
 
   describe(`GrantStore conformance: ${options.name}`, () => {
-    it('creates and reads back a case and its events unchanged', withStore(async (s) => {
-      const { grant, events } = makeGrant({ reason: "quote ' \" \\ and unicode ✓" });
-      const res = await s.create(grant, events);
-      assert.equal(res.created, true);
-      assert.deepEqual(await s.get(grant.id), grant);
-      const stored = await s.events(grant.id);
-      assert.equal(stored.length, 1);
-      const { globalSeq, ...rest } = stored[0]!;
-      assert.deepEqual(rest, events[0]);
-      assert.equal(await s.get('no-such-case'), null);
-    }));
+    it(
+      'creates and reads back a case and its events unchanged',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant({ reason: 'quote \' " \\ and unicode ✓' });
+        const res = await s.create(grant, events);
+        assert.equal(res.created, true);
+        assert.deepEqual(await s.get(grant.id), grant);
+        const stored = await s.events(grant.id);
+        assert.equal(stored.length, 1);
+        const { globalSeq, ...rest } = stored[0]!;
+        assert.deepEqual(rest, events[0]);
+        assert.equal(await s.get('no-such-case'), null);
+      }),
+    );
 
-    it('returns copies: mutating a result does not change the store', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const a = (await s.get(grant.id))!;
-      a.state = 'verified';
-      a.targets[0]!.resource = 'mutated';
-      const b = (await s.get(grant.id))!;
-      assert.equal(b.state, 'requested');
-      assert.equal(b.targets[0]!.resource, 'api://orders');
-    }));
+    it(
+      'returns copies: mutating a result does not change the store',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const a = (await s.get(grant.id))!;
+        a.state = 'verified';
+        a.targets[0]!.resource = 'mutated';
+        const b = (await s.get(grant.id))!;
+        assert.equal(b.state, 'requested');
+        assert.equal(b.targets[0]!.resource, 'api://orders');
+      }),
+    );
 
-    it('refuses a second case with the same id and writes nothing', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const again = makeGrant({ id: grant.id });
-      await rejectsWith(s.create(again.grant, again.events), 'ERR_CONFLICT');
-      assert.equal((await s.events(grant.id)).length, 1);
-      assert.deepEqual(await s.get(grant.id), grant);
-    }));
+    it(
+      'refuses a second case with the same id and writes nothing',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const again = makeGrant({ id: grant.id });
+        await rejectsWith(s.create(again.grant, again.events), 'ERR_CONFLICT');
+        assert.equal((await s.events(grant.id)).length, 1);
+        assert.deepEqual(await s.get(grant.id), grant);
+      }),
+    );
 
-    it('returns the existing case for a repeated idempotency key, writing nothing', withStore(async (s) => {
-      const first = makeGrant({ idempotencyKey: 'key-1' });
-      await s.create(first.grant, first.events);
-      const second = makeGrant({ idempotencyKey: 'key-1' });
-      const res = await s.create(second.grant, second.events);
-      assert.equal(res.created, false);
-      assert.equal(res.grant.id, first.grant.id);
-      assert.equal(await s.get(second.grant.id), null);
-      assert.equal((await s.events(second.grant.id)).length, 0);
-      assert.equal((await s.findByIdempotencyKey('key-1'))?.id, first.grant.id);
-      assert.equal(await s.findByIdempotencyKey('key-2'), null);
-    }));
+    it(
+      'returns the existing case for a repeated idempotency key, writing nothing',
+      withStore(async (s) => {
+        const first = makeGrant({ idempotencyKey: 'key-1' });
+        await s.create(first.grant, first.events);
+        const second = makeGrant({ idempotencyKey: 'key-1' });
+        const res = await s.create(second.grant, second.events);
+        assert.equal(res.created, false);
+        assert.equal(res.grant.id, first.grant.id);
+        assert.equal(await s.get(second.grant.id), null);
+        assert.equal((await s.events(second.grant.id)).length, 0);
+        assert.equal((await s.findByIdempotencyKey('key-1'))?.id, first.grant.id);
+        assert.equal(await s.findByIdempotencyKey('key-2'), null);
+      }),
+    );
 
-    it('compare-and-set commits the next version with its events', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const v2 = nextVersion(grant, { state: 'approved' }, 2);
-      const stored = await s.compareAndSet(v2.grant, 1, v2.events);
-      assert.equal(stored.version, 2);
-      assert.equal((await s.get(grant.id))!.state, 'approved');
-      assert.deepEqual((await s.events(grant.id)).map((e) => e.seq), [1, 2, 3]);
-      assert.deepEqual((await s.events(grant.id, 1)).map((e) => e.seq), [2, 3]);
-    }));
+    it(
+      'compare-and-set commits the next version with its events',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const v2 = nextVersion(grant, { state: 'approved' }, 2);
+        const stored = await s.compareAndSet(v2.grant, 1, v2.events);
+        assert.equal(stored.version, 2);
+        assert.equal((await s.get(grant.id))!.state, 'approved');
+        assert.deepEqual(
+          (await s.events(grant.id)).map((e) => e.seq),
+          [1, 2, 3],
+        );
+        assert.deepEqual(
+          (await s.events(grant.id, 1)).map((e) => e.seq),
+          [2, 3],
+        );
+      }),
+    );
 
-    it('a stale compare-and-set fails with ERR_CONFLICT and writes neither record nor events', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const v2 = nextVersion(grant, { state: 'approved' });
-      await s.compareAndSet(v2.grant, 1, v2.events);
-      const stale = nextVersion(grant, { state: 'denied' });
-      await rejectsWith(s.compareAndSet(stale.grant, 1, stale.events), 'ERR_CONFLICT');
-      assert.equal((await s.get(grant.id))!.state, 'approved');
-      assert.equal((await s.events(grant.id)).length, 2);
-    }));
+    it(
+      'a stale compare-and-set fails with ERR_CONFLICT and writes neither record nor events',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const v2 = nextVersion(grant, { state: 'approved' });
+        await s.compareAndSet(v2.grant, 1, v2.events);
+        const stale = nextVersion(grant, { state: 'denied' });
+        await rejectsWith(s.compareAndSet(stale.grant, 1, stale.events), 'ERR_CONFLICT');
+        assert.equal((await s.get(grant.id))!.state, 'approved');
+        assert.equal((await s.events(grant.id)).length, 2);
+      }),
+    );
 
-    it('of many racing writers of one version, exactly one commits', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const writers = Array.from({ length: 12 }, (_, i) => nextVersion(grant, { justification: { reason: `writer ${i}` } }));
-      const results = await Promise.allSettled(writers.map((w) => s.compareAndSet(w.grant, 1, w.events)));
-      const ok = results.filter((r) => r.status === 'fulfilled');
-      assert.equal(ok.length, 1, 'exactly one writer commits');
-      for (const r of results) {
-        if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_CONFLICT');
-      }
-      const stored = (await s.get(grant.id))!;
-      assert.equal(stored.version, 2);
-      assert.equal((await s.events(grant.id)).length, 2, 'only the winner appended its event');
-      assert.equal(stored.justification.reason, (ok[0] as PromiseFulfilledResult<{ justification: { reason: string } }>).value.justification.reason);
-    }));
+    it(
+      'of many racing writers of one version, exactly one commits',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const writers = Array.from({ length: 12 }, (_, i) =>
+          nextVersion(grant, { justification: { reason: `writer ${i}` } }),
+        );
+        const results = await Promise.allSettled(writers.map((w) => s.compareAndSet(w.grant, 1, w.events)));
+        const ok = results.filter((r) => r.status === 'fulfilled');
+        assert.equal(ok.length, 1, 'exactly one writer commits');
+        for (const r of results) {
+          if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'ERR_CONFLICT');
+        }
+        const stored = (await s.get(grant.id))!;
+        assert.equal(stored.version, 2);
+        assert.equal((await s.events(grant.id)).length, 2, 'only the winner appended its event');
+        assert.equal(
+          stored.justification.reason,
+          (ok[0] as PromiseFulfilledResult<{ justification: { reason: string } }>).value.justification.reason,
+        );
+      }),
+    );
 
-    it('compare-and-set on a missing case fails with ERR_NOT_FOUND', withStore(async (s) => {
-      const { grant } = makeGrant();
-      const v2 = nextVersion(grant);
-      await rejectsWith(s.compareAndSet(v2.grant, 1, v2.events), 'ERR_NOT_FOUND');
-    }));
+    it(
+      'compare-and-set on a missing case fails with ERR_NOT_FOUND',
+      withStore(async (s) => {
+        const { grant } = makeGrant();
+        const v2 = nextVersion(grant);
+        await rejectsWith(s.compareAndSet(v2.grant, 1, v2.events), 'ERR_NOT_FOUND');
+      }),
+    );
 
-    it('rejects audit events out of sequence without writing anything', withStore(async (s) => {
-      const { grant, events } = makeGrant();
-      await s.create(grant, events);
-      const v2 = nextVersion(grant, { state: 'approved' }, 2);
-      const gap = [v2.events[1]!];
-      await assert.rejects(s.compareAndSet(v2.grant, 1, gap));
-      assert.equal((await s.get(grant.id))!.version, 1);
-      assert.equal((await s.events(grant.id)).length, 1);
-    }));
+    it(
+      'rejects audit events out of sequence without writing anything',
+      withStore(async (s) => {
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const v2 = nextVersion(grant, { state: 'approved' }, 2);
+        const gap = [v2.events[1]!];
+        await assert.rejects(s.compareAndSet(v2.grant, 1, gap));
+        assert.equal((await s.get(grant.id))!.version, 1);
+        assert.equal((await s.events(grant.id)).length, 1);
+      }),
+    );
 
-    it('assigns a strictly increasing store-wide sequence across cases', withStore(async (s) => {
-      const a = makeGrant();
-      const b = makeGrant();
-      await s.create(a.grant, a.events);
-      await s.create(b.grant, b.events);
-      const a2 = nextVersion(a.grant, {}, 3);
-      await s.compareAndSet(a2.grant, 1, a2.events);
-      const all = await s.allEvents(0, 100);
-      assert.equal(all.length, 5);
-      for (let i = 1; i < all.length; i++) assert.ok(all[i]!.globalSeq! > all[i - 1]!.globalSeq!);
-      const afterTwo = await s.allEvents(all[1]!.globalSeq!, 2);
-      assert.deepEqual(afterTwo.map((e) => e.globalSeq), [all[2]!.globalSeq, all[3]!.globalSeq]);
-    }));
+    it(
+      'assigns a strictly increasing store-wide sequence across cases',
+      withStore(async (s) => {
+        const a = makeGrant();
+        const b = makeGrant();
+        await s.create(a.grant, a.events);
+        await s.create(b.grant, b.events);
+        const a2 = nextVersion(a.grant, {}, 3);
+        await s.compareAndSet(a2.grant, 1, a2.events);
+        const all = await s.allEvents(0, 100);
+        assert.equal(all.length, 5);
+        for (let i = 1; i < all.length; i++) assert.ok(all[i]!.globalSeq! > all[i - 1]!.globalSeq!);
+        const afterTwo = await s.allEvents(all[1]!.globalSeq!, 2);
+        assert.deepEqual(
+          afterTwo.map((e) => e.globalSeq),
+          [all[2]!.globalSeq, all[3]!.globalSeq],
+        );
+      }),
+    );
 
-    it('lists by state, subject and requester, newest first, paging without gaps or repeats', withStore(async (s) => {
-      const made = [];
-      for (let i = 0; i < 7; i++) {
-        const m = makeGrant({
-          createdAt: new Date(Date.UTC(2026, 1, 1, 0, 0, i)).toISOString(),
-          state: i % 2 === 0 ? 'requested' : 'approved',
-          subjectId: i < 3 ? 'svc-a' : 'svc-b',
-        });
+    it(
+      'lists by state, subject and requester, newest first, paging without gaps or repeats',
+      withStore(async (s) => {
+        const made = [];
+        for (let i = 0; i < 7; i++) {
+          const m = makeGrant({
+            createdAt: new Date(Date.UTC(2026, 1, 1, 0, 0, i)).toISOString(),
+            state: i % 2 === 0 ? 'requested' : 'approved',
+            subjectId: i < 3 ? 'svc-a' : 'svc-b',
+          });
+          await s.create(m.grant, m.events);
+          made.push(m.grant);
+        }
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await s.list(q({ limit: 3, ...(cursor ? { cursor } : {}) }));
+          assert.ok(page.grants.length <= 3);
+          seen.push(...page.grants.map((g) => g.id));
+          cursor = page.nextCursor;
+        } while (cursor);
+        assert.deepEqual(
+          seen,
+          [...made].reverse().map((g) => g.id),
+        );
+        const approved = await s.list(q({ states: ['approved'] }));
+        assert.deepEqual(
+          approved.grants.map((g) => g.id).sort(),
+          made
+            .filter((g) => g.state === 'approved')
+            .map((g) => g.id)
+            .sort(),
+        );
+        const svcA = await s.list(q({ subjectId: 'svc-a' }));
+        assert.equal(svcA.grants.length, 3);
+        const none = await s.list(q({ requesterId: 'nobody' }));
+        assert.equal(none.grants.length, 0);
+      }),
+    );
+
+    it(
+      'claims due cases in due order, leases them, and never hands one case to two owners',
+      withStore(async (s) => {
+        const base = Date.UTC(2026, 2, 1);
+        const ids: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const m = makeGrant({ dueAt: new Date(base + (6 - i) * 1000).toISOString() });
+          await s.create(m.grant, m.events);
+          ids.push(m.grant.id);
+        }
+        const notDue = makeGrant({ dueAt: new Date(base + 3_600_000).toISOString() });
+        await s.create(notDue.grant, notDue.events);
+        const idle = makeGrant({ dueAt: null });
+        await s.create(idle.grant, idle.events);
+        const now = new Date(base + 10_000);
+        const first = await s.claimDue(now, 4, 30_000, 'a');
+        assert.deepEqual(
+          first.map((g) => g.id),
+          [ids[5], ids[4], ids[3], ids[2]],
+        );
+        const second = await s.claimDue(now, 10, 30_000, 'b');
+        assert.deepEqual(
+          second.map((g) => g.id),
+          [ids[1], ids[0]],
+        );
+        assert.equal(
+          (await s.claimDue(now, 10, 30_000, 'c')).length,
+          0,
+          'leased cases are not claimed again',
+        );
+        const later = await s.claimDue(new Date(base + 45_000), 10, 30_000, 'c');
+        assert.equal(later.length, 6, 'expired leases are claimable again');
+      }),
+    );
+
+    it(
+      'concurrent claimers get disjoint sets',
+      withStore(async (s) => {
+        const base = Date.UTC(2026, 3, 1);
+        for (let i = 0; i < 40; i++) {
+          const m = makeGrant({ dueAt: new Date(base + i).toISOString() });
+          await s.create(m.grant, m.events);
+        }
+        const now = new Date(base + 60_000);
+        const claims = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((o) => s.claimDue(now, 15, 30_000, o)));
+        const all = claims.flat().map((g) => g.id);
+        assert.equal(new Set(all).size, all.length, 'no case claimed twice');
+        assert.equal(all.length, 40);
+      }),
+    );
+
+    it(
+      'a commit releases the lease, and nextDue reports the earliest due time',
+      withStore(async (s) => {
+        const base = Date.UTC(2026, 4, 1);
+        const m = makeGrant({ dueAt: new Date(base).toISOString() });
         await s.create(m.grant, m.events);
-        made.push(m.grant);
-      }
-      const seen: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await s.list(q({ limit: 3, ...(cursor ? { cursor } : {}) }));
-        assert.ok(page.grants.length <= 3);
-        seen.push(...page.grants.map((g) => g.id));
-        cursor = page.nextCursor;
-      } while (cursor);
-      assert.deepEqual(seen, [...made].reverse().map((g) => g.id));
-      const approved = await s.list(q({ states: ['approved'] }));
-      assert.deepEqual(approved.grants.map((g) => g.id).sort(), made.filter((g) => g.state === 'approved').map((g) => g.id).sort());
-      const svcA = await s.list(q({ subjectId: 'svc-a' }));
-      assert.equal(svcA.grants.length, 3);
-      const none = await s.list(q({ requesterId: 'nobody' }));
-      assert.equal(none.grants.length, 0);
-    }));
-
-    it('claims due cases in due order, leases them, and never hands one case to two owners', withStore(async (s) => {
-      const base = Date.UTC(2026, 2, 1);
-      const ids: string[] = [];
-      for (let i = 0; i < 6; i++) {
-        const m = makeGrant({ dueAt: new Date(base + (6 - i) * 1000).toISOString() });
-        await s.create(m.grant, m.events);
-        ids.push(m.grant.id);
-      }
-      const notDue = makeGrant({ dueAt: new Date(base + 3_600_000).toISOString() });
-      await s.create(notDue.grant, notDue.events);
-      const idle = makeGrant({ dueAt: null });
-      await s.create(idle.grant, idle.events);
-      const now = new Date(base + 10_000);
-      const first = await s.claimDue(now, 4, 30_000, 'a');
-      assert.deepEqual(first.map((g) => g.id), [ids[5], ids[4], ids[3], ids[2]]);
-      const second = await s.claimDue(now, 10, 30_000, 'b');
-      assert.deepEqual(second.map((g) => g.id), [ids[1], ids[0]]);
-      assert.equal((await s.claimDue(now, 10, 30_000, 'c')).length, 0, 'leased cases are not claimed again');
-      const later = await s.claimDue(new Date(base + 45_000), 10, 30_000, 'c');
-      assert.equal(later.length, 6, 'expired leases are claimable again');
-    }));
-
-    it('concurrent claimers get disjoint sets', withStore(async (s) => {
-      const base = Date.UTC(2026, 3, 1);
-      for (let i = 0; i < 40; i++) {
-        const m = makeGrant({ dueAt: new Date(base + i).toISOString() });
-        await s.create(m.grant, m.events);
-      }
-      const now = new Date(base + 60_000);
-      const claims = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((o) => s.claimDue(now, 15, 30_000, o)));
-      const all = claims.flat().map((g) => g.id);
-      assert.equal(new Set(all).size, all.length, 'no case claimed twice');
-      assert.equal(all.length, 40);
-    }));
-
-    it('a commit releases the lease, and nextDue reports the earliest due time', withStore(async (s) => {
-      const base = Date.UTC(2026, 4, 1);
-      const m = makeGrant({ dueAt: new Date(base).toISOString() });
-      await s.create(m.grant, m.events);
-      const other = makeGrant({ dueAt: new Date(base + 5000).toISOString() });
-      await s.create(other.grant, other.events);
-      assert.equal((await s.nextDue())?.getTime(), base);
-      const [claimed] = await s.claimDue(new Date(base + 1), 1, 60_000, 'a');
-      assert.equal(claimed?.id, m.grant.id);
-      const v2 = nextVersion(claimed!, { dueAt: new Date(base + 2000).toISOString() });
-      await s.compareAndSet(v2.grant, 1, v2.events);
-      const again = await s.claimDue(new Date(base + 2500), 5, 60_000, 'b');
-      assert.deepEqual(again.map((g) => g.id), [m.grant.id], 'after commit the case is claimable at its new due time');
-      const v3 = nextVersion(again[0]!, { dueAt: null });
-      await s.compareAndSet(v3.grant, 2, v3.events);
-      assert.equal((await s.nextDue())?.getTime(), base + 5000);
-    }));
+        const other = makeGrant({ dueAt: new Date(base + 5000).toISOString() });
+        await s.create(other.grant, other.events);
+        assert.equal((await s.nextDue())?.getTime(), base);
+        const [claimed] = await s.claimDue(new Date(base + 1), 1, 60_000, 'a');
+        assert.equal(claimed?.id, m.grant.id);
+        const v2 = nextVersion(claimed!, { dueAt: new Date(base + 2000).toISOString() });
+        await s.compareAndSet(v2.grant, 1, v2.events);
+        const again = await s.claimDue(new Date(base + 2500), 5, 60_000, 'b');
+        assert.deepEqual(
+          again.map((g) => g.id),
+          [m.grant.id],
+          'after commit the case is claimable at its new due time',
+        );
+        const v3 = nextVersion(again[0]!, { dueAt: null });
+        await s.compareAndSet(v3.grant, 2, v3.events);
+        assert.equal((await s.nextDue())?.getTime(), base + 5000);
+      }),
+    );
 
     it('fails with ERR_CLOSED after close', async () => {
       const s = await options.create();

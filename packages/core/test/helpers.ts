@@ -1,0 +1,120 @@
+import { createMemoryStore } from '@grantline/store-memory';
+import {
+  type Logger,
+  type PolicyInput,
+  type PrincipalInput,
+  createGrantline,
+  createTokenAuthority,
+} from '../src/index.js';
+
+export const policy: PolicyInput = {
+  id: 'acme-jit',
+  version: '2026-12-01',
+  owner: 'iam-governance',
+  rules: [
+    {
+      id: 'payments-write',
+      risk: 'high',
+      match: { systems: ['token'], resources: ['api://payments*'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 3600,
+      require: { ticket: { pattern: '^OPS-\\d+$' }, workload: true },
+      approvals: { count: 2, roles: ['security-officer', 'service-owner'], distinctRoles: true },
+      constraints: { sourceCidrs: ['10.0.0.0/8'], actions: ['payments:*'] },
+    },
+    {
+      id: 'metrics-read',
+      risk: 'low',
+      template: 'read-metrics',
+      match: { systems: ['token'], resources: ['api://metrics'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 900,
+      approvals: { count: 0, roles: [] },
+    },
+    {
+      id: 'standard',
+      risk: 'medium',
+      match: { systems: ['token'], resources: ['api://*'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 7200,
+      approvals: { count: 1, roles: ['service-owner'] },
+    },
+  ],
+  breakGlass: {
+    allowedRoles: ['sre-oncall'],
+    maxDurationSeconds: 1800,
+    reviewWithinSeconds: 86_400,
+    reviewerRoles: ['security-officer'],
+    operator: 'platform-ops',
+  },
+};
+
+export const ciJob: PrincipalInput = { id: 'ci:deploy-payments', kind: 'workload', roles: ['deployer'] };
+export const alice: PrincipalInput = { id: 'alice', kind: 'human', roles: ['engineer'], teams: ['payments'] };
+export const sam: PrincipalInput = {
+  id: 'sam',
+  kind: 'human',
+  roles: ['security-officer'],
+  teams: ['security'],
+};
+export const olga: PrincipalInput = {
+  id: 'olga',
+  kind: 'human',
+  roles: ['service-owner'],
+  teams: ['payments'],
+};
+export const oscar: PrincipalInput = {
+  id: 'oscar',
+  kind: 'human',
+  roles: ['service-owner', 'security-officer'],
+  teams: ['platform-ops'],
+};
+export const rita: PrincipalInput = { id: 'rita', kind: 'human', roles: ['sre-oncall'], teams: ['sre'] };
+
+export const paymentsRequest = (over: Record<string, unknown> = {}) => ({
+  requester: alice,
+  subject: ciJob,
+  justification: { reason: 'rotate payment webhooks', ticket: 'OPS-4711', workload: 'ci:deploy-payments' },
+  targets: [{ id: 'payments', system: 'token', resource: 'api://payments', permissions: ['payments:write'] }],
+  durationSeconds: 1800,
+  ...over,
+});
+
+/** A manual clock for tests. */
+export function manualClock(start = '2026-12-01T09:00:00.000Z') {
+  let t = Date.parse(start);
+  return {
+    now: () => new Date(t),
+    advance(ms: number) {
+      t += ms;
+    },
+    set(iso: string) {
+      t = Date.parse(iso);
+    },
+  };
+}
+
+/** A logger that keeps every line, to search for leaked secrets. */
+export function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const rec = (level: string) => (msg: string, data?: Record<string, unknown>) => {
+    lines.push(`${level} ${msg} ${JSON.stringify(data ?? {})}`);
+  };
+  return { lines, debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') };
+}
+
+export async function setup(opts: { clock?: ReturnType<typeof manualClock> } = {}) {
+  const clock = opts.clock ?? manualClock();
+  const store = createMemoryStore();
+  const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+  const logger = recordingLogger();
+  const gl = createGrantline({
+    store,
+    policy,
+    executors: [tokens.executor],
+    clock,
+    logger,
+    random: () => 0.5,
+  });
+  return { clock, store, tokens, logger, gl };
+}

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import { compilePolicy, createGrantline, isGrantlineError } from '../src/index.js';
+import { alice, olga, paymentsRequest, policy, sam, setup } from './helpers.js';
+
+async function validationIssue(p: Promise<unknown>): Promise<{ path: (string | number)[]; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isGrantlineError(err)) throw err;
+    expect(err.code).toBe('ERR_VALIDATION');
+    const issues = err.details.issues as { path: (string | number)[]; message: string }[];
+    expect(issues.length).toBeGreaterThan(0);
+    return issues[0]!;
+  }
+  throw new Error('expected ERR_VALIDATION');
+}
+
+describe('invalid input to every public method: ERR_VALIDATION with the path, nothing written', () => {
+  it('covers request, breakGlass, approve, deny, cancel, issue, recordUsage, complete, revoke, review, list and ids', async () => {
+    const env = await setup();
+    const g = await env.gl.request(paymentsRequest());
+    const snapshot = env.store.dump();
+    const cases: [string, () => Promise<unknown>, (string | number)[]][] = [
+      [
+        'request: subject kind',
+        () => env.gl.request(paymentsRequest({ subject: { id: 'x', kind: 'robot' } })),
+        ['subject', 'kind'],
+      ],
+      ['request: empty targets', () => env.gl.request(paymentsRequest({ targets: [] })), ['targets']],
+      [
+        'request: target id charset',
+        () => env.gl.request(paymentsRequest({ targets: [{ id: 'a b', system: 'token', resource: 'r' }] })),
+        ['targets', 0, 'id'],
+      ],
+      [
+        'request: negative duration',
+        () => env.gl.request(paymentsRequest({ durationSeconds: -5 })),
+        ['durationSeconds'],
+      ],
+      ['request: unknown field', () => env.gl.request({ ...paymentsRequest(), admin: true } as never), []],
+      [
+        'request: bad executor params',
+        () =>
+          env.gl.request(
+            paymentsRequest({
+              targets: [
+                { id: 't', system: 'token', resource: 'api://payments', params: { maxTtlSeconds: 'long' } },
+              ],
+            }),
+          ),
+        ['targets', 0, 'params', 'maxTtlSeconds'],
+      ],
+      ['request: not an object', () => env.gl.request(null as never), []],
+      [
+        'breakGlass: missing reason',
+        () =>
+          env.gl.breakGlass({
+            requester: alice,
+            subject: alice,
+            justification: {} as never,
+            targets: [{ id: 't', system: 'token', resource: 'r' }],
+            durationSeconds: 60,
+          }),
+        ['justification', 'reason'],
+      ],
+      [
+        'approve: approver roles type',
+        () => env.gl.approve(g.id, { approver: { id: 'x', kind: 'human', roles: 'admin' as never } }),
+        ['approver', 'roles'],
+      ],
+      ['approve: empty id', () => env.gl.approve('', { approver: sam }), ['id']],
+      ['deny: empty reason', () => env.gl.deny(g.id, { actor: sam, reason: '' }), ['reason']],
+      ['cancel: missing actor', () => env.gl.cancel(g.id, { reason: 'x' } as never), ['actor']],
+      [
+        'issue: actor kind',
+        () => env.gl.issue(g.id, { actor: { id: 'x', kind: 'alien' as never } }),
+        ['actor', 'kind'],
+      ],
+      [
+        'recordUsage: bad ip',
+        () => env.gl.recordUsage(g.id, { sourceIp: '999.1.1.1', action: 'x' }),
+        ['sourceIp'],
+      ],
+      [
+        'recordUsage: missing action',
+        () => env.gl.recordUsage(g.id, { sourceIp: '10.0.0.1' } as never),
+        ['action'],
+      ],
+      ['complete: missing reason', () => env.gl.complete(g.id, { actor: olga } as never), ['reason']],
+      ['revoke: id type', () => env.gl.revoke(42 as never, { actor: sam, reason: 'x' }), ['id']],
+      [
+        'review: outcome',
+        () => env.gl.review(g.id, { reviewer: sam, outcome: 'maybe' as never }),
+        ['outcome'],
+      ],
+      ['list: limit', () => env.gl.list({ limit: 0 }), ['limit']],
+      ['list: state', () => env.gl.list({ states: ['open' as never] }), ['states', 0]],
+      ['history: id', () => env.gl.history(undefined as never), ['id']],
+      ['get: id', () => env.gl.get({} as never), ['id']],
+    ];
+    for (const [name, call, path] of cases) {
+      const issue = await validationIssue(call());
+      expect(issue.path, name).toEqual(path);
+    }
+    expect(env.store.dump()).toBe(snapshot);
+  });
+
+  it('a bad policy is refused at construction with the path of the bad field', () => {
+    const bad = (mut: (p: typeof policy) => void) => {
+      const p = structuredClone(policy);
+      mut(p);
+      return p;
+    };
+    const attempts: [typeof policy, (string | number)[]][] = [
+      [
+        bad((p) => {
+          (p.rules[0] as { approvals: { count: number } }).approvals.count = 1;
+        }),
+        ['rules', 0, 'approvals', 'count'],
+      ],
+      [
+        bad((p) => {
+          (p.rules[1] as { risk: string }).risk = 'high';
+        }),
+        ['rules', 1, 'template'],
+      ],
+      [
+        bad((p) => {
+          (p.rules[0] as { constraints: { sourceCidrs: string[] } }).constraints.sourceCidrs = [
+            '10.0.0.0/99',
+          ];
+        }),
+        ['rules', 0, 'constraints', 'sourceCidrs', 0],
+      ],
+      [
+        bad((p) => {
+          (p.rules[0] as { require: { ticket: { pattern: string } } }).require.ticket.pattern = '([';
+        }),
+        ['rules', 0, 'require', 'ticket', 'pattern'],
+      ],
+      [
+        bad((p) => {
+          p.rules[2]!.id = 'payments-write';
+        }),
+        ['rules', 2, 'id'],
+      ],
+    ];
+    for (const [p, path] of attempts) {
+      try {
+        compilePolicy(p);
+        throw new Error('expected a failure');
+      } catch (err) {
+        expect(isGrantlineError(err) && err.code).toBe('ERR_VALIDATION');
+        expect((err as { details: { issues: { path: unknown }[] } }).details.issues[0]!.path).toEqual(path);
+      }
+    }
+    expect(() => createGrantline({ store: undefined as never, policy, executors: [] })).toThrow(
+      /store is required/,
+    );
+  });
+});
