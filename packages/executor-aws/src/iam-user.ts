@@ -52,7 +52,8 @@ export function createIamUserStrategy(deps: StrategyDeps) {
   /** Refuses to touch a user of that name that Grantline did not create for this very case. */
   const assertOurs = (user: User, caseId: string, where: string) => {
     const tag = user.Tags?.find((t) => t.Key === 'grantline:case')?.Value;
-    if (tag !== undefined && tag !== caseId) {
+    // Our users carry the case tag from CreateUser on (tags are set atomically with the user).
+    if (tag !== caseId) {
       throw toExecutorError(
         Object.assign(new Error(`IAM user ${user.UserName} belongs to another case`), {
           name: 'EntityAlreadyExists',
