@@ -43,8 +43,8 @@ export interface StrategyDeps {
  * same permission set in the same account; the assignment must survive until the last one ends.
  */
 export interface AssignmentHolders {
-  /** Ids of other cases (not `exceptCaseId`) that currently hold `assignmentKey`. */
-  others(assignmentKey: string, exceptCaseId: string): Promise<string[]>;
+  /** Ids of every case that currently holds `assignmentKey`. */
+  list(assignmentKey: string): Promise<string[]>;
   /** Records that `caseId` holds `assignmentKey` (called after the assignment exists). */
   acquire(assignmentKey: string, caseId: string): Promise<void>;
   /** Records that `caseId` let go of `assignmentKey`. */

@@ -14,6 +14,7 @@ import {
   ErrorCodes,
   type ExecutorContext,
   GrantlineError,
+  type GrantStore,
   type IssueResult,
   type RevokeContext,
   type RevokeResult,
@@ -22,7 +23,7 @@ import {
 import type { AssignmentHolders, StrategyDeps } from './deps.js';
 import { toExecutorError } from './errors.js';
 import { deriveNames } from './names.js';
-import type { IdentityCenterParams } from './params.js';
+import { type IdentityCenterParams, identityCenterParamsSchema } from './params.js';
 
 type Ctx = ExecutorContext<IdentityCenterParams>;
 type RCtx = RevokeContext<IdentityCenterParams>;
@@ -36,8 +37,8 @@ export function assignmentKey(p: IdentityCenterParams): string {
 export function createMemoryAssignmentHolders(): AssignmentHolders {
   const holders = new Map<string, Set<string>>();
   return {
-    async others(key, except) {
-      return [...(holders.get(key) ?? [])].filter((c) => c !== except);
+    async list(key) {
+      return [...(holders.get(key) ?? [])];
     },
     async acquire(key, caseId) {
       const s = holders.get(key) ?? new Set<string>();
@@ -138,10 +139,13 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     const end = ctx.grant.window.expiresAt
       ? new Date(ctx.grant.window.expiresAt)
       : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
-    const heldByOthers = await deps.holders.others(key, ctx.grant.id);
+    const holders = await deps.holders.list(key);
+    const heldByOthers = holders.filter((c) => c !== ctx.grant.id);
+    const heldBySelf = holders.includes(ctx.grant.id);
     const already = await exists(p);
-    // Standing access that no case holds is not ours: we record it and will never delete it.
-    const preexisting = already && heldByOthers.length === 0;
+    // Standing access that no case holds (this one included: a repeated issue) is not ours: we record
+    // it and will never delete it.
+    const preexisting = already && heldByOthers.length === 0 && !heldBySelf;
     // The hold is recorded before the assignment exists, so a crash leaves a hold revoke can see.
     await deps.holders.acquire(key, ctx.grant.id);
     let requestId = '';
@@ -263,7 +267,7 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     deriveNames(ctx.grant, ctx.target, 'aws identity-center revoke');
     const p = ctx.target.params;
     const key = assignmentKey(p);
-    const others = await deps.holders.others(key, ctx.grant.id);
+    const others = (await deps.holders.list(key)).filter((c) => c !== ctx.grant.id);
     if (ctx.issuance?.ref.preexisting === 'true') {
       await deps.holders.release(key, ctx.grant.id);
       return {
@@ -339,7 +343,7 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     };
     if (!present)
       return { status: 'absent', method: 'assignment-state', observation: { ...base, assignment: 'absent' } };
-    const others = await deps.holders.others(assignmentKey(p), ctx.grant.id);
+    const others = (await deps.holders.list(assignmentKey(p))).filter((c) => c !== ctx.grant.id);
     if (others.length > 0)
       return {
         status: 'absent',
@@ -356,4 +360,48 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
   }
 
   return { issue, revoke, verify };
+}
+
+/**
+ * {@link AssignmentHolders} read from the Grantline store itself, so every application instance
+ * sees the same holders and nothing extra is persisted: a case holds an assignment while it is
+ * `issued` with that target issued and not yet revoked, or while it is `issuing` (it is about to).
+ * `acquire` and `release` are no-ops because the case record is the source of truth.
+ *
+ * Known limit: a case issued at the very moment another case's revocation deletes the same
+ * assignment can find it gone; its verification then reports the access absent and the host can
+ * re-issue. Reads are one `list` of the active cases per call.
+ */
+export function createStoreAssignmentHolders(
+  store: Pick<GrantStore, 'list'>,
+  system = 'aws',
+): AssignmentHolders {
+  return {
+    async list(key) {
+      const out: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.list({
+          states: ['issuing', 'issued'],
+          limit: 500,
+          ...(cursor ? { cursor } : {}),
+        });
+        for (const g of page.grants) {
+          for (const t of g.targets) {
+            if (t.system !== system) continue;
+            const parsed = identityCenterParamsSchema.safeParse(t.params ?? {});
+            if (!parsed.success || assignmentKey(parsed.data) !== key) continue;
+            if (g.state === 'issuing' ? !t.issuance : t.issuance && !t.revocation?.confirmedAt) {
+              out.push(g.id);
+              break;
+            }
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+      return out;
+    },
+    async acquire() {},
+    async release() {},
+  };
 }

@@ -32,7 +32,11 @@ export {
   type ProbeClients,
   type ProbeCredentials,
 } from './deps.js';
-export { createMemoryAssignmentHolders, assignmentKey } from './identity-center.js';
+export {
+  createMemoryAssignmentHolders,
+  createStoreAssignmentHolders,
+  assignmentKey,
+} from './identity-center.js';
 export {
   denyDocument,
   sessionPolicy,

@@ -60,10 +60,11 @@ export const identityCenterParamsSchema = z.strictObject({
       /^arn:aws[a-z-]*:sso:::instance\/(sso)?ins-[a-zA-Z0-9-.]{16}$/,
       'expected an Identity Center instance ARN',
     ),
+  // AWS's format is `permissionSet/ssoins-…/ps-…`; moto_server names them `instance/ssoins-…/ps-…`.
   permissionSetArn: z
     .string()
     .regex(
-      /^arn:aws[a-z-]*:sso:::permissionSet\/(sso)?ins-[a-zA-Z0-9-.]{16}\/ps-[a-zA-Z0-9-./]{16}$/,
+      /^arn:aws[a-z-]*:sso:::(permissionSet|instance)\/(sso)?ins-[a-zA-Z0-9-.]{16}\/ps-[a-zA-Z0-9-./]{16}$/,
       'expected a permission set ARN',
     ),
   accountId: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id'),

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { describeExecutorConformance } from '@grantline/core/testing';
 import { describe, it } from 'vitest';
 import { createAwsExecutor } from '../src/index.js';
-import { adminClients, canListRoles, createBoundary, createRole, skipWithoutMoto } from './support/moto.js';
+import {
+  adminClients,
+  canListRoles,
+  createBoundary,
+  createPermissionSet,
+  createRole,
+  skipWithoutMoto,
+} from './support/moto.js';
 
 // Against moto_server with IAM enforcement on. Each test gets its own role: moto ignores policy
 // conditions, so a session-scoped Deny denies every session of its role there (see README).
@@ -49,6 +56,30 @@ describeExecutorConformance(runner, {
       },
       usable: (secret, res) =>
         canListRoles({ accessKeyId: res.ref.accessKeyId!, secretAccessKey: secret.secretAccessKey! }),
+    };
+  },
+});
+
+describeExecutorConformance(runner, {
+  name: 'aws identity-center (moto)',
+  async create() {
+    const { iam, sts, ssoAdmin } = adminClients();
+    const { instanceArn, permissionSetArn } = await createPermissionSet(ssoAdmin);
+    return {
+      executor: createAwsExecutor({ sts, iam, ssoAdmin, poll: { intervalMs: 10 } }),
+      target: {
+        id: 'console',
+        system: 'aws',
+        resource: 'aws-account:123456789012',
+        params: {
+          strategy: 'identity-center',
+          instanceArn,
+          permissionSetArn,
+          accountId: '123456789012',
+          principalType: 'USER',
+          principalId: randomUUID(),
+        },
+      },
     };
   },
 });

@@ -1,8 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { GetUserCommand } from '@aws-sdk/client-iam';
+import { ListAccountAssignmentsCommand } from '@aws-sdk/client-sso-admin';
+import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import { awsCredentialsOf, createAwsExecutor, feedUsage } from '../src/index.js';
-import { adminClients, canListRoles, createBoundary, createRole, skipWithoutMoto } from './support/moto.js';
+import {
+  awsCredentialsOf,
+  createAwsExecutor,
+  createStoreAssignmentHolders,
+  feedUsage,
+} from '../src/index.js';
+import {
+  adminClients,
+  canListRoles,
+  createBoundary,
+  createPermissionSet,
+  createRole,
+  skipWithoutMoto,
+} from './support/moto.js';
 import { alice, bob, deployBot, manualClock, service } from './support/service.js';
 
 const fast = { consecutiveRejections: 3, backoffMs: 20, maxBackoffMs: 80 };
@@ -205,5 +219,82 @@ describe.skipIf(skipWithoutMoto())('end to end on moto_server (IAM enforcement o
       '10.1.2.3',
       '203.0.113.9',
     ]);
+  });
+});
+
+describe.skipIf(skipWithoutMoto())('Identity Center end to end on moto_server', () => {
+  it('overlap: two active cases share one assignment; it survives the first revocation and goes with the last', async () => {
+    const { iam, sts, ssoAdmin } = adminClients();
+    const { instanceArn, permissionSetArn } = await createPermissionSet(ssoAdmin);
+    const store = createMemoryStore();
+    const gl = service(
+      [
+        createAwsExecutor({
+          sts,
+          iam,
+          ssoAdmin,
+          poll: { intervalMs: 10 },
+          assignmentHolders: createStoreAssignmentHolders(store),
+        }),
+      ],
+      { store },
+    );
+    const principalId = randomUUID();
+    const target = {
+      id: 'console',
+      system: 'aws',
+      resource: 'aws-account:123456789012',
+      params: {
+        strategy: 'identity-center',
+        instanceArn,
+        permissionSetArn,
+        accountId: '123456789012',
+        principalType: 'USER',
+        principalId,
+      },
+    };
+    const listed = async () =>
+      (
+        (
+          await ssoAdmin.send(
+            new ListAccountAssignmentsCommand({
+              InstanceArn: instanceArn,
+              AccountId: '123456789012',
+              PermissionSetArn: permissionSetArn,
+            }),
+          )
+        ).AccountAssignments ?? []
+      ).filter((a) => a.PrincipalId === principalId).length;
+    const open = async (ticket: string) => {
+      const c = await gl.request({
+        requester: alice,
+        subject: deployBot,
+        justification: { reason: 'console access', ticket },
+        targets: [target],
+        durationSeconds: 900,
+      });
+      await gl.approve(c.id, { approver: bob });
+      return (await gl.issue(c.id)).grant;
+    };
+    const a = await open('OPS-50');
+    const b = await open('OPS-51');
+    expect(b.targets[0]!.issuance!.ref.sharedWith).toBe(a.id);
+    expect(await listed()).toBe(1);
+
+    const ra = await gl.revoke(a.id, { actor: bob, reason: 'done' });
+    expect(ra.state).toBe('verified');
+    expect(ra.targets[0]!.verification).toMatchObject({
+      method: 'assignment-handoff',
+      observation: { heldBy: [b.id] },
+    });
+    expect(await listed()).toBe(1);
+
+    const rb = await gl.revoke(b.id, { actor: bob, reason: 'done' });
+    expect(rb.state).toBe('verified');
+    expect(rb.targets[0]!.verification).toMatchObject({
+      method: 'assignment-state',
+      observation: { assignment: 'absent' },
+    });
+    expect(await listed()).toBe(0);
   });
 });

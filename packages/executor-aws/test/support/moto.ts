@@ -6,6 +6,7 @@ import {
   ListRolesCommand,
   PutRolePolicyCommand,
 } from '@aws-sdk/client-iam';
+import { CreatePermissionSetCommand, ListInstancesCommand, SSOAdminClient } from '@aws-sdk/client-sso-admin';
 import { STSClient } from '@aws-sdk/client-sts';
 import { inject } from 'vitest';
 
@@ -27,6 +28,7 @@ export function adminClients() {
   return {
     iam: new IAMClient({ region, endpoint: m.endpoint, credentials }),
     sts: new STSClient({ region, endpoint: m.endpoint, credentials }),
+    ssoAdmin: new SSOAdminClient({ region, endpoint: m.endpoint, credentials }),
   };
 }
 
@@ -96,4 +98,14 @@ export async function canListRoles(credentials: {
       return false;
     throw err;
   }
+}
+
+/** moto's Identity Center instance and a fresh permission set in it. */
+export async function createPermissionSet(sso: SSOAdminClient) {
+  const instances = await sso.send(new ListInstancesCommand({}));
+  const instanceArn = instances.Instances![0]!.InstanceArn!;
+  const ps = await sso.send(
+    new CreatePermissionSetCommand({ InstanceArn: instanceArn, Name: `ps-${randomUUID().slice(0, 8)}` }),
+  );
+  return { instanceArn, permissionSetArn: ps.PermissionSet!.PermissionSetArn! };
 }

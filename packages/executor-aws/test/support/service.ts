@@ -15,10 +15,10 @@ export function manualClock(start = new Date()): Clock & { advance(ms: number): 
 /** The service over the memory store with one rule for `aws` targets (optionally with source CIDRs). */
 export function service(
   executors: GrantlineOptions['executors'],
-  opts: { sourceCidrs?: string[]; clock?: Clock } = {},
+  opts: { sourceCidrs?: string[]; clock?: Clock; store?: GrantlineOptions['store'] } = {},
 ) {
   return createGrantline({
-    store: createMemoryStore(),
+    store: opts.store ?? createMemoryStore(),
     executors,
     ...(opts.clock ? { clock: opts.clock } : {}),
     retry: { baseMs: 10, maxMs: 50, maxAttempts: 8 },
