@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { ErrorCodes, GRANT_STATES, TERMINAL_STATES, transitionEdges } from '@grantline/core';
 
 /**
@@ -44,4 +44,38 @@ export function renderReadme(readme: string, sections: Record<string, string>): 
     out = out.replace(re, (_m, a: string, b: string) => `${a}\n${body}\n${b}`);
   }
   return out;
+}
+
+/**
+ * Replaces every `<!-- BEGIN:snippet path -->…<!-- END:snippet -->` block with the file at `path`
+ * (relative to the repository root) as a code block: package READMEs show code that tests run.
+ */
+export function renderSnippets(readme: string, root: string): string {
+  return readme.replace(
+    /(<!-- BEGIN:snippet ([^ ]+) -->)[\s\S]*?(<!-- END:snippet -->)/g,
+    (_m, a: string, path: string, b: string) => {
+      const lang = path.endsWith('.sql') ? 'sql' : path.endsWith('.sh') ? 'sh' : 'ts';
+      return `${a}\n\`\`\`${lang}\n${readFileSync(`${root}/${path}`, 'utf8').trimEnd()}\n\`\`\`\n${b}`;
+    },
+  );
+}
+
+/** Every README in the repository that the generator maintains. */
+export function readmePaths(root: string): string[] {
+  const dirs = ['packages', 'examples'].flatMap((d) => {
+    try {
+      return readdirSync(`${root}/${d}`).map((x) => `${d}/${x}/README.md`);
+    } catch {
+      return [];
+    }
+  });
+  return [
+    'README.md',
+    ...dirs.filter((p) => existsSync(`${root}/${p}`)),
+    ...(existsSync(`${root}/docs`)
+      ? readdirSync(`${root}/docs`)
+          .filter((f) => f.endsWith('.md'))
+          .map((f) => `docs/${f}`)
+      : []),
+  ];
 }

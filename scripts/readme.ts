@@ -1,7 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { readmeSections, renderReadme } from './readme-sections.js';
+import { readmePaths, readmeSections, renderReadme, renderSnippets } from './readme-sections.js';
 
 const root = new URL('..', import.meta.url).pathname;
-const path = `${root}/README.md`;
-writeFileSync(path, renderReadme(readFileSync(path, 'utf8'), readmeSections(root)));
-console.log('README.md sections regenerated');
+for (const rel of readmePaths(root)) {
+  const path = `${root}/${rel}`;
+  const before = readFileSync(path, 'utf8');
+  let after = renderSnippets(before, root);
+  if (rel === 'README.md') after = renderReadme(after, readmeSections(root));
+  if (after !== before) writeFileSync(path, after);
+}
+console.log('README sections and snippets regenerated');

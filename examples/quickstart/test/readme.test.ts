@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { readmeSections, renderReadme } from '../../../scripts/readme-sections.js';
+import {
+  readmePaths,
+  readmeSections,
+  renderReadme,
+  renderSnippets,
+} from '../../../scripts/readme-sections.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 
@@ -8,6 +13,15 @@ describe('README stays true', () => {
   it('quick start, state table and errors table are generated from the code (run `pnpm readme` to update)', () => {
     const readme = readFileSync(`${root}/README.md`, 'utf8');
     expect(renderReadme(readme, readmeSections(root))).toBe(readme);
+  });
+
+  it('every code snippet in every README and doc is the file that tests run (run `pnpm readme` to update)', () => {
+    const paths = readmePaths(root);
+    expect(paths.length).toBeGreaterThan(1);
+    for (const rel of paths) {
+      const text = readFileSync(`${root}/${rel}`, 'utf8');
+      expect(renderSnippets(text, root), rel).toBe(text);
+    }
   });
 
   it('its first two commands are the demo and the test suite', () => {

@@ -85,7 +85,10 @@ export type Command =
       actor: Actor;
       expiresAt: string;
       reason: string;
+      /** Approvals of the extension itself; kept in its audit event, not in the case's approvals. */
       approvals: Approval[];
+      /** Targets whose executor renewed the credential, with the new expiry. */
+      renewed: { targetId: string; expiresAt: string; fingerprint?: string }[];
     };
 
 export type CommandType = Command['type'];
@@ -556,7 +559,15 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       const from = g.window.expiresAt!;
       g.window.expiresAt = command.expiresAt;
       g.window.extensions += 1;
-      for (const a of command.approvals) g.approvals.push(a);
+      for (const r of command.renewed) {
+        const t = target(r.targetId);
+        if (t.issuance)
+          t.issuance = {
+            ...t.issuance,
+            expiresAt: r.expiresAt,
+            ...(r.fingerprint ? { fingerprint: r.fingerprint } : {}),
+          };
+      }
       events.push({
         type: 'extended',
         actor: command.actor,
@@ -564,7 +575,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           from,
           to: command.expiresAt,
           reason: command.reason,
-          approvals: command.approvals.map((a) => ({ approver: a.approver.id, role: a.role })),
+          approvals: command.approvals.map((a) => ({
+            approver: a.approver,
+            role: a.role,
+            at: a.at,
+            ...(a.reason ? { reason: a.reason } : {}),
+          })),
+          renewed: command.renewed,
         },
       });
       emit('grant:extended', { from, to: command.expiresAt });

@@ -371,3 +371,27 @@ export const listQuerySchema = z
   .default({ limit: 100 });
 export type ListQuery = z.input<typeof listQuerySchema>;
 export type ListQueryParsed = z.output<typeof listQuerySchema>;
+
+export const extendInputSchema = z.strictObject({
+  /** The requester or the subject. */
+  actor: principalSchema,
+  /** How much longer, in seconds. */
+  seconds: z
+    .number()
+    .int()
+    .positive()
+    .max(31 * 24 * 3600),
+  reason: text(2000),
+  /** Approvals of the extension when the rule requires them (same quorum and rules as the case). */
+  approvals: z
+    .array(approveInputSchema.omit({ assertion: true }))
+    .max(10)
+    .default([]),
+});
+export type ExtendInput = z.input<typeof extendInputSchema>;
+
+export const ticketClosedInputSchema = z.strictObject({
+  ticket: text(256),
+  /** Who reports the closure (a ticketing webhook, a person). */
+  actor: principalSchema.optional(),
+});

@@ -146,6 +146,14 @@ export interface Executor<P = Record<string, unknown>> {
   revoke(ctx: RevokeContext<P>): Promise<RevokeResult>;
   verify(ctx: RevokeContext<P>): Promise<VerifyResult>;
   usage?(ctx: ExecutorContext<P> & { issuance: Issuance; since: Date }): Promise<UsageRecord[]>;
+  /**
+   * Optional: lets issued access live until `expiresAt` (an extension). Returns the new expiry and,
+   * when the credential had to be replaced, the new secret (returned once to the caller of `extend`).
+   * Without it, a case can only be extended up to the expiry of what was issued.
+   */
+  renew?(
+    ctx: ExecutorContext<P> & { issuance: Issuance; expiresAt: Date },
+  ): Promise<{ expiresAt: Date; secret?: Record<string, string> }>;
 }
 
 /** Source of time. Inject a manual clock in tests. */

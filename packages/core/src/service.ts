@@ -16,6 +16,7 @@ import {
   type AuditEvent,
   type BreakGlassInput,
   type DecisionInput,
+  type ExtendInput,
   type Grant,
   type IssueInput,
   type ListQuery,
@@ -28,8 +29,10 @@ import {
   approveInputSchema,
   breakGlassInputSchema,
   decisionInputSchema,
+  extendInputSchema,
   issueInputSchema,
   listQuerySchema,
+  ticketClosedInputSchema,
   principalSchema,
   requestInputSchema,
   reviewInputSchema,
@@ -45,6 +48,7 @@ import {
   evaluateApproval,
   evaluateBreakGlass,
   evaluateRequest,
+  quorumMet,
 } from './policy.js';
 import {
   type Clock,
@@ -851,6 +855,207 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return g.state === 'revoking' ? this.advance(g) : g;
   }
 
+  /**
+   * Extends live access within the rule's cap: never past `maxDuration` from first issuance, at most
+   * `maxExtensions` times, and with its own approvals when the rule requires them (same quorum and
+   * the same refusals as the case: no self-approval, no operator team). Executors that can renew are
+   * asked to; otherwise the extension may not outlive what was issued. Recorded as its own event.
+   * @throws `ERR_POLICY_DENIED` (reasons `EXTENSION_NOT_ALLOWED`, `EXTENSION_LIMIT`,
+   * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`.
+   */
+  async extend(id: string, input: ExtendInput): Promise<IssueOutcome> {
+    this.checkId(id, 'extend');
+    const x = parseInput(extendInputSchema, input, 'extend');
+    const g = await this.mustGet(id);
+    const deny = (code: string, message: string, path: (string | number)[] = ['seconds']): never => {
+      throw new GrantlineError(ErrorCodes.POLICY_DENIED, `extension refused: ${message}`, {
+        details: { where: 'extend', caseId: id, reasons: [{ code, message, path }] },
+      });
+    };
+    if (g.state !== 'issued') {
+      throw new GrantlineError(
+        ErrorCodes.INVALID_TRANSITION,
+        `cannot extend case ${id} in state ${g.state}`,
+        {
+          details: { caseId: id, state: g.state, command: 'extend' },
+        },
+      );
+    }
+    if (x.actor.id !== g.requester.id && x.actor.id !== g.subject.id) {
+      throw new GrantlineError(
+        ErrorCodes.APPROVAL_REFUSED,
+        `${x.actor.id} is neither the requester nor the subject`,
+        {
+          details: {
+            where: 'extend',
+            caseId: id,
+            reasons: [
+              { code: 'NOT_A_PARTY', message: 'extend is for the requester or subject', path: ['actor'] },
+            ],
+          },
+        },
+      );
+    }
+    const rule = g.policy.extension;
+    if (!rule) deny('EXTENSION_NOT_ALLOWED', `rule ${g.policy.ruleId} allows no extensions`);
+    if (g.window.extensions >= rule!.maxExtensions)
+      deny('EXTENSION_LIMIT', `at most ${rule!.maxExtensions} extension(s)`);
+    const to = new Date(Date.parse(g.window.expiresAt!) + x.seconds * 1000);
+    if (to.getTime() > Date.parse(g.window.hardLimitAt!)) {
+      deny(
+        'EXTENSION_PAST_MAX',
+        `would end ${to.toISOString()}, past ${g.window.hardLimitAt} (maxDuration from first issuance)`,
+      );
+    }
+    const approvals: Grant['approvals'] = [];
+    if (rule!.requiresApproval) {
+      for (const [i, a] of x.approvals.entries()) {
+        const d = evaluateApproval({ ...g, approvals }, a.approver, a.role);
+        if (!d.allowed || !d.value) {
+          throw new GrantlineError(
+            ErrorCodes.APPROVAL_REFUSED,
+            `extension approval ${i} refused: ${d.reasons.map((r) => r.message).join('; ')}`,
+            {
+              details: {
+                where: 'extend',
+                caseId: id,
+                reasons: d.reasons.map((r) => ({ ...r, path: ['approvals', i, ...(r.path ?? [])] })),
+              },
+            },
+          );
+        }
+        approvals.push({
+          approver: a.approver,
+          role: d.value.role,
+          at: this.clock.now().toISOString(),
+          ...(a.reason ? { reason: a.reason } : {}),
+        });
+      }
+      if (!quorumMet(g.policy, approvals)) {
+        throw new GrantlineError(
+          ErrorCodes.APPROVAL_REFUSED,
+          `extension needs ${g.policy.approvals.count} approval(s) under rule ${g.policy.ruleId}`,
+          {
+            details: {
+              where: 'extend',
+              caseId: id,
+              reasons: [
+                { code: 'QUORUM_NOT_MET', message: 'not enough qualifying approvals', path: ['approvals'] },
+              ],
+            },
+          },
+        );
+      }
+    }
+    for (const t of g.targets) {
+      const exec = this.executorFor(t.system);
+      if (!exec.renew && t.issuance && Date.parse(t.issuance.expiresAt) < to.getTime()) {
+        deny(
+          'EXECUTOR_CANNOT_RENEW',
+          `the ${t.system} executor cannot renew target ${t.id}, issued until ${t.issuance.expiresAt}`,
+        );
+      }
+    }
+    // Renew first, then record: if recording fails the sweeper still revokes at the old expiry.
+    const credentials: Record<string, Record<string, string>> = {};
+    const renewed: { targetId: string; expiresAt: string; fingerprint?: string }[] = [];
+    for (const t of g.targets) {
+      const exec = this.executorFor(t.system);
+      if (!exec.renew || !t.issuance) continue;
+      const res = await exec.renew({
+        grant: g,
+        target: { ...t, params: t.params ?? {} },
+        now: this.clock.now(),
+        issuance: t.issuance,
+        expiresAt: to,
+      });
+      if (res.secret) credentials[t.id] = res.secret;
+      renewed.push({
+        targetId: t.id,
+        expiresAt: res.expiresAt.toISOString(),
+        ...(res.secret ? { fingerprint: sha256Hex(canonicalJson(res.secret)).slice(0, 32) } : {}),
+      });
+    }
+    const done = await this.mutate(
+      id,
+      () => ({
+        type: 'extend',
+        actor: actorOf(x.actor),
+        expiresAt: to.toISOString(),
+        reason: x.reason,
+        approvals,
+        renewed,
+      }),
+      g,
+    );
+    return { grant: done, credentials };
+  }
+
+  /**
+   * A ticket was closed (pushed by a ticketing webhook): every issued case tied to it is completed,
+   * revoked and verified. Returns the cases it completed.
+   */
+  async ticketClosed(input: { ticket: string; actor?: Principal }): Promise<Grant[]> {
+    const t = parseInput(ticketClosedInputSchema, input, 'ticketClosed');
+    const out: Grant[] = [];
+    for await (const g of this.issuedCases()) {
+      if (g.justification.ticket !== t.ticket) continue;
+      out.push(await this.completeForTicket(g, t.ticket, t.actor));
+    }
+    return out;
+  }
+
+  /**
+   * Asks the configured `TicketResolver` about the ticket of every issued case (once per ticket) and
+   * completes the cases whose ticket is closed. `startSweeper` runs it every `ticketPollMs`.
+   */
+  async pollTickets(): Promise<Grant[]> {
+    if (!this.tickets) return [];
+    const open = new Map<string, boolean>();
+    const out: Grant[] = [];
+    for await (const g of this.issuedCases()) {
+      const ticket = g.justification.ticket;
+      if (!ticket) continue;
+      if (!open.has(ticket)) {
+        try {
+          open.set(ticket, await this.tickets.isOpen(ticket));
+        } catch (err) {
+          this.logger.warn('grantline: ticket lookup failed', { ticket, error: failureOf(err) });
+          open.set(ticket, true); // unknown is not closed: never revoke on a lookup failure
+        }
+      }
+      if (open.get(ticket) === false) out.push(await this.completeForTicket(g, ticket));
+    }
+    return out;
+  }
+
+  private async *issuedCases(): AsyncGenerator<Grant> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.store.list({ states: ['issued'], limit: 500, ...(cursor ? { cursor } : {}) });
+      yield* page.grants;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  private async completeForTicket(g: Grant, ticket: string, actor?: Principal): Promise<Grant> {
+    const next = await this.mutate(
+      g.id,
+      (cur) =>
+        cur.state === 'issued'
+          ? {
+              type: 'requestRevoke',
+              trigger: 'completion',
+              actor: actor ? actorOf(actor) : { id: 'ticket-resolver', kind: 'system' },
+              reason: `ticket ${ticket} closed`,
+              resumeAt: this.resumeAt(),
+            }
+          : null,
+      g,
+    );
+    return next.state === 'revoking' ? this.advance(next) : next;
+  }
+
   // ---------------------------------------------------------------- reads
 
   /** The case, or throws `ERR_NOT_FOUND`. */
@@ -948,7 +1153,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * wakes early when the store reports a change, and stops on `stop()` or the abort signal.
    */
   startSweeper(
-    options: { signal?: AbortSignal; maxSleepMs?: number; minSleepMs?: number; limit?: number } = {},
+    options: {
+      signal?: AbortSignal;
+      maxSleepMs?: number;
+      minSleepMs?: number;
+      limit?: number;
+      /** How often to ask the TicketResolver about open cases' tickets (default 60,000 ms). */
+      ticketPollMs?: number;
+    } = {},
   ): { stop(): Promise<void> } {
     if (this.sweeperHandle) return this.sweeperHandle;
     const maxSleep = options.maxSleepMs ?? 30_000;
@@ -958,6 +1170,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     let wake: (() => void) | undefined;
     // A change seen while sweeping (no sleep to cut short) must not be lost: remember it.
     let dirty = false;
+    let nextTicketPoll = 0;
     const poke = () => {
       dirty = true;
       wake?.();
@@ -966,6 +1179,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const loop = (async () => {
       while (!stopped) {
         dirty = false;
+        if (this.tickets && Date.now() >= nextTicketPoll) {
+          nextTicketPoll = Date.now() + (options.ticketPollMs ?? 60_000);
+          await this.pollTickets().catch((err) =>
+            this.logger.error('grantline: ticket poll failed', { error: failureOf(err) }),
+          );
+        }
         let swept: SweepResult | undefined;
         try {
           swept = await this.sweep({ limit: options.limit ?? 500 });
@@ -973,13 +1192,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           this.logger.error('grantline: sweep failed', { error: failureOf(err) });
         }
         if (stopped) break;
-        let delay = maxSleep;
+        let delay = this.tickets
+          ? Math.min(maxSleep, Math.max(minSleep, nextTicketPoll - Date.now()))
+          : maxSleep;
         if (swept && swept.claimed >= (options.limit ?? 500)) delay = 0;
         else {
           try {
             const due = await this.store.nextDue();
-            if (due)
-              delay = Math.min(maxSleep, Math.max(minSleep, due.getTime() - this.clock.now().getTime()));
+            if (due) delay = Math.min(delay, Math.max(minSleep, due.getTime() - this.clock.now().getTime()));
           } catch {
             delay = Math.min(maxSleep, 1_000);
           }

@@ -240,6 +240,25 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
       return { alreadyGone: !added, detail: { jti } };
     },
     verify: probe,
+    async renew(ctx) {
+      // A JWT's expiry cannot change: sign a replacement with the same jti, so revoking the case
+      // still rejects the old and the new token alike.
+      const jti = jtiOf(ctx.grant.id, ctx.target.id);
+      if (await revocations.has(jti)) {
+        throw new GrantlineError(ErrorCodes.EXECUTOR, `token ${jti} is revoked and cannot be renewed`, {
+          retryable: false,
+        });
+      }
+      await revocations.issued(jti, ctx.expiresAt);
+      const token = await sign(
+        { gl_case: ctx.grant.id, gl_target: ctx.target.id, scope: (ctx.target.permissions ?? []).join(' ') },
+        ctx.grant.subject.id,
+        ctx.target.resource,
+        jti,
+        ctx.expiresAt,
+      );
+      return { expiresAt: ctx.expiresAt, secret: { token } };
+    },
   };
   return { executor, verifier, revocations, publicJwk };
 }

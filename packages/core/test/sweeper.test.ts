@@ -1,5 +1,5 @@
 import { createMemoryStore } from '@grantline/store-memory';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { type Executor, type Grant, GrantlineError, type GrantStore, createGrantline } from '../src/index.js';
 import { manualClock } from './helpers.js';
@@ -345,5 +345,42 @@ describe('the sweeper under faults', () => {
     expect(at - t0).toBeGreaterThanOrEqual(900);
     ac.abort();
     await gl.close();
+  });
+});
+
+describe('timing with an injected clock', () => {
+  it('revokes a case within one sweeper wake-up of its expiry', async () => {
+    vi.useFakeTimers({
+      toFake: ['setTimeout', 'clearTimeout', 'Date'],
+      now: new Date('2026-12-01T09:00:00Z'),
+    });
+    try {
+      const inner = createMemoryStore();
+      let claims = 0;
+      const store: GrantStore = {
+        ...inner,
+        claimDue: (...a) => {
+          claims++;
+          return inner.claimDue(...a);
+        },
+      };
+      const sys = flakySystem({ failRate: 0 });
+      const gl = createGrantline({ store, policy, executors: [sys.executor], leaseMs: 30_000 });
+      const handle = gl.startSweeper({ maxSleepMs: 3_600_000 });
+      const [id] = await issueMany(gl, 1, 600);
+      await vi.advanceTimersByTimeAsync(100); // let the change-triggered passes settle
+      const before = claims;
+      await vi.advanceTimersByTimeAsync(600_000 - 100 - 1);
+      expect(claims).toBe(before); // slept through the whole window: no polling
+      expect((await inner.get(id!))!.state).toBe('issued');
+      await vi.advanceTimersByTimeAsync(1); // exactly the expiry: the one wake-up the sweeper had planned
+      expect(claims).toBe(before + 1);
+      const g = (await inner.get(id!))!;
+      expect(g.state).toBe('verified');
+      expect(g.revocation!.lagToRevokedMs).toBe(0);
+      await handle.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

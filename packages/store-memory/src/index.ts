@@ -18,6 +18,8 @@ export interface MemoryStoreOptions {
 
 interface Row {
   grant: Grant;
+  /** `grant.dueAt` as epoch ms, parsed once per write: the sweeper's hot path reads only numbers. */
+  due: number | null;
   leaseOwner?: string;
   leaseUntil?: number;
 }
@@ -121,7 +123,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
           details: { caseId: grant.id },
         });
       }
-      rows.set(grant.id, { grant: copy(grant) });
+      rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
       append(grant.id, evs);
       if (grant.idempotencyKey !== undefined) byKey.set(grant.idempotencyKey, grant.id);
       notify(grant.id);
@@ -168,7 +170,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         });
       }
       // Both writes happen in one synchronous block: no reader can observe one without the other.
-      rows.set(grant.id, { grant: copy(grant) });
+      rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
       append(grant.id, evs);
       notify(grant.id);
       return grant; // the caller's object, not the stored copy: isolation holds without a third copy
@@ -203,31 +205,25 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       guard();
       await pause();
       const t = now.getTime();
-      const due = [...rows.values()]
-        .filter(
-          (r) =>
-            r.grant.dueAt !== null &&
-            Date.parse(r.grant.dueAt) <= t &&
-            (r.leaseUntil === undefined || r.leaseUntil <= t),
-        )
-        .sort(
-          (a, b) =>
-            Date.parse(a.grant.dueAt!) - Date.parse(b.grant.dueAt!) || (a.grant.id < b.grant.id ? -1 : 1),
-        )
-        .slice(0, limit);
-      for (const r of due) {
+      const due: Row[] = [];
+      for (const r of rows.values()) {
+        if (r.due !== null && r.due <= t && (r.leaseUntil === undefined || r.leaseUntil <= t)) due.push(r);
+      }
+      due.sort((a, b) => a.due! - b.due! || (a.grant.id < b.grant.id ? -1 : a.grant.id > b.grant.id ? 1 : 0));
+      const claimed = due.slice(0, limit);
+      for (const r of claimed) {
         r.leaseOwner = owner;
         r.leaseUntil = t + leaseMs;
       }
-      return due.map((r) => copy(r.grant));
+      return claimed.map((r) => copy(r.grant));
     },
 
     async nextDue() {
       guard();
       let min: number | null = null;
       for (const r of rows.values()) {
-        if (r.grant.dueAt === null) continue;
-        const d = Math.max(Date.parse(r.grant.dueAt), r.leaseUntil ?? 0);
+        if (r.due === null) continue;
+        const d = Math.max(r.due, r.leaseUntil ?? 0);
         if (min === null || d < min) min = d;
       }
       return min === null ? null : new Date(min);

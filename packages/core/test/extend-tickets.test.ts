@@ -1,0 +1,197 @@
+import { createMemoryStore } from '@grantline/store-memory';
+import { describe, expect, it } from 'vitest';
+import { type PolicyInput, createGrantline, createTokenAuthority, isGrantlineError } from '../src/index.js';
+import { alice, ciJob, manualClock, olga, oscar, paymentsRequest, policy, sam } from './helpers.js';
+
+const withExtension: PolicyInput = {
+  ...policy,
+  rules: policy.rules.map((r) =>
+    r.id === 'payments-write' ? { ...r, extension: { requiresApproval: true, maxExtensions: 2 } } : r,
+  ),
+};
+
+async function env(tickets?: { isOpen(t: string): Promise<boolean> }) {
+  const clock = manualClock();
+  const store = createMemoryStore();
+  const tokens = await createTokenAuthority({ issuer: 'x', clock });
+  const gl = createGrantline({
+    store,
+    policy: withExtension,
+    executors: [tokens.executor],
+    clock,
+    ...(tickets ? { tickets } : {}),
+  });
+  const issue = async (over = {}) => {
+    const g = await gl.request(paymentsRequest(over));
+    await gl.approve(g.id, { approver: sam });
+    await gl.approve(g.id, { approver: olga });
+    return gl.issue(g.id);
+  };
+  return { clock, store, tokens, gl, issue };
+}
+
+async function reasons(p: Promise<unknown>): Promise<string[]> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isGrantlineError(err)) throw err;
+    return ((err.details.reasons as { code: string }[]) ?? []).map((r) => `${err.code}:${r.code}`);
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('extensions', () => {
+  it('extend within the cap with a fresh dual-control approval; renewed token works, old and new die together', async () => {
+    const e = await env();
+    const { grant, credentials } = await e.issue({ durationSeconds: 1200 });
+    const approvals = [{ approver: sam }, { approver: olga }];
+    const ext = await e.gl.extend(grant.id, {
+      actor: ciJob,
+      seconds: 1200,
+      reason: 'migration slower than planned',
+      approvals,
+    });
+    expect(ext.grant.window.expiresAt).toBe(
+      new Date(Date.parse(grant.window.expiresAt!) + 1_200_000).toISOString(),
+    );
+    expect(ext.grant.window.extensions).toBe(1);
+    expect(ext.grant.approvals).toHaveLength(2); // the case's own approvals are unchanged
+    const newToken = ext.credentials.payments!.token!;
+    e.clock.advance(1_300_000); // past the original window, inside the extension
+    await expect(e.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+      details: { reason: 'expired' },
+    });
+    expect((await e.tokens.verifier.verify(newToken)).caseId).toBe(grant.id);
+    const h = await e.gl.history(grant.id);
+    const extended = h.find((x) => x.type === 'extended')!;
+    expect(extended.data).toMatchObject({ reason: 'migration slower than planned' });
+    expect((extended.data.approvals as { role: string }[]).map((a) => a.role)).toEqual([
+      'security-officer',
+      'service-owner',
+    ]);
+    await e.gl.revoke(grant.id, { actor: sam, reason: 'done' });
+    await expect(e.tokens.verifier.verify(newToken)).rejects.toMatchObject({
+      details: { reason: 'revoked' },
+    });
+  });
+
+  it('refuses extensions past maxDuration from first issuance, beyond the limit, without quorum or by the wrong people', async () => {
+    const e = await env();
+    const { grant } = await e.issue({ durationSeconds: 1800 });
+    const ok = [{ approver: sam }, { approver: olga }];
+    expect(
+      await reasons(e.gl.extend(grant.id, { actor: ciJob, seconds: 1801, reason: 'x', approvals: ok })),
+    ).toEqual(['ERR_POLICY_DENIED:EXTENSION_PAST_MAX']);
+    expect(
+      await reasons(
+        e.gl.extend(grant.id, { actor: ciJob, seconds: 60, reason: 'x', approvals: [{ approver: sam }] }),
+      ),
+    ).toEqual(['ERR_APPROVAL_REFUSED:QUORUM_NOT_MET']);
+    expect(
+      await reasons(
+        e.gl.extend(grant.id, {
+          actor: ciJob,
+          seconds: 60,
+          reason: 'x',
+          approvals: [{ approver: oscar }, { approver: olga }],
+        }),
+      ),
+    ).toContain('ERR_APPROVAL_REFUSED:OPERATOR_TEAM_APPROVAL');
+    const selfish = { ...alice, roles: ['security-officer'] };
+    expect(
+      await reasons(
+        e.gl.extend(grant.id, {
+          actor: ciJob,
+          seconds: 60,
+          reason: 'x',
+          approvals: [{ approver: selfish }, { approver: olga }],
+        }),
+      ),
+    ).toContain('ERR_APPROVAL_REFUSED:SELF_APPROVAL_REQUESTER');
+    expect(
+      await reasons(e.gl.extend(grant.id, { actor: sam, seconds: 60, reason: 'x', approvals: ok })),
+    ).toEqual(['ERR_APPROVAL_REFUSED:NOT_A_PARTY']);
+    await e.gl.extend(grant.id, { actor: ciJob, seconds: 600, reason: 'one', approvals: ok });
+    await e.gl.extend(grant.id, { actor: ciJob, seconds: 600, reason: 'two', approvals: ok });
+    expect(
+      await reasons(e.gl.extend(grant.id, { actor: ciJob, seconds: 60, reason: 'three', approvals: ok })),
+    ).toEqual(['ERR_POLICY_DENIED:EXTENSION_LIMIT']);
+    const g = await e.gl.get(grant.id);
+    expect(g.window.extensions).toBe(2);
+    expect((await e.gl.history(grant.id)).filter((x) => x.type === 'extended')).toHaveLength(2);
+  });
+
+  it('a rule without an extension clause allows none', async () => {
+    const e = await env();
+    const g = await e.gl.request({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'x' },
+      targets: [{ id: 'o', system: 'token', resource: 'api://orders' }],
+      durationSeconds: 600,
+    });
+    await e.gl.approve(g.id, { approver: olga });
+    await e.gl.issue(g.id);
+    expect(await reasons(e.gl.extend(g.id, { actor: ciJob, seconds: 60, reason: 'x' }))).toEqual([
+      'ERR_POLICY_DENIED:EXTENSION_NOT_ALLOWED',
+    ]);
+  });
+
+  it('after extension the sweeper revokes at the new expiry, not the old one', async () => {
+    const e = await env();
+    const { grant } = await e.issue({ durationSeconds: 600 });
+    await e.gl.extend(grant.id, {
+      actor: ciJob,
+      seconds: 600,
+      reason: 'x',
+      approvals: [{ approver: sam }, { approver: olga }],
+    });
+    e.clock.advance(601_000);
+    await e.gl.sweep();
+    expect((await e.gl.get(grant.id)).state).toBe('issued');
+    e.clock.advance(600_000);
+    await e.gl.sweep();
+    expect((await e.gl.get(grant.id)).state).toBe('verified');
+  });
+});
+
+describe('tickets', () => {
+  it('a closed ticket (pushed) completes every issued case tied to it', async () => {
+    const e = await env();
+    const a = await e.issue();
+    const b = await e.issue({
+      justification: { reason: 'y', ticket: 'OPS-2', workload: 'ci:deploy-payments' },
+    });
+    const done = await e.gl.ticketClosed({ ticket: 'OPS-4711' });
+    expect(done.map((g) => g.id)).toEqual([a.grant.id]);
+    const g = await e.gl.get(a.grant.id);
+    expect(g.state).toBe('verified');
+    expect(g.revocation).toMatchObject({ trigger: 'completion', reason: 'ticket OPS-4711 closed' });
+    expect((await e.gl.get(b.grant.id)).state).toBe('issued');
+  });
+
+  it('polling asks once per ticket and never revokes when the lookup fails', async () => {
+    const asked: string[] = [];
+    let fail = true;
+    const e = await env({
+      async isOpen(t) {
+        asked.push(t);
+        if (fail) throw new Error('ticketing system down');
+        return t !== 'OPS-4711';
+      },
+    });
+    const a = await e.issue();
+    const a2 = await e.issue();
+    const b = await e.issue({
+      justification: { reason: 'y', ticket: 'OPS-2', workload: 'ci:deploy-payments' },
+    });
+    expect(await e.gl.pollTickets()).toEqual([]);
+    expect((await e.gl.get(a.grant.id)).state).toBe('issued');
+    fail = false;
+    asked.length = 0;
+    const done = await e.gl.pollTickets();
+    expect(asked.sort()).toEqual(['OPS-2', 'OPS-4711']);
+    expect(done.map((g) => g.id).sort()).toEqual([a.grant.id, a2.grant.id].sort());
+    expect((await e.gl.get(b.grant.id)).state).toBe('issued');
+  });
+});
