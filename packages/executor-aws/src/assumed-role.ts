@@ -8,6 +8,7 @@ import {
 import { AssumeRoleCommand, type AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
 import type {
   ExecutorContext,
+  Issuance,
   IssueResult,
   RevokeContext,
   RevokeResult,
@@ -157,8 +158,8 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     return removed;
   };
 
-  async function issue(ctx: Ctx): Promise<IssueResult> {
-    const where = 'aws assumed-role issue';
+  /** AssumeRole for the case and target, for a session that should end at `end`. */
+  async function assume(ctx: Ctx, end: Date, where: string) {
     const names = deriveNames(ctx.grant, ctx.target, where);
     const sourceIdentity = checkSourceIdentity(ctx.grant.subject.id, where);
     const tags = [
@@ -184,7 +185,6 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
         }),
         'iam:GetRole',
       );
-    const end = windowEnd(ctx);
     const remaining = Math.floor((end.getTime() - ctx.now.getTime()) / 1000);
     if (remaining <= 0)
       throw invalid(where, ['grant', 'window', 'expiresAt'], 'the window has already ended');
@@ -262,9 +262,33 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
         durationSeconds: String(duration),
         probeBaseline: baseline,
       },
-      expiresAt: sessionExpiresAt < end ? sessionExpiresAt : end,
+      sessionExpiresAt,
       secret: { secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken },
     };
+  }
+
+  async function issue(ctx: Ctx): Promise<IssueResult> {
+    const end = windowEnd(ctx);
+    const a = await assume(ctx, end, 'aws assumed-role issue');
+    return { ref: a.ref, expiresAt: a.sessionExpiresAt < end ? a.sessionExpiresAt : end, secret: a.secret };
+  }
+
+  /**
+   * An extension past the session's expiry needs a new session: same session name, SourceIdentity,
+   * tags and session policy, so the same Deny covers old and new. The old session stays valid until
+   * its own expiry. The new access key id is returned with the secret (the case's reference keeps
+   * the first one; attribution also matches by role session). The expiry returned is the session's
+   * own, so that a revoke after a restart still covers it.
+   */
+  async function renew(
+    ctx: Ctx & { issuance: Issuance; expiresAt: Date },
+  ): Promise<{ expiresAt: Date; secret?: Record<string, string> }> {
+    const current = Date.parse(ctx.issuance.ref.sessionExpiresAt ?? ctx.issuance.expiresAt);
+    const held = deps.memory.latestExpiry(deriveNames(ctx.grant, ctx.target, 'aws assumed-role renew').key);
+    const live = Math.max(current, held?.getTime() ?? 0);
+    if (live >= ctx.expiresAt.getTime()) return { expiresAt: new Date(live) };
+    const a = await assume(ctx, ctx.expiresAt, 'aws assumed-role renew');
+    return { expiresAt: a.sessionExpiresAt, secret: { accessKeyId: a.ref.accessKeyId, ...a.secret } };
   }
 
   /** Latest time any session of this case+target can still be valid, and whether we know it was issued. */
@@ -274,7 +298,8 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
       ? Date.parse(ctx.issuance.ref.sessionExpiresAt)
       : Number.NaN;
     if (!Number.isNaN(fromRef)) known.push(fromRef);
-    else if (ctx.issuance) known.push(Date.parse(ctx.issuance.expiresAt));
+    // After an extension the issuance's expiry is the renewed session's own expiry.
+    if (ctx.issuance) known.push(Date.parse(ctx.issuance.expiresAt));
     const held = deps.memory.latestExpiry(key);
     if (held) known.push(held.getTime());
     if (known.length > 0) return { until: new Date(Math.max(...known)), knownIssued: true };
@@ -481,7 +506,7 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     };
   }
 
-  return { issue, revoke, verify, collectGarbage };
+  return { issue, renew, revoke, verify, collectGarbage };
 }
 
 interface PolicyDoc {

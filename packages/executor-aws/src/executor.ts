@@ -7,6 +7,7 @@ import {
   type Executor,
   type ExecutorContext,
   GrantlineError,
+  type Issuance,
   type Logger,
   type RevokeContext,
   type UsageRecord,
@@ -123,7 +124,7 @@ export function createAwsExecutor(options: AwsExecutorOptions): AwsExecutor {
   const center = createIdentityCenterStrategy(deps);
 
   // biome-ignore lint/suspicious/noExplicitAny: narrows the union context to one strategy's params.
-  const as = <P>(ctx: ExecutorContext<AwsParams> | RevokeContext<AwsParams>) => ctx as any as P;
+  const as = <P>(ctx: ExecutorContext<AwsParams>) => ctx as any as P;
   return {
     system: options.system ?? 'aws',
     paramsSchema: awsParamsSchema as unknown as Executor<AwsParams>['paramsSchema'],
@@ -144,6 +145,16 @@ export function createAwsExecutor(options: AwsExecutorOptions): AwsExecutor {
       if (s === 'iam-user') return user.verify(as<RevokeContext<IamUserParams>>(ctx));
       if (s === 'identity-center') return center.verify(as<RevokeContext<IdentityCenterParams>>(ctx));
       return role.verify(as<RevokeContext<AssumedRoleParams>>(ctx));
+    },
+    async renew(ctx) {
+      if (ctx.target.params.strategy === 'assumed-role') {
+        return role.renew(
+          as<ExecutorContext<AssumedRoleParams> & { issuance: Issuance; expiresAt: Date }>(ctx),
+        );
+      }
+      // Access keys and account assignments do not expire by themselves: the sweeper revokes them
+      // at the (new) end of the window, so there is nothing to renew at AWS.
+      return { expiresAt: ctx.expiresAt };
     },
     collectGarbage: (roleArn) => role.collectGarbage(roleArn, now()),
     ...(options.cloudtrail ? { usage: (ctx: UsageContext) => pullUsage(options.cloudtrail!, ctx) } : {}),

@@ -147,6 +147,55 @@ describe.skipIf(skipWithoutMoto())('end to end on moto_server (IAM enforcement o
     expect(await canListRoles(creds)).toBe(false);
   });
 
+  it('an extension past the session renews it (new credentials) and one revocation denies old and new', async () => {
+    const { iam, sts } = adminClients();
+    const role = await createRole(iam);
+    const gl = service([createAwsExecutor({ sts, iam, probe: fast })], { extension: true });
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'long deploy', ticket: 'OPS-46' },
+      targets: [
+        {
+          id: 'deploy',
+          system: 'aws',
+          resource: role.Arn!,
+          permissions: ['iam:ListRoles'],
+          params: { roleArn: role.Arn! },
+        },
+      ],
+      durationSeconds: 900,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const first = await gl.issue(requested.id);
+    const old = awsCredentialsOf(first.grant.targets[0]!.issuance!, first.credentials.deploy);
+    const ext = await gl.extend(requested.id, {
+      actor: deployBot,
+      seconds: 1200,
+      reason: 'migration is slow',
+    });
+    const renewed = ext.credentials.deploy!;
+    expect(renewed.accessKeyId).toMatch(/^ASIA/);
+    expect(renewed.accessKeyId).not.toBe(old.accessKeyId);
+    const fresh = {
+      accessKeyId: renewed.accessKeyId!,
+      secretAccessKey: renewed.secretAccessKey!,
+      sessionToken: renewed.sessionToken!,
+    };
+    expect(await canListRoles(fresh)).toBe(true);
+    const sessionEnd = Date.parse(ext.grant.targets[0]!.issuance!.expiresAt);
+    expect(sessionEnd).toBeGreaterThan(Date.parse(first.grant.targets[0]!.issuance!.expiresAt) + 1_000_000);
+
+    const done = await gl.revoke(requested.id, { actor: bob, reason: 'stop' });
+    expect(done.state).toBe('verified');
+    const denyUntil = Date.parse(String(done.targets[0]!.revocation!.detail!.denyUntil));
+    expect(denyUntil).toBeGreaterThanOrEqual(sessionEnd);
+    // Both sessions were probed with their own credentials.
+    expect((done.targets[0]!.verification!.observation as { sessions: unknown[] }).sessions).toHaveLength(2);
+    expect(await canListRoles(old)).toBe(false);
+    expect(await canListRoles(fresh)).toBe(false);
+  });
+
   it('CloudTrail usage from outside the allowed networks revokes the case automatically (records attributed by access key id)', async () => {
     const { iam, sts } = adminClients();
     const role = await createRole(iam);

@@ -15,7 +15,12 @@ export function manualClock(start = new Date()): Clock & { advance(ms: number): 
 /** The service over the memory store with one rule for `aws` targets (optionally with source CIDRs). */
 export function service(
   executors: GrantlineOptions['executors'],
-  opts: { sourceCidrs?: string[]; clock?: Clock; store?: GrantlineOptions['store'] } = {},
+  opts: {
+    sourceCidrs?: string[];
+    clock?: Clock;
+    store?: GrantlineOptions['store'];
+    extension?: boolean;
+  } = {},
 ) {
   return createGrantline({
     store: opts.store ?? createMemoryStore(),
@@ -36,6 +41,7 @@ export function service(
           require: { ticket: {} },
           approvals: { count: 1, roles: ['approver'] },
           ...(opts.sourceCidrs ? { constraints: { sourceCidrs: opts.sourceCidrs } } : {}),
+          ...(opts.extension ? { extension: { requiresApproval: false, maxExtensions: 1 } } : {}),
         },
       ],
     },
