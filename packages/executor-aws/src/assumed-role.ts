@@ -270,7 +270,11 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
   async function issue(ctx: Ctx): Promise<IssueResult> {
     const end = windowEnd(ctx);
     const a = await assume(ctx, end, 'aws assumed-role issue');
-    return { ref: a.ref, expiresAt: a.sessionExpiresAt < end ? a.sessionExpiresAt : end, secret: a.secret };
+    return {
+      ref: a.ref,
+      expiresAt: new Date(Math.min(a.sessionExpiresAt.getTime(), end.getTime())),
+      secret: a.secret,
+    };
   }
 
   /**
