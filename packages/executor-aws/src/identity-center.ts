@@ -28,6 +28,9 @@ import { type IdentityCenterParams, identityCenterParamsSchema } from './params.
 type Ctx = ExecutorContext<IdentityCenterParams>;
 type RCtx = RevokeContext<IdentityCenterParams>;
 
+/** The longest session a permission set can grant (`SessionDuration` PT12H). */
+const MAX_SSO_SESSION_MS = 12 * 3600 * 1000;
+
 /** Identifies one account assignment: instance, account, permission set and principal. */
 export function assignmentKey(p: IdentityCenterParams): string {
   return [p.instanceArn, p.accountId, p.permissionSetArn, p.principalType, p.principalId].join('|');
@@ -225,7 +228,16 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
         DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
       },
     };
-    doc.Statement = [...doc.Statement.filter((s) => s.Sid !== sid), statement];
+    // Garbage collection: a Grantline Deny whose cut-off is older than the longest session Identity
+    // Center allows (12 h) can no longer match any live session, so it is dropped on the way.
+    const stale = (st: Record<string, unknown>) => {
+      if (typeof st.Sid !== 'string' || !st.Sid.startsWith('GrantlineRevoke')) return false;
+      const cutoff = (st.Condition as { DateLessThan?: Record<string, string> } | undefined)?.DateLessThan?.[
+        'aws:TokenIssueTime'
+      ];
+      return cutoff !== undefined && Date.parse(cutoff) < at.getTime() - MAX_SSO_SESSION_MS;
+    };
+    doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
     try {
       await client().send(
         new PutInlinePolicyToPermissionSetCommand({
