@@ -163,10 +163,17 @@ describe('identity-center strategy (fixture: recorded AWS responses through the 
     expect(handler.calls('DeleteAccountAssignment')).toHaveLength(0);
   });
 
-  it('fixture: with revokeSessions, live sessions get the documented Deny (user id, older tokens) and the permission set is re-provisioned', async () => {
+  it('fixture: with revokeSessions, live sessions get the documented Deny (user id, older tokens), stale Denies are collected, and the permission set is re-provisioned', async () => {
+    const old = {
+      Sid: 'GrantlineRevokeaaaaaaaaaaaa',
+      Effect: 'Deny',
+      Action: '*',
+      Resource: '*',
+      Condition: { DateLessThan: { 'aws:TokenIssueTime': '2020-01-01T00:00:00.000Z' } },
+    };
     const existing = JSON.stringify({
       Version: '2012-10-17',
-      Statement: [{ Sid: 'ReadOnly', Effect: 'Allow', Action: 's3:Get*', Resource: '*' }],
+      Statement: [{ Sid: 'ReadOnly', Effect: 'Allow', Action: 's3:Get*', Resource: '*' }, old],
     });
     const handler = new FixtureHandler({
       ListAccountAssignments: f.listAssignments(false),
@@ -189,6 +196,8 @@ describe('identity-center strategy (fixture: recorded AWS responses through the 
     const out = await executor.revoke(rc);
     const put = JSON.parse(handler.calls('PutInlinePolicyToPermissionSet')[0]!.json!.InlinePolicy as string);
     expect(put.Statement[0].Sid).toBe('ReadOnly');
+    // A Grantline Deny whose cut-off is older than the longest possible session is collected.
+    expect(put.Statement).toHaveLength(2);
     expect(put.Statement[1]).toMatchObject({
       Effect: 'Deny',
       Action: '*',
