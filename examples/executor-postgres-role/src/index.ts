@@ -59,7 +59,8 @@ function fail(action: string, err: unknown): GrantlineError {
   const e = err as { code?: string; message?: string };
   const sqlstate = e.code ?? '';
   // Class 08 (connection), 57P (operator intervention, e.g. restart), 53 (resources), 40 (rollback) may pass.
-  const retryable = /^(08|57P|53|40)/.test(sqlstate) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(sqlstate);
+  const retryable =
+    /^(08|57P|53|40)/.test(sqlstate) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(sqlstate);
   return new GrantlineError('ERR_EXECUTOR', `postgres-role: ${action} failed (${sqlstate || 'error'})`, {
     retryable,
     details: { sqlstate },
@@ -68,24 +69,41 @@ function fail(action: string, err: unknown): GrantlineError {
 }
 
 /** Creates the executor. */
-export function createPostgresRoleExecutor(options: PostgresRoleExecutorOptions): Executor<PostgresRoleParams> {
+export function createPostgresRoleExecutor(
+  options: PostgresRoleExecutorOptions,
+): Executor<PostgresRoleParams> {
   const prefix = options.prefix ?? 'gl_';
   const roleName = (caseId: string, targetId: string) => {
-    if (!caseId || !targetId) throw new GrantlineError('ERR_EXECUTOR', 'postgres-role: case and target ids are required', { retryable: false });
+    if (!caseId || !targetId)
+      throw new GrantlineError('ERR_EXECUTOR', 'postgres-role: case and target ids are required', {
+        retryable: false,
+      });
     return `${prefix}${createHash('sha256').update(`${caseId}\u0000${targetId}`).digest('hex').slice(0, 24)}`;
   };
-  const exists = async (role: string) => (await options.admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 1;
+  const exists = async (role: string) =>
+    (await options.admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 1;
 
   const loginProbe = async (role: string) => {
     // A login with a password nobody holds: refused either way, but the reason tells whether the
     // role still exists ("does not exist") or is merely protected by its password.
-    const client = new pg.Client({ ...options.connection, user: role, password: randomBytes(16).toString('hex'), connectionTimeoutMillis: 5_000 });
+    const client = new pg.Client({
+      ...options.connection,
+      user: role,
+      password: randomBytes(16).toString('hex'),
+      connectionTimeoutMillis: 5_000,
+    });
     try {
       await client.connect();
       return { refused: false, reason: 'login accepted' };
     } catch (err) {
       const e = err as { code?: string; message?: string };
-      return { refused: true, reason: e.code === '28000' && /does not exist/.test(e.message ?? '') ? 'role does not exist' : `refused (${e.code ?? 'error'})` };
+      return {
+        refused: true,
+        reason:
+          e.code === '28000' && /does not exist/.test(e.message ?? '')
+            ? 'role does not exist'
+            : `refused (${e.code ?? 'error'})`,
+      };
     } finally {
       await client.end().catch(() => {});
     }
@@ -100,7 +118,10 @@ export function createPostgresRoleExecutor(options: PostgresRoleExecutorOptions)
       if (!(await exists(role))) return { alreadyGone: true, detail: { role } };
       // Stop new logins first, then end live sessions, then remove the role and what it owns.
       await client.query(`ALTER ROLE ${quote(role)} NOLOGIN`);
-      const killed = await client.query('SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1) t', [role]);
+      const killed = await client.query(
+        'SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1) t',
+        [role],
+      );
       await client.query('BEGIN');
       await client.query(`REVOKE ${quote(ctx.target.params.group)} FROM ${quote(role)}`);
       await client.query(`REASSIGN OWNED BY ${quote(role)} TO ${quote(ctx.target.params.group)}`);
@@ -124,7 +145,12 @@ export function createPostgresRoleExecutor(options: PostgresRoleExecutorOptions)
     async issue(ctx) {
       const role = roleName(ctx.grant.id, ctx.target.id);
       const password = randomBytes(24).toString('base64url');
-      const until = new Date(Math.min(Date.parse(ctx.grant.window.expiresAt ?? ''), ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000));
+      const until = new Date(
+        Math.min(
+          Date.parse(ctx.grant.window.expiresAt ?? ''),
+          ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000,
+        ),
+      );
       const client = await options.admin.connect().catch((err) => {
         throw fail('connect', err);
       });

@@ -10,33 +10,50 @@ const GROUP = 'gl_example_readers';
 
 beforeAll(async () => {
   if (!available) return;
-  await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${GROUP}') THEN CREATE ROLE ${GROUP} NOLOGIN; END IF; END $$`);
+  await admin.query(
+    `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${GROUP}') THEN CREATE ROLE ${GROUP} NOLOGIN; END IF; END $$`,
+  );
 });
 afterAll(async () => {
   await admin.end();
 });
 
 describe.skipIf(!available)('postgres-role executor on a real PostgreSQL', () => {
-  describeExecutorConformance({ describe, it }, {
-    name: 'postgres-role',
-    async create() {
-      const executor = createPostgresRoleExecutor({ admin, connection: connectionOf(PG_URL), prefix: 'gl_kit_' });
-      return {
-        executor,
-        target: { id: 'db', system: 'postgres', resource: 'postgres://test', params: { group: GROUP } },
-        async usable(secret, issued) {
-          const c = new pg.Client({ ...connectionOf(PG_URL), user: issued.ref.role, password: secret.password, connectionTimeoutMillis: 3_000 });
-          try {
-            await c.connect();
-            const r = await c.query('SELECT pg_has_role(current_user, $1, $2) AS member', [GROUP, 'member']);
-            return r.rows[0].member === true;
-          } catch {
-            return false;
-          } finally {
-            await c.end().catch(() => {});
-          }
-        },
-      };
+  describeExecutorConformance(
+    { describe, it },
+    {
+      name: 'postgres-role',
+      async create() {
+        const executor = createPostgresRoleExecutor({
+          admin,
+          connection: connectionOf(PG_URL),
+          prefix: 'gl_kit_',
+        });
+        return {
+          executor,
+          target: { id: 'db', system: 'postgres', resource: 'postgres://test', params: { group: GROUP } },
+          async usable(secret, issued) {
+            const c = new pg.Client({
+              ...connectionOf(PG_URL),
+              user: issued.ref.role,
+              password: secret.password,
+              connectionTimeoutMillis: 3_000,
+            });
+            try {
+              await c.connect();
+              const r = await c.query('SELECT pg_has_role(current_user, $1, $2) AS member', [
+                GROUP,
+                'member',
+              ]);
+              return r.rows[0].member === true;
+            } catch {
+              return false;
+            } finally {
+              await c.end().catch(() => {});
+            }
+          },
+        };
+      },
     },
-  });
+  );
 });

@@ -9,8 +9,11 @@ export async function pgAvailable(): Promise<boolean> {
     await c.connect();
     return true;
   } catch (err) {
-    if (process.env.CI) throw new Error(`PostgreSQL is required in CI but ${PG_URL} did not answer: ${String(err)}`);
-    console.warn(`SKIPPED: no PostgreSQL at ${PG_URL} (set PG_URL); the postgres-role executor tests did not run`);
+    if (process.env.CI)
+      throw new Error(`PostgreSQL is required in CI but ${PG_URL} did not answer: ${String(err)}`);
+    console.warn(
+      `SKIPPED: no PostgreSQL at ${PG_URL} (set PG_URL); the postgres-role executor tests did not run`,
+    );
     return false;
   } finally {
     await c.end().catch(() => {});
