@@ -411,7 +411,12 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
         try {
           run = await probeUntilRejected(
             () => clients.iam.send(new GetRoleCommand({ RoleName: roleNameOf(roleArn) })),
-            (o) => o.outcome === 'denied' || o.outcome === 'expired' || o.outcome === 'invalid-credentials',
+            // AWS's message names the reason: an implicit deny ("no identity-based policy allows")
+            // means the probe action itself went missing, which says nothing about the Deny.
+            (o) =>
+              (o.outcome === 'denied' && !o.implicitDeny) ||
+              o.outcome === 'expired' ||
+              o.outcome === 'invalid-credentials',
             deps.probe,
             () => new Date(),
             deps.sleep,

@@ -19,6 +19,8 @@ export interface ProbeObservation {
   outcome: ProbeOutcome;
   awsCode?: string;
   explicitDeny?: boolean;
+  /** AWS said no policy allows the action (an implicit deny): the Deny was not what refused it. */
+  implicitDeny?: boolean;
   message?: string;
 }
 
@@ -55,7 +57,9 @@ export async function probeOnce(call: () => Promise<unknown>, now: () => Date): 
       ...(message ? { message } : {}),
     };
     if (code && DENIED.has(code))
-      return { ...base, outcome: 'denied', explicitDeny: /explicit deny/i.test(message ?? '') };
+      const explicitDeny = /explicit deny/i.test(message ?? '');
+      const implicitDeny = !explicitDeny && /no (identity|resource|session)-based policy allows|implicit deny/i.test(message ?? '');
+      return { ...base, outcome: 'denied', explicitDeny, ...(implicitDeny ? { implicitDeny } : {}) };
     if (code && EXPIRED.has(code)) return { ...base, outcome: 'expired' };
     if (code && INVALID.has(code)) return { ...base, outcome: 'invalid-credentials' };
     if (code && SIGNATURE.has(code)) return { ...base, outcome: 'signature-mismatch' };

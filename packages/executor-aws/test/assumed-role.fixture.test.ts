@@ -262,6 +262,25 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
     expect(sleeps).toEqual([20, 40]);
   });
 
+  it('fixture: an implicit deny (AWS: "no identity-based policy allows") is not taken as proof of revocation', async () => {
+    const { handler, executor, grant, res } = await issued();
+    const rc = {
+      ...ctxOf(grant, parse),
+      issuance: { ref: res.ref, issuedAt: grant.window.issuedAt!, expiresAt: res.expiresAt.toISOString() },
+      trigger: 'manual',
+      reason: 'x',
+    };
+    const implicit =
+      'User: arn:aws:sts::123456789012:assumed-role/demo/x is not authorized to perform: iam:GetRole on resource: role demo because no identity-based policy allows the iam:GetRole action';
+    handler.on('GetRole', f.queryError('AccessDenied', implicit));
+    const v = await executor.verify(rc);
+    expect(v.status).toBe('present');
+    expect(
+      (v.observation as { sessions: { observations: { implicitDeny?: boolean }[] }[] }).sessions[0]!
+        .observations[0]!.implicitDeny,
+    ).toBe(true);
+  });
+
   it('fixture: after a restart, verify checks the Deny policy state, and a Deny naming another session does not count', async () => {
     const { grant, res, names } = await issued();
     const policyName = `grantline-deny.${Math.ceil(Date.parse(res.ref.sessionExpiresAt!) / 1000) + 300}.${names.principalName}`;
