@@ -56,10 +56,13 @@ export async function probeOnce(call: () => Promise<unknown>, now: () => Date): 
       ...(code ? { awsCode: code } : {}),
       ...(message ? { message } : {}),
     };
-    if (code && DENIED.has(code))
+    if (code && DENIED.has(code)) {
       const explicitDeny = /explicit deny/i.test(message ?? '');
-      const implicitDeny = !explicitDeny && /no (identity|resource|session)-based policy allows|implicit deny/i.test(message ?? '');
+      const implicitDeny =
+        !explicitDeny &&
+        /no (identity|resource|session)-based policy allows|implicit deny/i.test(message ?? '');
       return { ...base, outcome: 'denied', explicitDeny, ...(implicitDeny ? { implicitDeny } : {}) };
+    }
     if (code && EXPIRED.has(code)) return { ...base, outcome: 'expired' };
     if (code && INVALID.has(code)) return { ...base, outcome: 'invalid-credentials' };
     if (code && SIGNATURE.has(code)) return { ...base, outcome: 'signature-mismatch' };
