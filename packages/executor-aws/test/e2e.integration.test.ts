@@ -347,3 +347,72 @@ describe.skipIf(skipWithoutMoto())('Identity Center end to end on moto_server', 
     expect(await listed()).toBe(0);
   });
 });
+
+describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_server', () => {
+  it.each(['assumed-role', 'iam-user'] as const)(
+    '%s: the process dies after AWS issued but before the case recorded it; the sweeper rolls back and the credential is dead',
+    async (strategy) => {
+      const { iam, sts } = adminClients();
+      const params =
+        strategy === 'iam-user'
+          ? { strategy, permissionsBoundaryArn: await createBoundary(iam) }
+          : { roleArn: (await createRole(iam)).Arn! };
+      const clock = manualClock();
+      const store = createMemoryStore();
+      // The write that would record the issuance fails once, as if the process had died right there.
+      let crash = true;
+      const crashing = new Proxy(store, {
+        get(target, prop, receiver) {
+          if (prop === 'compareAndSet') {
+            return async (...args: Parameters<typeof store.compareAndSet>) => {
+              if (crash && args[0].state === 'issued') {
+                crash = false;
+                throw new Error('simulated crash');
+              }
+              return store.compareAndSet(...args);
+            };
+          }
+          return Reflect.get(target, prop, receiver);
+        },
+      });
+      const seen: Record<string, string>[] = [];
+      const executor = createAwsExecutor({ sts, iam, probe: fast });
+      const spy = {
+        ...executor,
+        issue: async (ctx: Parameters<typeof executor.issue>[0]) => {
+          const res = await executor.issue(ctx);
+          seen.push({ ...res.ref, ...res.secret });
+          return res;
+        },
+      };
+      const gl = service([spy], { clock, store: crashing });
+      const c = await gl.request({
+        requester: alice,
+        subject: deployBot,
+        justification: { reason: 'crash test', ticket: 'OPS-60' },
+        targets: [{ id: 't', system: 'aws', resource: 'x', permissions: ['iam:ListRoles'], params }],
+        durationSeconds: 1800,
+      });
+      await gl.approve(c.id, { approver: bob });
+      await expect(gl.issue(c.id)).rejects.toMatchObject({ code: 'ERR_ISSUANCE_FAILED' });
+      const stuck = await gl.get(c.id);
+      expect(stuck.state).toBe('issuing');
+      expect(stuck.targets[0]!.issuance).toBeUndefined();
+      const leaked = {
+        accessKeyId: seen[0]!.accessKeyId!,
+        secretAccessKey: seen[0]!.secretAccessKey!,
+        ...(seen[0]!.sessionToken ? { sessionToken: seen[0]!.sessionToken } : {}),
+      };
+      expect(await canListRoles(leaked)).toBe(true);
+
+      clock.advance(61_000);
+      await gl.sweep();
+      const after = await gl.get(c.id);
+      expect(after.revocation?.trigger).toBe('rollback');
+      expect(['failed', 'verified']).toContain(after.state);
+      expect(after.targets[0]!.revocation?.alreadyGone).not.toBe(true);
+      expect(after.targets[0]!.verification?.result).toBe('absent');
+      expect(await canListRoles(leaked)).toBe(false);
+    },
+  );
+});
