@@ -349,9 +349,14 @@ describe.skipIf(skipWithoutMoto())('Identity Center end to end on moto_server', 
 });
 
 describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_server', () => {
-  it.each(['assumed-role', 'iam-user'] as const)(
-    '%s: the process dies after AWS issued but before the case recorded it; the sweeper rolls back and the credential is dead',
-    async (strategy) => {
+  it.each([
+    ['assumed-role', false],
+    ['assumed-role', true],
+    ['iam-user', false],
+    ['iam-user', true],
+  ] as const)(
+    '%s (new process: %s): AWS issued but the case never recorded it; the sweeper rolls back and the credential is dead',
+    async (strategy, restart) => {
       const { iam, sts } = adminClients();
       const params =
         strategy === 'iam-user'
@@ -406,12 +411,27 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
       expect(await canListRoles(leaked)).toBe(true);
 
       clock.advance(61_000);
-      await gl.sweep();
-      const after = await gl.get(c.id);
+      // A restart loses the executor's memory (the held session credentials) and the service object.
+      const sweeper = restart
+        ? service([createAwsExecutor({ sts, iam, probe: fast })], { clock, store })
+        : gl;
+      await sweeper.sweep();
+      const after = await sweeper.get(c.id);
       expect(after.revocation?.trigger).toBe('rollback');
       expect(['failed', 'verified']).toContain(after.state);
-      expect(after.targets[0]!.revocation?.alreadyGone).not.toBe(true);
-      expect(after.targets[0]!.verification?.result).toBe('absent');
+      const revocation = after.targets[0]!.revocation!;
+      if (strategy === 'assumed-role' && restart) {
+        // Nothing tells a new process whether AssumeRole ran: the Deny is written as a precaution,
+        // and verification observes the Deny's state (there are no credentials left to probe with).
+        expect(revocation.detail).toMatchObject({ method: 'session-deny', precautionary: true });
+        expect(after.targets[0]!.verification).toMatchObject({
+          result: 'absent',
+          method: 'deny-policy-state',
+        });
+      } else {
+        expect(revocation.alreadyGone).not.toBe(true);
+        expect(after.targets[0]!.verification?.result).toBe('absent');
+      }
       expect(await canListRoles(leaked)).toBe(false);
     },
   );
