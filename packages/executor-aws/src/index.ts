@@ -9,6 +9,7 @@ export {
   feedUsage,
   isProbeRecord,
   lookupEventsByAccessKey,
+  syncCloudTrailUsage,
   usageFromCloudTrail,
   type AttributedUsage,
   type CloudTrailRecord,

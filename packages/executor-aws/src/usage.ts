@@ -84,7 +84,7 @@ export interface AttributedUsage {
 /** Why a record was not attributed. */
 export interface SkippedRecord {
   eventId?: string;
-  reason: 'probe' | 'no-ip-source' | 'no-matching-case';
+  reason: 'probe' | 'no-ip-source' | 'no-matching-case' | 'already-recorded';
 }
 
 /**
@@ -198,15 +198,38 @@ export interface FeedResult {
  * Attributes `records` to the given cases and records each use with the service's `recordUsage`
  * (source `cloudtrail`), so usage outside the rule's constraints revokes the case with trigger
  * `violation`. Records of other principals, probes and records without an IP source are skipped.
+ * Idempotent per CloudTrail event: an `eventID` already recorded on the case (read from the case's
+ * history) is skipped with reason `already-recorded`, so overlapping pulls count each use once.
  */
 export async function feedUsage(
-  service: Pick<Grantline, 'recordUsage'>,
+  service: Pick<Grantline, 'recordUsage' | 'history'>,
   records: readonly CloudTrailRecord[],
   grants: readonly Grant[],
 ): Promise<FeedResult> {
   const { attributed, skipped } = attributeRecords(records, grants);
   const revoked = new Set<string>();
+  const recordedIds = new Map<string, Set<string>>();
+  const alreadyRecorded = async (caseId: string) => {
+    let ids = recordedIds.get(caseId);
+    if (!ids) {
+      ids = new Set(
+        (await service.history(caseId)).flatMap((e) => {
+          const id =
+            e.type === 'usage' ? (e.data.detail as { eventId?: unknown } | undefined)?.eventId : undefined;
+          return typeof id === 'string' ? [id] : [];
+        }),
+      );
+      recordedIds.set(caseId, ids);
+    }
+    return ids;
+  };
+  let recorded = 0;
   for (const a of attributed) {
+    const eventId = a.usage.detail?.eventId;
+    if (typeof eventId === 'string' && (await alreadyRecorded(a.caseId)).has(eventId)) {
+      skipped.push({ eventId, reason: 'already-recorded' });
+      continue;
+    }
     const before = grants.find((g) => g.id === a.caseId)?.state;
     const g = await service.recordUsage(a.caseId, {
       targetId: a.targetId,
@@ -219,7 +242,29 @@ export async function feedUsage(
       ...(a.usage.actorId ? { actor: { id: a.usage.actorId.slice(0, 256), kind: 'workload' as const } } : {}),
       detail: { ...a.usage.detail, matchedBy: a.matchedBy },
     });
+    recorded++;
     if (before === 'issued' && g.state !== 'issued') revoked.add(a.caseId);
   }
-  return { recorded: attributed.length, skipped, revoked: [...revoked] };
+  return { recorded, skipped, revoked: [...revoked] };
+}
+
+/**
+ * Pulls CloudTrail events for every AWS access key issued to `grants` (`LookupEvents` by access
+ * key id since `since`) and feeds them to the service with {@link feedUsage}. Run it on a schedule;
+ * overlapping windows are fine (each event is recorded once).
+ */
+export async function syncCloudTrailUsage(
+  service: Pick<Grantline, 'recordUsage' | 'history'>,
+  cloudtrail: CloudTrailClient,
+  grants: readonly Grant[],
+  since: Date,
+): Promise<FeedResult> {
+  const keys = new Set(
+    grants.flatMap((g) =>
+      g.targets.flatMap((t) => (t.issuance?.ref.accessKeyId ? [t.issuance.ref.accessKeyId] : [])),
+    ),
+  );
+  const records: CloudTrailRecord[] = [];
+  for (const key of keys) records.push(...(await lookupEventsByAccessKey(cloudtrail, key, since)));
+  return feedUsage(service, records, grants);
 }

@@ -8,7 +8,10 @@ import {
   createAwsExecutor,
   createStoreAssignmentHolders,
   feedUsage,
+  syncCloudTrailUsage,
 } from '../src/index.js';
+import { lookupEvents, trailRecord } from './fixtures/aws-responses.js';
+import { FixtureHandler, fixtureClients } from './support/fixture-handler.js';
 import {
   adminClients,
   canListRoles,
@@ -436,3 +439,81 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
     },
   );
 });
+
+describe.skipIf(skipWithoutMoto())(
+  'CloudTrail pull on a moto-issued session (fixture: CloudTrail lookups, which moto does not emulate)',
+  () => {
+    it('fixture: syncCloudTrailUsage looks up the issued key, records each event once across overlapping pulls, and a violation revokes', async () => {
+      const { iam, sts } = adminClients();
+      const role = await createRole(iam);
+      const gl = service([createAwsExecutor({ sts, iam, probe: fast })], {
+        sourceCidrs: ['198.51.100.0/24'],
+      });
+      const c = await gl.request({
+        requester: alice,
+        subject: deployBot,
+        justification: { reason: 'deploy', ticket: 'OPS-70' },
+        targets: [
+          {
+            id: 'deploy',
+            system: 'aws',
+            resource: role.Arn!,
+            permissions: ['iam:ListRoles'],
+            params: { roleArn: role.Arn! },
+          },
+        ],
+        durationSeconds: 1800,
+      });
+      await gl.approve(c.id, { approver: bob });
+      const { grant } = await gl.issue(c.id);
+      const key = grant.targets[0]!.issuance!.ref.accessKeyId!;
+      const inside = trailRecord({
+        eventId: 'ev-1',
+        eventName: 'ListRoles',
+        sourceIp: '198.51.100.20',
+        accessKeyId: key,
+      });
+      const probe = trailRecord({
+        eventId: 'ev-2',
+        eventName: 'GetRole',
+        sourceIp: '192.0.2.50',
+        accessKeyId: key,
+        userAgent: `aws-sdk-js/3 grantline-probe/${c.id}`,
+      });
+      const outside = trailRecord({
+        eventId: 'ev-3',
+        eventName: 'ListRoles',
+        sourceIp: '203.0.113.66',
+        accessKeyId: key,
+      });
+      const handler = new FixtureHandler({ LookupEvents: lookupEvents([inside, probe]) });
+      const { cloudtrail } = fixtureClients(handler);
+
+      const first = await syncCloudTrailUsage(gl, cloudtrail, [grant], new Date(Date.now() - 60_000));
+      expect(first).toMatchObject({
+        recorded: 1,
+        revoked: [],
+        skipped: [{ eventId: 'ev-2', reason: 'probe' }],
+      });
+      expect(handler.calls('LookupEvents')[0]!.json).toMatchObject({
+        LookupAttributes: [{ AttributeKey: 'AccessKeyId', AttributeValue: key }],
+      });
+
+      handler.on('LookupEvents', lookupEvents([inside, probe, outside]));
+      const second = await syncCloudTrailUsage(
+        gl,
+        cloudtrail,
+        [await gl.get(c.id)],
+        new Date(Date.now() - 60_000),
+      );
+      expect(second.recorded).toBe(1);
+      expect(second.skipped).toContainEqual({ eventId: 'ev-1', reason: 'already-recorded' });
+      expect(second.revoked).toEqual([c.id]);
+      const after = await gl.get(c.id);
+      expect(after.revocation!.trigger).toBe('violation');
+      expect(after.state).toBe('verified');
+      const used = (await gl.history(c.id)).filter((e) => e.type === 'usage').map((e) => e.data.sourceIp);
+      expect(used).toEqual(['198.51.100.20', '203.0.113.66']);
+    });
+  },
+);
