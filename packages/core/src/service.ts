@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { type AuditDraft, canonicalJson, chainEvents, sha256Hex, verifyChain } from './audit.js';
+import {
+  type Checkpointer,
+  type CheckpointSink,
+  type SignedCheckpoint,
+  createCheckpointer,
+} from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { type EvidenceBundle, createEvidence } from './evidence.js';
+import { type GrantlineReport, type ReportInput, buildReport } from './report.js';
 import {
   type Command,
   type Effect,
@@ -62,6 +70,7 @@ import {
   silentLogger,
   systemClock,
 } from './ports.js';
+import type { Signer } from './signer.js';
 
 /** Every event the service emits, always after the store committed. */
 export const GRANTLINE_EVENTS = [
@@ -128,6 +137,13 @@ export interface GrantlineOptions {
   retry?: Partial<RetryOptions>;
   /** Random source for jitter, in [0, 1) (default Math.random). */
   random?: () => number;
+  /** Signs evidence bundles and checkpoints (see `createJoseSigner`). Required by `evidence` and `checkpoints`. */
+  signer?: Signer;
+  /**
+   * Signed checkpoints of the store-wide audit stream, handed to `sink` in batches by the background
+   * sweeper (never on the transition path). Needs `signer`.
+   */
+  checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
 }
 
 /** What `issue` returns: the case and, once only, the secrets per target. */
@@ -188,6 +204,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private readonly retryOpts: RetryOptions;
   private readonly random: () => number;
   private sweeperHandle: { stop(): Promise<void> } | undefined;
+  private readonly signer: Signer | undefined;
+  private readonly checkpointer: Checkpointer | undefined;
 
   constructor(options: GrantlineOptions) {
     super();
@@ -208,6 +226,21 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.retryOpts = { baseMs: 1_000, maxMs: 300_000, maxAttempts: 8, ...options.retry };
     this.random = options.random ?? Math.random;
+    this.signer = options.signer;
+    if (options.checkpoints) {
+      if (!options.signer) {
+        throw new GrantlineError(ErrorCodes.VALIDATION, 'createGrantline: checkpoints need a signer', {
+          details: { where: 'createGrantline', path: ['signer'] },
+        });
+      }
+      this.checkpointer = createCheckpointer({
+        store: this.store,
+        signer: options.signer,
+        clock: this.clock,
+        logger: this.logger,
+        ...options.checkpoints,
+      });
+    }
     for (const e of options.executors ?? []) {
       if (this.executors.has(e.system)) {
         throw new GrantlineError(
@@ -1097,6 +1130,58 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return result;
   }
 
+  /**
+   * The signed evidence bundle of a case (see `verifyEvidence`): record, every audit event, chain head,
+   * policy snapshot, signer `kid`. Holds no secret.
+   * @throws `ERR_EVIDENCE` when no signer is configured, `ERR_NOT_FOUND`, `ERR_VALIDATION`.
+   */
+  async evidence(id: string): Promise<EvidenceBundle> {
+    this.checkId(id, 'evidence');
+    if (!this.signer) {
+      throw new GrantlineError(
+        ErrorCodes.EVIDENCE,
+        'evidence needs a signer: pass `signer` to createGrantline',
+        { details: { where: 'evidence', path: ['signer'] } },
+      );
+    }
+    // Record and events are two reads; a transition committing in between appends events the record
+    // read first does not reflect yet. Cut the bundle at the record's head when the chain contains that
+    // head (a consistent snapshot); any other disagreement is tampering and goes into the bundle as is.
+    const grant = await this.mustGet(id);
+    let events = await this.store.events(id);
+    const head = events[grant.audit.seq - 1];
+    if (events.length > grant.audit.seq && head?.seq === grant.audit.seq && head.hash === grant.audit.head) {
+      events = events.slice(0, grant.audit.seq);
+    }
+    return createEvidence({ grant, events, signer: this.signer, now: this.clock.now(), policy: this.policy });
+  }
+
+  /**
+   * Signs a checkpoint of everything appended since the last one now (the sweeper also does, in batches).
+   * @throws `ERR_EVIDENCE` when checkpoints are not configured or the stream does not extend the last one.
+   */
+  async checkpoint(): Promise<SignedCheckpoint | null> {
+    if (!this.checkpointer) {
+      throw new GrantlineError(
+        ErrorCodes.EVIDENCE,
+        'checkpoints are not configured: pass `checkpoints` and `signer` to createGrantline',
+        {
+          details: { where: 'checkpoint', path: ['checkpoints'] },
+        },
+      );
+    }
+    return this.checkpointer.run();
+  }
+
+  /**
+   * Period report over the store: lingering access, pending or failed revocations, unverified removals,
+   * break-glass without review, approval and revocation latency, mapped to the controls they evidence.
+   * Render with `renderReportMarkdown`. @throws `ERR_VALIDATION` for a bad period.
+   */
+  async report(period: Omit<ReportInput, 'now'>): Promise<GrantlineReport> {
+    return buildReport(this.store, { ...period, now: this.clock.now() });
+  }
+
   // ---------------------------------------------------------------- sweeper
 
   /**
@@ -1163,6 +1248,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     } = {},
   ): { stop(): Promise<void> } {
     if (this.sweeperHandle) return this.sweeperHandle;
+    this.checkpointer?.start();
     const maxSleep = options.maxSleepMs ?? 30_000;
     const minSleep = options.minSleepMs ?? 10;
     let stopped = false;
@@ -1228,6 +1314,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   /** Stops the background sweeper, if any. The store is the host's to close. */
   async close(): Promise<void> {
     await this.sweeperHandle?.stop();
+    await this.checkpointer?.stop();
   }
 
   // ---------------------------------------------------------------- internals

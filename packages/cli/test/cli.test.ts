@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  type Clock,
+  type EvidenceBundle,
+  type Principal,
+  canonicalJson,
+  createGrantline,
+  createJoseSigner,
+  createJwks,
+  createMemoryCheckpointSink,
+  createTokenAuthority,
+  generateSigningKey,
+} from '@grantline/core';
+import { createMemoryStore } from '@grantline/store-memory';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const tsx = join(root, 'node_modules/.bin/tsx');
+const bin = join(root, 'packages/cli/src/bin.ts');
+
+/** Spawns the real CLI process through tsx, resolving workspace packages from source. */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(tsx, ['--conditions', 'source', bin, ...args], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+const alice: Principal = { id: 'alice', kind: 'human', roles: ['developer'], teams: [] };
+const job: Principal = { id: 'ci:payments:deploy', kind: 'workload', roles: [], teams: [] };
+const bob: Principal = { id: 'bob', kind: 'human', roles: ['sre-lead'], teams: [] };
+
+describe('grantline verify (CLI process)', () => {
+  let dir: string;
+  let bundlePath: string;
+  let keysPath: string;
+  let bundle: EvidenceBundle;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grantline-cli-'));
+    // The quickstart flow for real: memory store, token executor, request → approve → issue → use → revoke → verify.
+    let t = Date.parse('2026-03-02T10:00:00.000Z');
+    const clock: Clock = { now: () => new Date(t) };
+    const store = createMemoryStore();
+    const authority = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const sink = createMemoryCheckpointSink();
+    const service = createGrantline({
+      store,
+      clock,
+      signer,
+      checkpoints: { sink },
+      executors: [authority.executor],
+      policy: {
+        id: 'quickstart',
+        version: '1',
+        owner: 'security',
+        rules: [
+          {
+            id: 'api',
+            risk: 'medium',
+            operator: 'platform',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['sre-lead'] },
+          },
+        ],
+      },
+    });
+    const g = await service.request({
+      requester: alice,
+      subject: job,
+      justification: { reason: 'deploy payments' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    t += 30_000;
+    await service.approve(g.id, { approver: bob });
+    const { credentials } = await service.issue(g.id);
+    await authority.verifier.verify(credentials.api!.token!);
+    t += 60_000;
+    await service.recordUsage(g.id, { sourceIp: '10.0.0.7', action: 'deploy' });
+    await service.revoke(g.id, { actor: alice, reason: 'deployed' });
+    bundle = await service.evidence(g.id);
+    bundlePath = join(dir, 'bundle.json');
+    keysPath = join(dir, 'keys.json');
+    await writeFile(bundlePath, JSON.stringify(bundle, null, 2));
+    await writeFile(keysPath, JSON.stringify(createJwks(signer)));
+    await writeFile(join(dir, 'checkpoint.json'), JSON.stringify(await service.checkpoint()));
+    await writeFile(
+      join(dir, 'private.json'),
+      JSON.stringify({ keys: [(await generateSigningKey()).privateJwk] }),
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('verifies a bundle from a real service run: exit 0 and a readable account', async () => {
+    const r = await cli(['verify', bundlePath, '--jwks', keysPath]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /^Grantline evidence: VALID/);
+    assert.match(r.stdout, /Requested {2}by alice \(human\) for ci:payments:deploy \(workload\)/);
+    assert.match(r.stdout, /Approved {3}by bob as sre-lead/);
+    assert.match(r.stdout, /Used {7}by ci:payments:deploy from 10\.0\.0\.7 for deploy/);
+    assert.match(r.stdout, /Revoked {4}by alice \(manual: deployed\)/);
+    assert.match(r.stdout, /Verified {3}api removed, by executor:token@/);
+    assert.match(r.stdout, /No problems found/);
+  }, 60_000);
+
+  it('verifies against a checkpoint and reports JSON with --json', async () => {
+    const r = await cli([
+      'verify',
+      bundlePath,
+      '--jwks',
+      keysPath,
+      '--checkpoint',
+      join(dir, 'checkpoint.json'),
+      '--json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.valid, true);
+    assert.deepEqual(out.problems, []);
+    assert.equal(out.state, 'verified');
+  }, 60_000);
+
+  it('rejects a tampered copy: exit 1 and the problem named', async () => {
+    const p = JSON.parse(bundle.payload);
+    const usage = p.events.find((e: { type: string }) => e.type === 'usage');
+    usage.data.sourceIp = '10.0.0.8';
+    const tampered = join(dir, 'tampered.json');
+    await writeFile(tampered, JSON.stringify({ ...bundle, payload: canonicalJson(p) }));
+    const r = await cli(['verify', tampered, '--jwks', keysPath]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^Grantline evidence: INVALID/);
+    assert.match(r.stdout, /ERROR SIGNATURE_INVALID/);
+    assert.match(r.stdout, /ERROR CHAIN_HASH_MISMATCH \(event \d+\)/);
+    const json = await cli(['verify', tampered, '--jwks', keysPath, '--json']);
+    assert.equal(json.code, 1);
+    assert.equal(JSON.parse(json.stdout).valid, false);
+  }, 60_000);
+
+  it('a one-byte change in the file fails too', async () => {
+    const text = JSON.stringify(bundle);
+    const i = text.indexOf('deployed');
+    const flipped = join(dir, 'flipped.json');
+    await writeFile(flipped, `${text.slice(0, i)}D${text.slice(i + 1)}`);
+    const r = await cli(['verify', flipped, '--jwks', keysPath]);
+    assert.equal(r.code, 1);
+  }, 60_000);
+
+  it('usage errors exit 2: no JWKS, unreadable file, a private key given as JWKS', async () => {
+    const a = await cli(['verify', bundlePath]);
+    assert.equal(a.code, 2);
+    assert.match(a.stderr, /Usage: grantline verify/);
+    const b = await cli(['verify', join(dir, 'missing.json'), '--jwks', keysPath]);
+    assert.equal(b.code, 2);
+    assert.match(b.stderr, /cannot read bundle .*ENOENT/);
+    const c = await cli(['verify', bundlePath, '--jwks', join(dir, 'private.json')]);
+    assert.equal(c.code, 2);
+    assert.match(c.stderr, /private key/);
+  }, 60_000);
+});

@@ -1,0 +1,372 @@
+import { createHash } from 'node:crypto';
+import type { JSONWebKeySet } from 'jose';
+import { z } from 'zod';
+import { type ChainProblem, canonicalJson } from './audit.js';
+import { ChainCursor } from './chain-check.js';
+import { ErrorCodes, GrantlineError } from './errors.js';
+import type { AuditEvent } from './model.js';
+import { type Clock, type GrantStore, type Logger, silentLogger, systemClock } from './ports.js';
+import { type Signer, type SigningAlgorithm, createJwks, verifyDetached } from './signer.js';
+
+/** Format tag of a checkpoint's signed body. */
+export const CHECKPOINT_FORMAT = 'grantline.checkpoint/v1';
+/** `typ` of a checkpoint signature's protected header. */
+export const CHECKPOINT_TYP = 'grantline-checkpoint+jws';
+
+/** Per-case chain heads: case id → `[seq, hash]` of its last event at or below the checkpoint. */
+export type CaseHeads = Record<string, [number, string]>;
+
+/** The signed part of a checkpoint. */
+export interface CheckpointBody {
+  format: typeof CHECKPOINT_FORMAT;
+  /** Every event with `globalSeq <= upTo` is covered. */
+  upTo: number;
+  /** How many events that is. */
+  events: number;
+  /** How many cases have events in it. */
+  cases: number;
+  /** SHA-256 over the heads, one line `JSON.stringify([caseId, seq, hash])` + "\n" per case, sorted by case id. */
+  headsDigest: string;
+  at: string;
+  signer: { kid: string; alg: SigningAlgorithm };
+}
+
+/**
+ * A signed statement of the whole audit stream up to a global sequence number: a JWS (unencoded
+ * canonical JSON payload, like evidence) over a {@link CheckpointBody}, with the per-case heads
+ * alongside, bound to the signature by `headsDigest`. Keep them outside the database (see
+ * {@link CheckpointSink}): then deleting a case, or the tail of one, cannot go unnoticed.
+ */
+export interface SignedCheckpoint {
+  payload: string;
+  protected: string;
+  signature: string;
+  heads: CaseHeads;
+}
+
+/** Where checkpoints go: a host keeps them outside the database (object storage with retention, a transparency log, another system). */
+export interface CheckpointSink {
+  /** Stores a checkpoint. Called in batches by the checkpointer, never per event. */
+  put(checkpoint: SignedCheckpoint): Promise<void>;
+  /** The most recent checkpoint, so a restarted checkpointer continues from it. */
+  latest?(): Promise<SignedCheckpoint | null>;
+}
+
+/** An in-memory {@link CheckpointSink} for tests and single-process hosts. */
+export interface MemoryCheckpointSink extends CheckpointSink {
+  latest(): Promise<SignedCheckpoint | null>;
+  /** Every checkpoint put, oldest first (copies). */
+  all(): SignedCheckpoint[];
+}
+
+/** Creates a {@link MemoryCheckpointSink}. */
+export function createMemoryCheckpointSink(): MemoryCheckpointSink {
+  const list: SignedCheckpoint[] = [];
+  return {
+    async put(cp) {
+      list.push(structuredClone(cp));
+    },
+    async latest() {
+      const last = list[list.length - 1];
+      return last ? structuredClone(last) : null;
+    },
+    all: () => list.map((c) => structuredClone(c)),
+  };
+}
+
+/** Digest binding the heads to a checkpoint's signature. */
+export function headsDigest(heads: CaseHeads): string {
+  const h = createHash('sha256');
+  for (const id of Object.keys(heads).sort()) {
+    const [seq, hash] = heads[id]!;
+    h.update(`${JSON.stringify([id, seq, hash])}\n`);
+  }
+  return h.digest('hex');
+}
+
+/** A problem found in a checkpoint. */
+export interface CheckpointProblem {
+  code:
+    | 'CHECKPOINT_MALFORMED'
+    | 'CHECKPOINT_HEADS_MISMATCH'
+    | 'SIGNATURE_MALFORMED'
+    | 'SIGNATURE_ALG_REFUSED'
+    | 'SIGNATURE_TYPE_MISMATCH'
+    | 'KEY_UNKNOWN'
+    | 'SIGNATURE_INVALID';
+  message: string;
+}
+
+/** A verified checkpoint's content. */
+export interface VerifiedCheckpoint extends CheckpointBody {
+  heads: CaseHeads;
+  kid: string;
+}
+
+const bodyShape = z.strictObject({
+  format: z.literal(CHECKPOINT_FORMAT),
+  upTo: z.number().int().nonnegative(),
+  events: z.number().int().nonnegative(),
+  cases: z.number().int().nonnegative(),
+  headsDigest: z.string().regex(/^[0-9a-f]{64}$/),
+  at: z.iso.datetime({ offset: false }),
+  signer: z.strictObject({ kid: z.string(), alg: z.enum(['EdDSA', 'ES256']) }),
+});
+const cpShape = z.strictObject({
+  payload: z.string(),
+  protected: z.string(),
+  signature: z.string(),
+  heads: z.record(z.string(), z.tuple([z.number().int().positive(), z.string()])),
+});
+
+/**
+ * Verifies a checkpoint offline: the signature against the JWKS, the body's shape, and that the heads
+ * hash to the signed digest and add up to the signed counts.
+ */
+export async function verifyCheckpoint(
+  checkpoint: unknown,
+  keys: JSONWebKeySet,
+): Promise<{ valid: boolean; problems: CheckpointProblem[]; checkpoint?: VerifiedCheckpoint }> {
+  const problems: CheckpointProblem[] = [];
+  const shaped = cpShape.safeParse(checkpoint);
+  if (!shaped.success) {
+    return {
+      valid: false,
+      problems: [
+        {
+          code: 'CHECKPOINT_MALFORMED',
+          message: `checkpoint must be { payload, protected, signature, heads }: ${shaped.error.issues[0]?.message ?? ''}`,
+        },
+      ],
+    };
+  }
+  const cp = shaped.data as SignedCheckpoint;
+  const sig = await verifyDetached(cp.payload, cp, keys, CHECKPOINT_TYP);
+  if (!sig.ok) problems.push({ code: sig.code, message: sig.message });
+  let body: CheckpointBody;
+  try {
+    const parsed = bodyShape.safeParse(JSON.parse(cp.payload));
+    if (!parsed.success) throw new Error(parsed.error.issues[0]?.message);
+    body = parsed.data;
+  } catch (err) {
+    problems.push({
+      code: 'CHECKPOINT_MALFORMED',
+      message: `checkpoint body is not valid: ${err instanceof Error ? err.message : ''}`,
+    });
+    return { valid: false, problems };
+  }
+  const cases = Object.keys(cp.heads).length;
+  const events = Object.values(cp.heads).reduce((n, [seq]) => n + seq, 0);
+  if (headsDigest(cp.heads) !== body.headsDigest || cases !== body.cases || events !== body.events) {
+    problems.push({
+      code: 'CHECKPOINT_HEADS_MISMATCH',
+      message: 'the heads do not match the signed digest and counts',
+    });
+  }
+  if (sig.ok && sig.kid !== body.signer.kid)
+    problems.push({ code: 'SIGNATURE_INVALID', message: 'body names another signer than the signature' });
+  const valid = problems.length === 0;
+  return {
+    valid,
+    problems,
+    ...(valid && sig.ok ? { checkpoint: { ...body, heads: cp.heads, kid: sig.kid } } : {}),
+  };
+}
+
+/** Options for {@link createCheckpointer}. */
+export interface CheckpointerOptions {
+  store: GrantStore;
+  signer: Signer;
+  sink: CheckpointSink;
+  clock?: Clock;
+  logger?: Logger;
+  /** Events read per `allEvents` call (default 5,000). */
+  pageSize?: number;
+  /** In the background, sign once at least this many changes were seen (default 1,000). */
+  everyChanges?: number;
+  /** In the background, sign at least this often when anything changed, in ms (default 10,000). */
+  intervalMs?: number;
+  /** Keys a resumed checkpoint may be signed with (default: the signer's own key). Include retired keys after a rotation. */
+  resumeKeys?: JSONWebKeySet;
+}
+
+/** Signs checkpoints of the store-wide audit stream in batches. */
+export interface Checkpointer {
+  /**
+   * Reads every event since the last checkpoint, checks each links to its case's chain (seq and
+   * prevHash; content is re-hashed by audits, not here, to keep this cheap), and signs and
+   * sinks one checkpoint (null when nothing is new). Concurrent calls share one run.
+   * @throws GrantlineError `ERR_EVIDENCE` when the stream does not extend the previous checkpoint
+   * (tampering below it); nothing is signed then.
+   */
+  run(): Promise<SignedCheckpoint | null>;
+  /** Starts background checkpointing (timer plus the store's change feed); idempotent. */
+  start(): { stop(): Promise<void> };
+  /** Stops the background work and signs a final checkpoint of whatever is new. */
+  stop(): Promise<void>;
+  /** Position of the last checkpoint. */
+  readonly upTo: number;
+}
+
+/**
+ * Creates a checkpointer. Signing is never on the transition path: the background loop only counts
+ * change notifications and signs when `everyChanges` or `intervalMs` is reached.
+ */
+export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
+  const { store, signer, sink } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const pageSize = options.pageSize ?? 5_000;
+  const everyChanges = options.everyChanges ?? 1_000;
+  const intervalMs = options.intervalMs ?? 10_000;
+  const heads = new Map<string, ChainCursor>();
+  let upTo = 0;
+  let events = 0;
+  let loaded = false;
+  let inflight: Promise<SignedCheckpoint | null> | undefined;
+  let handle: { stop(): Promise<void> } | undefined;
+
+  const resume = async () => {
+    loaded = true;
+    const last = await sink.latest?.();
+    if (!last) return;
+    const v = await verifyCheckpoint(last, options.resumeKeys ?? createJwks(signer));
+    if (!v.valid || !v.checkpoint) {
+      throw new GrantlineError(
+        ErrorCodes.EVIDENCE,
+        `checkpointer: the latest checkpoint in the sink does not verify (${v.problems.map((p) => p.code).join(', ')})`,
+        {
+          details: { problems: v.problems },
+        },
+      );
+    }
+    upTo = v.checkpoint.upTo;
+    events = v.checkpoint.events;
+    for (const [id, [seq, hash]] of Object.entries(v.checkpoint.heads)) {
+      const c = new ChainCursor(id, false);
+      c.seq = seq;
+      c.head = hash;
+      heads.set(id, c);
+    }
+  };
+
+  const once = async (): Promise<SignedCheckpoint | null> => {
+    if (!loaded) await resume();
+    let after = upTo;
+    let count = 0;
+    const pending = new Map<string, { seq: number; head: string }>();
+    const problems: { caseId: string; code: string; seq: number }[] = [];
+    for (;;) {
+      const page: AuditEvent[] = await store.allEvents(after, pageSize);
+      for (const e of page) {
+        let c = heads.get(e.caseId);
+        if (!c) {
+          // Links only: the checkpoint attests (seq, hash) heads; content is re-hashed by every audit.
+          c = new ChainCursor(e.caseId, false);
+          heads.set(e.caseId, c);
+        }
+        if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });
+        const found: ChainProblem[] = [];
+        c.push(e, found);
+        for (const f of found) problems.push({ caseId: e.caseId, code: f.code, seq: f.seq });
+        after = e.globalSeq ?? after;
+        count += 1;
+      }
+      if (page.length < pageSize) break;
+    }
+    if (problems.length > 0) {
+      // Roll the cursors back: never sign over a stream that does not extend the last checkpoint.
+      for (const [id, prev] of pending) {
+        if (prev.seq === 0) heads.delete(id);
+        else Object.assign(heads.get(id)!, prev);
+      }
+      logger.error('grantline: checkpoint refused, audit stream does not extend the last checkpoint', {
+        problems: problems.slice(0, 20),
+      });
+      throw new GrantlineError(
+        ErrorCodes.EVIDENCE,
+        `checkpointer: ${problems.length} event(s) do not extend their case chains (first: case ${problems[0]!.caseId} seq ${problems[0]!.seq}, ${problems[0]!.code})`,
+        {
+          details: { problems: problems.slice(0, 100) },
+        },
+      );
+    }
+    if (count === 0) return null;
+    const snapshot: CaseHeads = {};
+    for (const [id, c] of heads) snapshot[id] = [c.seq, c.head];
+    const body: CheckpointBody = {
+      format: CHECKPOINT_FORMAT,
+      upTo: after,
+      events: events + count,
+      cases: heads.size,
+      headsDigest: headsDigest(snapshot),
+      at: clock.now().toISOString(),
+      signer: { kid: signer.kid, alg: signer.alg },
+    };
+    const payload = canonicalJson(body);
+    const sig = await signer.sign(payload, CHECKPOINT_TYP);
+    const cp: SignedCheckpoint = {
+      payload,
+      protected: sig.protected,
+      signature: sig.signature,
+      heads: snapshot,
+    };
+    await sink.put(cp);
+    upTo = after;
+    events += count;
+    return cp;
+  };
+
+  const run = (): Promise<SignedCheckpoint | null> => {
+    if (!inflight) inflight = once().finally(() => (inflight = undefined));
+    return inflight;
+  };
+
+  const start = () => {
+    if (handle) return handle;
+    let changes = 0;
+    let scheduled = false;
+    const kick = () => {
+      if (scheduled) return;
+      scheduled = true;
+      // Never inside the committing call: the store notifies synchronously from its write.
+      setImmediate(() => {
+        scheduled = false;
+        changes = 0;
+        run().catch((err: unknown) =>
+          logger.error('grantline: checkpoint failed', {
+            error: err instanceof Error ? err.message : String(err),
+          }),
+        );
+      });
+    };
+    const unsubscribe = store.onChange?.(() => {
+      changes += 1;
+      if (changes >= everyChanges) kick();
+    });
+    const timer = setInterval(kick, intervalMs);
+    timer.unref?.();
+    const h = {
+      async stop() {
+        clearInterval(timer);
+        unsubscribe?.();
+        handle = undefined;
+        await inflight?.catch(() => undefined);
+        await run();
+      },
+    };
+    handle = h;
+    return h;
+  };
+
+  return {
+    run,
+    start,
+    async stop() {
+      await handle?.stop();
+    },
+    get upTo() {
+      return upTo;
+    },
+  };
+}

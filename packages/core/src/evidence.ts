@@ -1,0 +1,838 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { JSONWebKeySet } from 'jose';
+import { z } from 'zod';
+import { canonicalJson, sha256Hex } from './audit.js';
+import { canonicalHashMatches, checkChain } from './chain-check.js';
+import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import { ErrorCodes, GrantlineError } from './errors.js';
+import {
+  type AuditEvent,
+  type Grant,
+  type GrantState,
+  type PolicySnapshot,
+  type Principal,
+  GRANT_STATES,
+} from './model.js';
+import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
+import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
+
+/** Format tag of the signed payload; a verifier refuses formats it does not know. */
+export const EVIDENCE_FORMAT = 'grantline.evidence/v1';
+/** `typ` of the evidence signature's protected header. */
+export const EVIDENCE_TYP = 'grantline-evidence+jws';
+
+/** What an evidence bundle's signature covers. Every field is part of the signed bytes. */
+export interface EvidencePayload {
+  format: typeof EVIDENCE_FORMAT;
+  caseId: string;
+  generatedAt: string;
+  signer: { kid: string; alg: SigningAlgorithm };
+  /** The case record as stored. */
+  record: Grant;
+  /** Every audit event of the case, in `seq` order. */
+  events: AuditEvent[];
+  /** Head of the chain: the last event's `seq` and `hash`. */
+  chain: { seq: number; head: string };
+  policy: {
+    /** SHA-256 of the canonical policy document the case was decided under. */
+    hash: string;
+    snapshot: PolicySnapshot;
+    /** SHA-256 of the canonical snapshot. */
+    snapshotHash: string;
+    /** The whole policy document, when the producer still had the version the case was decided under. */
+    document?: Policy;
+  };
+}
+
+/**
+ * A signed evidence bundle: a JWS in flattened JSON serialization whose payload is the canonical JSON
+ * (RFC 8785) of an {@link EvidencePayload}, carried unencoded (RFC 7797) so an auditor can read it.
+ * Exactly these three members; anything else makes the bundle malformed.
+ */
+export interface EvidenceBundle {
+  payload: string;
+  protected: string;
+  signature: string;
+}
+
+/** Stable codes of what {@link verifyEvidence} can find. */
+export type EvidenceProblemCode =
+  | 'BUNDLE_MALFORMED'
+  | 'FORMAT_UNSUPPORTED'
+  | 'SIGNATURE_MALFORMED'
+  | 'SIGNATURE_ALG_REFUSED'
+  | 'SIGNATURE_TYPE_MISMATCH'
+  | 'KEY_UNKNOWN'
+  | 'SIGNATURE_INVALID'
+  | 'SIGNER_MISMATCH'
+  | 'CHAIN_EMPTY'
+  | 'CHAIN_SEQ_GAP'
+  | 'CHAIN_PREV_MISMATCH'
+  | 'CHAIN_HASH_MISMATCH'
+  | 'CHAIN_CASE_MISMATCH'
+  | 'CHAIN_HEAD_MISMATCH'
+  | 'RECORD_CASE_MISMATCH'
+  | 'RECORD_HEAD_MISMATCH'
+  | 'RECORD_STATE_MISMATCH'
+  | 'RECORD_APPROVALS_MISMATCH'
+  | 'RECORD_PARTIES_MISMATCH'
+  | 'POLICY_SNAPSHOT_MISMATCH'
+  | 'POLICY_DOCUMENT_MISMATCH'
+  | 'EVENT_TIME_ORDER'
+  | 'EVENT_OUT_OF_ORDER'
+  | 'ISSUED_WITHOUT_APPROVAL'
+  | 'QUORUM_NOT_MET'
+  | 'ROLE_NOT_QUALIFIED'
+  | 'SELF_APPROVAL'
+  | 'OPERATOR_APPROVAL'
+  | 'APPROVER_NOT_HUMAN'
+  | 'DUPLICATE_APPROVER'
+  | 'APPROVER_NOT_PROVEN'
+  | 'WORKLOAD_NOT_PROVEN'
+  | 'REVOKED_BEFORE_ISSUANCE'
+  | 'REVOCATION_INCOMPLETE'
+  | 'VERIFIED_BEFORE_REVOCATION'
+  | 'VERIFICATION_INCOMPLETE'
+  | 'BREAKGLASS_REVIEW_UNREPORTED'
+  | 'BREAKGLASS_REVIEW_OVERDUE'
+  | 'BREAKGLASS_REVIEW_PENDING'
+  | 'CHECKPOINT_INVALID'
+  | 'CHECKPOINT_TRUNCATED'
+  | 'CHECKPOINT_MISMATCH'
+  | 'CHECKPOINT_CASE_UNKNOWN';
+
+/** One finding. `error` makes the bundle invalid; `warning` is reported but does not. */
+export interface EvidenceProblem {
+  code: EvidenceProblemCode;
+  severity: 'error' | 'warning';
+  message: string;
+  /** The event concerned, when there is one. */
+  seq?: number;
+  /** Where in the payload, when it is one field. */
+  path?: (string | number)[];
+}
+
+/** Result of {@link verifyEvidence}. */
+export interface EvidenceVerification {
+  /** True only when the signature verifies and no `error` problem was found. */
+  valid: boolean;
+  problems: EvidenceProblem[];
+  /** The key that signed, when the signature verified. */
+  kid?: string;
+  /** The parsed payload, when it could be parsed (trust it only when `valid`). */
+  payload?: EvidencePayload;
+}
+
+/** Options for {@link verifyEvidence}. */
+export interface VerifyEvidenceOptions {
+  /** The public keys to trust (a JWKS). Keep retired keys in it to verify older bundles. */
+  keys: JSONWebKeySet;
+  /** A signed store checkpoint: the bundle must contain the case's chain up to the head it recorded. */
+  checkpoint?: SignedCheckpoint;
+  /** Keys for the checkpoint, when they differ from `keys`. */
+  checkpointKeys?: JSONWebKeySet;
+  /** "Now" for overdue checks (default: the bundle's `generatedAt`). */
+  now?: Date;
+}
+
+/** Input of {@link createEvidence}. */
+export interface CreateEvidenceInput {
+  grant: Grant;
+  events: readonly AuditEvent[];
+  signer: Signer;
+  now: Date;
+  /** The compiled policy; embedded when its hash is the one the case was decided under. */
+  policy?: CompiledPolicy;
+}
+
+/**
+ * Builds and signs the evidence bundle of one case. Its size grows linearly with the events. No
+ * secret is added: the record and events never hold one (only references and fingerprints).
+ * Produced even when the stored chain is broken, so the break itself is evidence.
+ * @throws GrantlineError `ERR_EVIDENCE` when `events` do not belong to `grant` or signing fails.
+ */
+export async function createEvidence(input: CreateEvidenceInput): Promise<EvidenceBundle> {
+  const { grant, events, signer, now } = input;
+  if (events.some((e) => e.caseId !== grant.id)) {
+    throw new GrantlineError(
+      ErrorCodes.EVIDENCE,
+      `evidence: events of another case were passed for case ${grant.id}`,
+      {
+        details: { caseId: grant.id },
+      },
+    );
+  }
+  const last = events[events.length - 1];
+  const payload: EvidencePayload = {
+    format: EVIDENCE_FORMAT,
+    caseId: grant.id,
+    generatedAt: now.toISOString(),
+    signer: { kid: signer.kid, alg: signer.alg },
+    record: grant,
+    events: [...events],
+    chain: { seq: last?.seq ?? 0, head: last?.hash ?? '' },
+    policy: {
+      hash: grant.policy.policyHash,
+      snapshot: grant.policy,
+      snapshotHash: sha256Hex(canonicalJson(grant.policy)),
+      ...(input.policy && input.policy.hash === grant.policy.policyHash
+        ? { document: input.policy.policy }
+        : {}),
+    },
+  };
+  const text = canonicalJson(payload);
+  const sig = await signer.sign(text, EVIDENCE_TYP);
+  return { payload: text, protected: sig.protected, signature: sig.signature };
+}
+
+const bundleShape = z.strictObject({ payload: z.string(), protected: z.string(), signature: z.string() });
+const PAYLOAD_KEYS = ['caseId', 'chain', 'events', 'format', 'generatedAt', 'policy', 'record', 'signer'];
+
+/**
+ * The payload's shape, checked by hand (zod costs more than the signature for small bundles). Only
+ * what the checks rely on is required; the record's remaining fields are covered by the signature and
+ * compared with the events. Returns the first issue, or undefined.
+ */
+function payloadShapeIssue(v: unknown): { path: (string | number)[]; message: string } | undefined {
+  const bad = (path: (string | number)[], message: string) => ({ path, message });
+  if (!isObj(v)) return bad([], 'not an object');
+  const keys = Object.keys(v);
+  const extra = keys.find((k) => !PAYLOAD_KEYS.includes(k));
+  if (extra) return bad([extra], 'unknown member');
+  const missing = PAYLOAD_KEYS.find((k) => !(k in v) && k !== 'policy');
+  if (missing) return bad([missing], 'missing');
+  if (typeof v.format !== 'string' || typeof v.caseId !== 'string')
+    return bad(['format'], 'format and caseId must be strings');
+  if (typeof v.generatedAt !== 'string' || !ISO.test(v.generatedAt))
+    return bad(['generatedAt'], 'must be an ISO-8601 UTC time');
+  if (!isObj(v.signer) || typeof v.signer.kid !== 'string' || typeof v.signer.alg !== 'string')
+    return bad(['signer'], 'must be { kid, alg }');
+  if (!isObj(v.chain) || typeof v.chain.seq !== 'number' || typeof v.chain.head !== 'string')
+    return bad(['chain'], 'must be { seq, head }');
+  if (!Array.isArray(v.events)) return bad(['events'], 'must be an array');
+  const pol = v.policy;
+  if (
+    !isObj(pol) ||
+    typeof pol.hash !== 'string' ||
+    typeof pol.snapshotHash !== 'string' ||
+    !isObj(pol.snapshot)
+  ) {
+    return bad(['policy'], 'must be { hash, snapshot, snapshotHash, document? }');
+  }
+  const snap = pol.snapshot;
+  const req = snap.approvals;
+  if (
+    typeof snap.ruleId !== 'string' ||
+    typeof snap.operator !== 'string' ||
+    !isObj(req) ||
+    typeof req.count !== 'number' ||
+    !Array.isArray(req.roles)
+  ) {
+    return bad(['policy', 'snapshot'], 'must be a policy snapshot');
+  }
+  const r = v.record;
+  if (!isObj(r)) return bad(['record'], 'must be an object');
+  if (typeof r.id !== 'string' || !(GRANT_STATES as readonly unknown[]).includes(r.state))
+    return bad(['record', 'state'], 'must be a case record');
+  for (const k of ['requester', 'subject'] as const) {
+    const x = r[k];
+    if (!isObj(x) || typeof x.id !== 'string' || !Array.isArray(x.roles))
+      return bad(['record', k], 'must be a principal');
+  }
+  if (!Array.isArray(r.targets) || !r.targets.every((t) => isObj(t) && typeof t.id === 'string'))
+    return bad(['record', 'targets'], 'must be targets');
+  if (
+    !Array.isArray(r.approvals) ||
+    !r.approvals.every((a) => isObj(a) && isObj(a.approver) && typeof a.role === 'string')
+  ) {
+    return bad(['record', 'approvals'], 'must be approvals');
+  }
+  if (!isObj(r.audit) || typeof r.audit.seq !== 'number' || typeof r.audit.head !== 'string')
+    return bad(['record', 'audit'], 'must be { seq, head }');
+  if (!isObj(r.policy)) return bad(['record', 'policy'], 'must be the policy snapshot');
+  if (r.breakGlass !== undefined && (!isObj(r.breakGlass) || typeof r.breakGlass.reviewDueAt !== 'string'))
+    return bad(['record', 'breakGlass'], 'malformed');
+  return undefined;
+}
+
+/** Lifecycle state each event type leads to (events not listed leave the state as it is). */
+const STATE_OF: Partial<Record<string, GrantState>> = {
+  requested: 'requested',
+  approved: 'approved',
+  'breakglass.used': 'approved',
+  denied: 'denied',
+  cancelled: 'cancelled',
+  expired: 'expired',
+  'issue.started': 'issuing',
+  issued: 'issued',
+  'revoke.requested': 'revoking',
+  revoked: 'revoked',
+  verified: 'verified',
+  failed: 'failed',
+};
+
+const same = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
+
+/**
+ * Verifies an evidence bundle offline with nothing but a public JWKS (and optionally a checkpoint):
+ * the signature, the hash chain (gap, reorder, insertion, deletion, edit), the record's agreement with
+ * its events, and the lifecycle invariants under the embedded policy snapshot (approval before
+ * issuance, quorum and qualifying roles, no self-approval, revocation and verification after
+ * issuance, break-glass review). Never throws on bad input: a malformed bundle is a problem.
+ * @param bundle the bundle object, or its JSON text.
+ */
+export async function verifyEvidence(
+  bundle: unknown,
+  options: VerifyEvidenceOptions,
+): Promise<EvidenceVerification> {
+  const problems: EvidenceProblem[] = [];
+  const err = (code: EvidenceProblemCode, message: string, extra: Partial<EvidenceProblem> = {}) =>
+    problems.push({ code, severity: 'error', message, ...extra });
+  const done = (extra: Partial<EvidenceVerification> = {}): EvidenceVerification => ({
+    valid: !problems.some((p) => p.severity === 'error'),
+    problems,
+    ...extra,
+  });
+
+  let raw = bundle;
+  if (typeof raw === 'string') {
+    try {
+      raw = JSON.parse(raw);
+    } catch {
+      err('BUNDLE_MALFORMED', 'bundle is not valid JSON');
+      return done();
+    }
+  }
+  const shaped = bundleShape.safeParse(raw);
+  if (!shaped.success) {
+    err(
+      'BUNDLE_MALFORMED',
+      `bundle must be exactly { payload, protected, signature }: ${shaped.error.issues[0]?.message ?? ''}`,
+      {
+        path: (shaped.error.issues[0]?.path ?? []).map(String),
+      },
+    );
+    return done();
+  }
+  const b = shaped.data;
+  const sig = await verifyDetached(b.payload, b, options?.keys, EVIDENCE_TYP);
+  if (!sig.ok) err(sig.code, sig.message);
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(b.payload);
+  } catch {
+    err('BUNDLE_MALFORMED', 'payload is not valid JSON');
+    return done();
+  }
+  const shapeIssue = payloadShapeIssue(parsed);
+  if (shapeIssue) {
+    err(
+      'BUNDLE_MALFORMED',
+      `payload does not have the evidence shape at ${shapeIssue.path.join('.') || '(root)'}: ${shapeIssue.message}`,
+      {
+        path: shapeIssue.path,
+      },
+    );
+    return done();
+  }
+  const ps = { data: parsed as { events: unknown[] } };
+  for (let i = 0; i < ps.data.events.length; i++) {
+    const issue = eventShapeIssue(ps.data.events[i]);
+    if (issue) {
+      err('BUNDLE_MALFORMED', `payload event ${i + 1} is malformed: ${issue}`, { path: ['events', i] });
+      return done();
+    }
+  }
+  const p = ps.data as unknown as EvidencePayload;
+  if (p.format !== EVIDENCE_FORMAT)
+    err('FORMAT_UNSUPPORTED', `format ${p.format} is not ${EVIDENCE_FORMAT}`, { path: ['format'] });
+  if (sig.ok && (p.signer.kid !== sig.kid || p.signer.alg !== sig.alg)) {
+    err(
+      'SIGNER_MISMATCH',
+      `payload names signer ${p.signer.kid}/${p.signer.alg}, signature is by ${sig.kid}/${sig.alg}`,
+      { path: ['signer'] },
+    );
+  }
+
+  try {
+    checkStructure(p, err);
+    checkLifecycle(p, problems, options?.now ?? new Date(p.generatedAt));
+  } catch (e) {
+    // A field of an unexpected type deep inside the record or an event's data: never throw, report.
+    err('BUNDLE_MALFORMED', `payload content is malformed (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (options?.checkpoint)
+    await checkAgainstCheckpoint(p, options.checkpoint, options.checkpointKeys ?? options.keys, err);
+  return done({ payload: p, ...(sig.ok ? { kid: sig.kid } : {}) });
+}
+
+const EVENT_KEYS = new Set([
+  'seq',
+  'caseId',
+  'type',
+  'at',
+  'actor',
+  'actingRole',
+  'data',
+  'prevHash',
+  'hash',
+  'globalSeq',
+]);
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The audit event schema (model.ts `auditEventSchema`) checked by hand; undefined when the shape is right. */
+function eventShapeIssue(e: unknown): string | undefined {
+  if (!isObj(e)) return 'not an object';
+  for (const k in e) if (!EVENT_KEYS.has(k)) return `unknown member ${k}`;
+  if (!isInt(e.seq)) return 'seq must be a positive integer';
+  if (typeof e.caseId !== 'string' || typeof e.type !== 'string') return 'caseId and type must be strings';
+  if (typeof e.at !== 'string' || !ISO.test(e.at)) return 'at must be an ISO-8601 UTC time';
+  const a = e.actor;
+  if (
+    !isObj(a) ||
+    typeof a.id !== 'string' ||
+    !['human', 'workload', 'system'].includes(a.kind as string) ||
+    Object.keys(a).length !== 2
+  ) {
+    return 'actor must be { id, kind }';
+  }
+  if (e.actingRole !== undefined && typeof e.actingRole !== 'string') return 'actingRole must be a string';
+  if (!isObj(e.data)) return 'data must be an object';
+  if (typeof e.prevHash !== 'string' || typeof e.hash !== 'string')
+    return 'prevHash and hash must be strings';
+  if (e.globalSeq !== undefined && !isInt(e.globalSeq)) return 'globalSeq must be a positive integer';
+  return undefined;
+}
+
+type Report = (code: EvidenceProblemCode, message: string, extra?: Partial<EvidenceProblem>) => void;
+
+/** Chain, chain head, record and policy snapshot agree with each other. */
+function checkStructure(p: EvidencePayload, err: Report): void {
+  const chain = checkChain(p.caseId, p.events);
+  for (const c of chain.problems) err(c.code, c.message, { seq: c.seq });
+  const last = p.events[p.events.length - 1];
+  if (p.chain.seq !== (last?.seq ?? 0) || p.chain.head !== (last?.hash ?? '')) {
+    err(
+      'CHAIN_HEAD_MISMATCH',
+      `payload names chain head ${p.chain.seq}/${p.chain.head.slice(0, 12)}, the events end at ${last?.seq ?? 0}/${(last?.hash ?? '').slice(0, 12)}`,
+      {
+        path: ['chain'],
+      },
+    );
+  }
+  if (p.record.id !== p.caseId)
+    err('RECORD_CASE_MISMATCH', `record is case ${p.record.id}, bundle is for ${p.caseId}`, {
+      path: ['record', 'id'],
+    });
+  if (p.record.audit.seq !== (last?.seq ?? 0) || p.record.audit.head !== (last?.hash ?? '')) {
+    err(
+      'RECORD_HEAD_MISMATCH',
+      `record points at audit head ${p.record.audit.seq}/${p.record.audit.head.slice(0, 12)}, the chain ends at ${last?.seq ?? 0}/${(last?.hash ?? '').slice(0, 12)}`,
+      {
+        path: ['record', 'audit'],
+      },
+    );
+  }
+  if (!same(p.policy.snapshot, p.record.policy)) {
+    err('POLICY_SNAPSHOT_MISMATCH', 'the policy snapshot differs from the one frozen into the case record', {
+      path: ['policy', 'snapshot'],
+    });
+  }
+  if (!canonicalHashMatches(p.policy.snapshot, p.policy.snapshotHash)) {
+    err('POLICY_SNAPSHOT_MISMATCH', 'the policy snapshot does not hash to snapshotHash', {
+      path: ['policy', 'snapshotHash'],
+    });
+  }
+  if (p.policy.hash !== p.policy.snapshot.policyHash) {
+    err('POLICY_SNAPSHOT_MISMATCH', 'policy.hash differs from the snapshot policyHash', {
+      path: ['policy', 'hash'],
+    });
+  }
+  const requested = p.events[0]?.type === 'requested' ? p.events[0] : undefined;
+  const reqPolicy = requested?.data.policy as
+    | { id?: string; version?: string; hash?: string; rule?: string }
+    | undefined;
+  if (
+    reqPolicy &&
+    (reqPolicy.hash !== p.policy.snapshot.policyHash ||
+      reqPolicy.rule !== p.policy.snapshot.ruleId ||
+      reqPolicy.id !== p.policy.snapshot.policyId ||
+      requested?.data.operator !== p.policy.snapshot.operator ||
+      requested?.data.owner !== p.policy.snapshot.owner)
+  ) {
+    err(
+      'POLICY_SNAPSHOT_MISMATCH',
+      'the policy snapshot does not match the policy recorded in the request event',
+      { seq: 1, path: ['policy', 'snapshot'] },
+    );
+  }
+  if (p.policy.document !== undefined) checkPolicyDocument(p, err);
+}
+
+/** The embedded policy document hashes to the case's policy hash and contains the snapshot's rule. */
+function checkPolicyDocument(p: EvidencePayload, err: Report): void {
+  // No schema parse needed: a document whose canonical JSON hashes to the policy hash recorded in the
+  // chained request event is the validated policy the case was decided under.
+  const doc = p.policy.document as Policy;
+  if (!canonicalHashMatches(doc, p.policy.hash) || !isObj(doc) || !Array.isArray(doc.rules)) {
+    err('POLICY_DOCUMENT_MISMATCH', 'the embedded policy document does not hash to the case policy hash', {
+      path: ['policy', 'document'],
+    });
+    return;
+  }
+  const s = p.policy.snapshot;
+  if (s.ruleId === 'break-glass') {
+    const bg = doc.breakGlass;
+    if (!bg || bg.operator !== s.operator || bg.maxDurationSeconds !== s.maxDurationSeconds) {
+      err('POLICY_DOCUMENT_MISMATCH', 'the break-glass snapshot does not match the policy document', {
+        path: ['policy', 'snapshot'],
+      });
+    }
+    return;
+  }
+  const rule = doc.rules.find((r) => r?.id === s.ruleId);
+  const count = rule?.template === undefined ? rule?.approvals?.count : 0;
+  if (
+    !rule ||
+    count !== s.approvals.count ||
+    !same(rule.approvals?.roles, s.approvals.roles) ||
+    rule.approvals?.distinctRoles !== s.approvals.distinctRoles ||
+    rule.operator !== s.operator ||
+    rule.risk !== s.risk ||
+    Boolean(rule.require?.provenApprovers) !== Boolean(s.requireProvenApprovers) ||
+    Boolean(rule.require?.provenWorkload) !== Boolean(s.requireProvenWorkload)
+  ) {
+    err(
+      'POLICY_DOCUMENT_MISMATCH',
+      `the snapshot of rule ${s.ruleId} does not match the rule in the policy document`,
+      {
+        path: ['policy', 'snapshot'],
+      },
+    );
+  }
+}
+
+interface ApprovalFact {
+  seq: number;
+  approver: Principal;
+  role: string;
+  proof?: unknown;
+}
+
+/** Replays the events: lifecycle order and invariants under the snapshot, and the record's agreement. */
+function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Date): void {
+  const err: Report = (code, message, extra = {}) =>
+    problems.push({ code, severity: 'error', message, ...extra });
+  const warn: Report = (code, message, extra = {}) =>
+    problems.push({ code, severity: 'warning', message, ...extra });
+  const snap = p.policy.snapshot;
+  const record = p.record;
+  const first = p.events[0];
+  let requester: Principal | undefined;
+  let subject: Principal | undefined;
+  if (first?.type === 'requested') {
+    requester = first.data.requester as Principal | undefined;
+    subject = first.data.subject as Principal | undefined;
+    if (!same(requester, record.requester) || !same(subject, record.subject)) {
+      err('RECORD_PARTIES_MISMATCH', 'requester or subject in the record differ from the request event', {
+        seq: 1,
+        path: ['record', 'requester'],
+      });
+    }
+    const reqTargets = (first.data.targets as { id: string }[] | undefined)?.map((t) => t.id) ?? [];
+    if (
+      !same(
+        reqTargets,
+        record.targets.map((t) => t.id),
+      )
+    ) {
+      err('RECORD_PARTIES_MISMATCH', 'targets in the record differ from the request event', {
+        seq: 1,
+        path: ['record', 'targets'],
+      });
+    }
+  } else if (first) {
+    err('EVENT_OUT_OF_ORDER', `the first event is ${first.type}, not requested`, { seq: first.seq });
+  }
+  requester ??= record.requester;
+  subject ??= record.subject;
+
+  let state: GrantState | undefined;
+  let prevAt = '';
+  let issueStarted = false;
+  let breakGlassAt: string | undefined;
+  let reviewDueAt: string | undefined;
+  let reviewed = false;
+  let overdueReported = false;
+  const approvals: ApprovalFact[] = [];
+  const recordApprovals: { approver: unknown; role: string; proof?: unknown }[] = [];
+  const issued = new Set<string>();
+  const revoked = new Set<string>();
+  const verified = new Set<string>();
+  const targetIds = record.targets.map((t) => t.id);
+
+  for (const e of p.events) {
+    if (e.at < prevAt)
+      err(
+        'EVENT_TIME_ORDER',
+        `event ${e.seq} (${e.type}) at ${e.at} is earlier than its predecessor at ${prevAt}`,
+        { seq: e.seq },
+      );
+    prevAt = e.at > prevAt ? e.at : prevAt;
+    const d = e.data;
+    switch (e.type) {
+      case 'requested':
+        if (e.seq !== 1) err('EVENT_OUT_OF_ORDER', `a second request event at seq ${e.seq}`, { seq: e.seq });
+        break;
+      case 'breakglass.used':
+        breakGlassAt = e.at;
+        reviewDueAt = typeof d.reviewDueAt === 'string' ? d.reviewDueAt : undefined;
+        if (state !== 'requested')
+          err('EVENT_OUT_OF_ORDER', 'break-glass used outside a fresh request', { seq: e.seq });
+        break;
+      case 'approval': {
+        const approver = d.approver as Principal;
+        const role = String(d.role);
+        const fact: ApprovalFact = { seq: e.seq, approver, role, ...(d.proof ? { proof: d.proof } : {}) };
+        if (state !== 'requested')
+          err('EVENT_OUT_OF_ORDER', `approval recorded while the case was ${state}`, { seq: e.seq });
+        checkApproval(fact, approvals, snap, requester, subject, err);
+        approvals.push(fact);
+        recordApprovals.push({ approver, role, ...(d.proof ? { proof: d.proof } : {}) });
+        break;
+      }
+      case 'approved':
+        if (state !== 'requested')
+          err('EVENT_OUT_OF_ORDER', `approved while the case was ${state}`, { seq: e.seq });
+        if (d.preApproved === true) {
+          if (snap.template === undefined || snap.approvals.count !== 0) {
+            err('QUORUM_NOT_MET', 'approved as a pre-approved template, but the snapshot names no template', {
+              seq: e.seq,
+            });
+          }
+        } else if (
+          !quorumMet(
+            snap,
+            approvals.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
+          )
+        ) {
+          err(
+            'QUORUM_NOT_MET',
+            `approved with ${approvals.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
+            {
+              seq: e.seq,
+            },
+          );
+        }
+        break;
+      case 'issue.started':
+        issueStarted = true;
+        if (state !== 'approved')
+          err('ISSUED_WITHOUT_APPROVAL', `issuance started while the case was ${state}`, { seq: e.seq });
+        break;
+      case 'target.issued':
+        issued.add(String(d.targetId));
+        if (state !== 'issuing')
+          err('ISSUED_WITHOUT_APPROVAL', `target ${String(d.targetId)} issued while the case was ${state}`, {
+            seq: e.seq,
+          });
+        break;
+      case 'issued':
+        if (state !== 'issuing')
+          err('ISSUED_WITHOUT_APPROVAL', `issued while the case was ${state}`, { seq: e.seq });
+        break;
+      case 'revoke.requested':
+        if (!issueStarted)
+          err('REVOKED_BEFORE_ISSUANCE', 'revocation requested before anything was issued', { seq: e.seq });
+        break;
+      case 'target.revoked':
+        if (!issueStarted)
+          err('REVOKED_BEFORE_ISSUANCE', `target ${String(d.targetId)} revoked before issuance`, {
+            seq: e.seq,
+          });
+        if (state !== 'revoking')
+          err('EVENT_OUT_OF_ORDER', `target revoked while the case was ${state}`, { seq: e.seq });
+        revoked.add(String(d.targetId));
+        break;
+      case 'revoked': {
+        const missing = targetIds.filter((t) => !revoked.has(t));
+        if (missing.length > 0)
+          err('REVOCATION_INCOMPLETE', `case marked revoked but ${missing.join(', ')} has no revocation`, {
+            seq: e.seq,
+          });
+        break;
+      }
+      case 'target.verified':
+        if (!revoked.has(String(d.targetId))) {
+          err(
+            'VERIFIED_BEFORE_REVOCATION',
+            `removal of ${String(d.targetId)} verified before it was revoked`,
+            { seq: e.seq },
+          );
+        }
+        verified.add(String(d.targetId));
+        break;
+      case 'target.verify-failed':
+        if (d.present === true && d.exhausted === true) {
+          // Still present after every retry: the lifecycle revokes that target again.
+          revoked.delete(String(d.targetId));
+          state = 'revoking';
+        }
+        break;
+      case 'verified':
+      case 'failed': {
+        const missing = targetIds.filter((t) => !verified.has(t));
+        if (missing.length > 0)
+          err(
+            'VERIFICATION_INCOMPLETE',
+            `case marked ${e.type} but removal of ${missing.join(', ')} was never verified`,
+            { seq: e.seq },
+          );
+        break;
+      }
+      case 'review':
+        reviewed = true;
+        if (!breakGlassAt)
+          err('EVENT_OUT_OF_ORDER', 'review of a case that is not break-glass', { seq: e.seq });
+        break;
+      case 'review.overdue':
+        overdueReported = true;
+        break;
+      case 'extended':
+        for (const a of (d.approvals as { approver: string; role: string }[] | undefined) ?? []) {
+          recordApprovals.push({ approver: a.approver, role: a.role });
+        }
+        break;
+      default:
+        break;
+    }
+    state = STATE_OF[e.type] ?? state;
+  }
+
+  if (state !== undefined && state !== record.state) {
+    err('RECORD_STATE_MISMATCH', `record state is ${record.state}, the events lead to ${state}`, {
+      path: ['record', 'state'],
+    });
+  }
+  const fromRecord = record.approvals.map((a, i) =>
+    typeof recordApprovals[i]?.approver === 'string'
+      ? { approver: a.approver.id, role: a.role }
+      : { approver: a.approver, role: a.role, ...(a.proof ? { proof: a.proof } : {}) },
+  );
+  if (!same(fromRecord, recordApprovals)) {
+    err(
+      'RECORD_APPROVALS_MISMATCH',
+      `record holds ${record.approvals.length} approval(s) that differ from the ${recordApprovals.length} approval event(s)`,
+      {
+        path: ['record', 'approvals'],
+      },
+    );
+  }
+  if (Boolean(breakGlassAt) !== Boolean(record.breakGlass)) {
+    err('RECORD_STATE_MISMATCH', 'break-glass in the record and in the events disagree', {
+      path: ['record', 'breakGlass'],
+    });
+  }
+  if (
+    snap.requireProvenWorkload &&
+    subject.kind === 'workload' &&
+    !(subject.claims as { proof?: unknown } | undefined)?.proof
+  ) {
+    err(
+      'WORKLOAD_NOT_PROVEN',
+      `rule ${snap.ruleId} requires a proven workload identity; the subject carries no proof`,
+      { path: ['record', 'subject', 'claims'] },
+    );
+  }
+  if (breakGlassAt && !reviewed) {
+    const due = reviewDueAt ?? record.breakGlass?.reviewDueAt;
+    if (overdueReported)
+      warn('BREAKGLASS_REVIEW_OVERDUE', `break-glass review was due ${due} and was reported overdue`);
+    else if (due && Date.parse(due) <= now.getTime()) {
+      err(
+        'BREAKGLASS_REVIEW_UNREPORTED',
+        `break-glass review was due ${due}; there is neither a review nor an overdue report`,
+      );
+    } else warn('BREAKGLASS_REVIEW_PENDING', `break-glass review is due ${due}`);
+  }
+}
+
+function checkApproval(
+  a: ApprovalFact,
+  earlier: readonly ApprovalFact[],
+  snap: PolicySnapshot,
+  requester: Principal,
+  subject: Principal,
+  err: Report,
+): void {
+  const at = { seq: a.seq };
+  const id = a.approver?.id;
+  if (id === requester.id || id === subject.id)
+    err(
+      'SELF_APPROVAL',
+      `${id} approved a case they ${id === requester.id ? 'requested' : 'are the subject of'}`,
+      at,
+    );
+  if ((a.approver?.teams ?? []).includes(snap.operator))
+    err('OPERATOR_APPROVAL', `${id} is in the operator team ${snap.operator}`, at);
+  if (a.approver?.kind !== 'human') err('APPROVER_NOT_HUMAN', `approver ${id} is not a human`, at);
+  if (earlier.some((x) => x.approver?.id === id)) err('DUPLICATE_APPROVER', `${id} approved twice`, at);
+  if (!snap.approvals.roles.includes(a.role) || !(a.approver?.roles ?? []).includes(a.role)) {
+    err(
+      'ROLE_NOT_QUALIFIED',
+      `${id} approved as ${a.role}, which ${snap.approvals.roles.includes(a.role) ? 'they do not hold' : 'does not qualify'}`,
+      at,
+    );
+  }
+  if (snap.approvals.distinctRoles && earlier.some((x) => x.role === a.role)) {
+    err('ROLE_NOT_QUALIFIED', `role ${a.role} approved twice where distinct roles are required`, at);
+  }
+  if (snap.requireProvenApprovers && !a.proof)
+    err('APPROVER_NOT_PROVEN', `${id} approved without a proven identity`, at);
+}
+
+async function checkAgainstCheckpoint(
+  p: EvidencePayload,
+  cp: SignedCheckpoint,
+  keys: JSONWebKeySet,
+  err: Report,
+): Promise<void> {
+  const v = await verifyCheckpoint(cp, keys);
+  if (!v.valid || !v.checkpoint) {
+    err('CHECKPOINT_INVALID', `checkpoint does not verify: ${v.problems.map((x) => x.message).join('; ')}`);
+    return;
+  }
+  const head = v.checkpoint.heads[p.caseId];
+  if (!head) {
+    const early = p.events.find((e) => e.globalSeq !== undefined && e.globalSeq <= v.checkpoint!.upTo);
+    if (early) {
+      err(
+        'CHECKPOINT_CASE_UNKNOWN',
+        `event ${early.seq} is at global position ${early.globalSeq}, inside checkpoint ${v.checkpoint.upTo}, but the checkpoint does not know the case`,
+        {
+          seq: early.seq,
+        },
+      );
+    }
+    return;
+  }
+  const [seq, hash] = head;
+  const e = p.events[seq - 1];
+  if (!e) {
+    err(
+      'CHECKPOINT_TRUNCATED',
+      `checkpoint ${v.checkpoint.upTo} recorded this case up to seq ${seq}; the bundle has only ${p.events.length} event(s)`,
+      { seq },
+    );
+  } else if (e.seq !== seq || e.hash !== hash) {
+    err(
+      'CHECKPOINT_MISMATCH',
+      `checkpoint ${v.checkpoint.upTo} recorded seq ${seq} with hash ${hash.slice(0, 12)}; the bundle has ${e.hash.slice(0, 12)}`,
+      { seq },
+    );
+  }
+}

@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { describe, expect, it } from 'vitest';
+import {
+  type AuditEvent,
+  type Grant,
+  auditStore,
+  createCheckpointer,
+  createJoseSigner,
+  createJwks,
+  createMemoryCheckpointSink,
+  generateSigningKey,
+  verifyCheckpoint,
+  verifyEvidence,
+} from '../src/index.js';
+import { runFullCase, setup } from './evidence-helpers.js';
+
+async function world(cases = 3) {
+  const sink = createMemoryCheckpointSink();
+  const env = await setup({ checkpoints: { sink } });
+  const ids: string[] = [];
+  for (let i = 0; i < cases; i++) ids.push((await runFullCase(env, ` #${i}`)).caseId);
+  const keys = createJwks(env.signer!);
+  return { ...env, sink, ids, keys };
+}
+
+const codes = (r: { problems: { code: string }[] }) => r.problems.map((p) => p.code);
+
+describe('signed checkpoints', () => {
+  it('sign the whole audit stream in one batch and verify offline', async () => {
+    const w = await world();
+    const all = await w.store.allEvents(0, 10_000);
+    assert.equal(w.sink.all().length, 0, 'nothing is signed per event');
+    const cp = await w.service.checkpoint();
+    assert.ok(cp);
+    assert.equal(w.sink.all().length, 1);
+    const v = await verifyCheckpoint(JSON.parse(JSON.stringify(cp)), w.keys);
+    assert.deepEqual(v.problems, []);
+    assert.equal(v.checkpoint!.upTo, all[all.length - 1]!.globalSeq);
+    assert.equal(v.checkpoint!.events, all.length);
+    assert.deepEqual(Object.keys(v.checkpoint!.heads).sort(), w.ids);
+    const g = await w.store.get(w.ids[0]!);
+    assert.deepEqual(v.checkpoint!.heads[w.ids[0]!], [g!.audit.seq, g!.audit.head]);
+    assert.equal(await w.service.checkpoint(), null, 'nothing new: no checkpoint');
+  });
+
+  it('rejects edited heads, an unknown key and a foreign type', async () => {
+    const w = await world(1);
+    const cp = (await w.service.checkpoint())!;
+    const edited = {
+      ...cp,
+      heads: { ...cp.heads, [w.ids[0]!]: [3, cp.heads[w.ids[0]!]![1]] as [number, string] },
+    };
+    assert.deepEqual(codes(await verifyCheckpoint(edited, w.keys)), ['CHECKPOINT_HEADS_MISMATCH']);
+    const other = createJwks(await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk }));
+    assert.deepEqual(codes(await verifyCheckpoint(cp, other)), ['KEY_UNKNOWN']);
+    const bundle = await w.service.evidence(w.ids[0]!);
+    // An evidence signature cannot pass for a checkpoint signature (typ is signed).
+    const swapped = { ...cp, protected: bundle.protected, signature: bundle.signature };
+    assert.equal((await verifyCheckpoint(swapped, w.keys)).valid, false);
+  });
+
+  it('the background checkpointer signs in batches, off the transition path', async () => {
+    const sink = createMemoryCheckpointSink();
+    const env = await setup();
+    const cpr = createCheckpointer({
+      store: env.store,
+      signer: env.signer!,
+      sink,
+      everyChanges: 20,
+      intervalMs: 60_000,
+    });
+    cpr.start();
+    for (let i = 0; i < 6; i++) {
+      await runFullCase(env, ` ${i}`);
+      await new Promise((r) => setImmediate(r));
+    }
+    const events = (await env.store.allEvents(0, 1e6)).length;
+    await cpr.stop();
+    const n = sink.all().length;
+    assert.ok(n >= 2, `the change feed triggered checkpoints before stop (${n})`);
+    assert.ok(
+      n <= Math.ceil(events / 20) + 1,
+      `${n} checkpoints for ${events} events: batched, not per event`,
+    );
+    const v = await verifyCheckpoint(sink.all()[n - 1]!, createJwks(env.signer!));
+    assert.equal(v.valid, true);
+    assert.equal(v.checkpoint!.events, events, 'stop() signs what is left');
+  });
+
+  it('the service runs checkpoints with its sweeper and signs the rest on close', async () => {
+    const sink = createMemoryCheckpointSink();
+    const env = await setup({ checkpoints: { sink, intervalMs: 60_000 } });
+    await runFullCase(env);
+    env.service.startSweeper({ maxSleepMs: 50 });
+    await env.service.close();
+    const last = sink.all().at(-1)!;
+    const v = await verifyCheckpoint(last, createJwks(env.signer!));
+    assert.equal(v.checkpoint!.events, (await env.store.allEvents(0, 1e6)).length);
+  });
+
+  it('checkpoints need a signer', async () => {
+    await expect(
+      setup({ signer: null, checkpoints: { sink: createMemoryCheckpointSink() } }),
+    ).rejects.toMatchObject({ code: 'ERR_VALIDATION' });
+    const env = await setup();
+    await expect(env.service.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
+  });
+
+  it('a restarted checkpointer resumes from the last checkpoint in the sink', async () => {
+    const w = await world(2);
+    const first = (await w.service.checkpoint())!;
+    await runFullCase(w, ' later');
+    const again = createCheckpointer({ store: w.store, signer: w.signer!, sink: w.sink });
+    const second = (await again.run())!;
+    const a = (await verifyCheckpoint(first, w.keys)).checkpoint!;
+    const b = (await verifyCheckpoint(second, w.keys)).checkpoint!;
+    assert.ok(b.upTo > a.upTo);
+    assert.equal(b.cases, 3);
+    assert.equal(b.events, (await w.store.allEvents(0, 1e6)).length);
+  });
+
+  it('refuses to sign over events that do not extend the checkpointed chains', async () => {
+    const w = await world(1);
+    await w.service.checkpoint();
+    const id = (await runFullCase(w, ' after')).caseId;
+    const evs = await w.store.events(id);
+    w.store.tamperReplaceEvent(id, 2, { ...evs[1]!, prevHash: 'f'.repeat(64) });
+    await expect(w.service.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
+    assert.equal(w.sink.all().length, 1, 'no checkpoint was signed over the tampered stream');
+  });
+});
+
+describe('checkpoints and content edits', () => {
+  it('a content edit keeping the hash is left to the audit, which recomputes every hash', async () => {
+    const w = await world(1);
+    await w.service.checkpoint();
+    const id = (await runFullCase(w, ' after')).caseId;
+    const evs = await w.store.events(id);
+    w.store.tamperReplaceEvent(id, 2, { ...evs[1]!, data: { ...evs[1]!.data, reason: 'edited' } });
+    const cp = (await w.service.checkpoint())!;
+    const r = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.deepEqual(codes(r), ['CHAIN_HASH_MISMATCH']);
+    assert.equal(r.problems[0]!.caseId, id);
+  });
+});
+
+describe('whole-store audit', () => {
+  it('a clean store passes, with and without a checkpoint', async () => {
+    const w = await world();
+    const cp = (await w.service.checkpoint())!;
+    await runFullCase(w, ' after checkpoint');
+    const r = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.valid, true);
+    assert.equal(r.cases, 4);
+    assert.equal(r.records, 4);
+    assert.ok(r.checkpoint);
+  });
+
+  it('detects a deleted case against the last checkpoint (and only with it)', async () => {
+    const w = await world();
+    const cp = (await w.service.checkpoint())!;
+    w.store.tamperDeleteCase(w.ids[1]!);
+    const without = await auditStore(w.store);
+    assert.equal(without.valid, true, 'a clean deletion leaves no trace inside the database');
+    const r = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.equal(r.valid, false);
+    assert.ok(r.problems.some((p) => p.code === 'CASE_DELETED' && p.caseId === w.ids[1]));
+    assert.ok(codes(r).includes('CHECKPOINT_COUNT_MISMATCH'));
+  });
+
+  it('detects the newest events of a case removed, even with the record rewritten to match', async () => {
+    const w = await world();
+    const cp = (await w.service.checkpoint())!;
+    const id = w.ids[2]!;
+    w.store.tamperTruncate(id, 3);
+    const plain = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.ok(plain.problems.some((p) => p.code === 'CASE_TRUNCATED' && p.caseId === id));
+    assert.ok(codes(plain).includes('RECORD_HEAD_MISMATCH'));
+
+    // A careful attacker also rewrites the record to the shortened chain: only the checkpoint sees it.
+    const events = await w.store.events(id);
+    const last = events[events.length - 1] as AuditEvent;
+    const g = (await w.store.get(id)) as Grant;
+    await w.store.compareAndSet(
+      { ...g, version: g.version + 1, state: 'revoked', audit: { seq: last.seq, head: last.hash } },
+      g.version,
+      [],
+    );
+    const careful = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.deepEqual(
+      careful.problems.map((p) => p.code),
+      ['CASE_TRUNCATED', 'CHECKPOINT_COUNT_MISMATCH'],
+    );
+    // The exported evidence of that case looks consistent on its own, but not against the checkpoint.
+    const bundle = await w.service.evidence(id);
+    const alone = await verifyEvidence(bundle, { keys: w.keys });
+    assert.equal(
+      alone.problems.some((p) => p.code.startsWith('CHAIN') || p.code === 'RECORD_HEAD_MISMATCH'),
+      false,
+    );
+    const against = await verifyEvidence(bundle, { keys: w.keys, checkpoint: cp });
+    assert.equal(against.valid, false);
+    assert.ok(against.problems.some((p) => p.code === 'CHECKPOINT_TRUNCATED'));
+  });
+
+  it('detects an event edited in place', async () => {
+    const w = await world(1);
+    const cp = (await w.service.checkpoint())!;
+    const id = w.ids[0]!;
+    const e = (await w.store.events(id))[4]!;
+    w.store.tamperReplaceEvent(id, e.seq, { ...e, at: '2020-01-01T00:00:00.000Z' });
+    const r = await auditStore(w.store, { checkpoint: cp, keys: w.keys });
+    assert.deepEqual(codes(r), ['CHAIN_HASH_MISMATCH']);
+  });
+
+  it('a forged checkpoint is reported, not trusted', async () => {
+    const w = await world(1);
+    const cp = (await w.service.checkpoint())!;
+    const r = await auditStore(w.store, { checkpoint: { ...cp, heads: {} }, keys: w.keys });
+    assert.ok(codes(r).includes('CHECKPOINT_INVALID'));
+    assert.equal(r.valid, false);
+  });
+});

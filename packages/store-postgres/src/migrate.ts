@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { ErrorCodes, GRANT_STATES, GrantlineError } from '@grantline/core';
+import { toStoreError } from './errors.js';
+import { type ConnectionMode, type Queryable, createRunner, looksLikePool, runScript } from './queryable.js';
+
+/** Default schema of the Grantline tables. */
+export const DEFAULT_SCHEMA = 'grantline';
+
+/** Advisory lock class for migrations (the other key is the schema's hash); "GL" in ASCII. */
+const MIGRATE_LOCK_CLASS = 0x474c;
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Checks a schema name. Only lower-case identifiers are accepted: the name is spliced into DDL and
+ * queries (identifiers cannot be bound parameters), so anything else is refused outright.
+ * @throws GrantlineError `ERR_VALIDATION`.
+ */
+export function checkSchemaName(schema: string, where: string): string {
+  if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
+    throw new GrantlineError(
+      ErrorCodes.VALIDATION,
+      `${where}: schema must match ${SCHEMA_NAME} (got ${JSON.stringify(schema)})`,
+      {
+        details: { where, path: ['schema'] },
+      },
+    );
+  }
+  return schema;
+}
+
+/** A shipped migration. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
+
+/** The migrations shipped in the package, in version order (files `NNN_name.sql` in `migrations/`). */
+export async function loadMigrations(): Promise<Migration[]> {
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  return Promise.all(
+    files.map(async (f) => {
+      const sql = await readFile(new URL(f, MIGRATIONS_DIR), 'utf8');
+      return {
+        version: Number(f.slice(0, 3)),
+        name: f.slice(4, -4),
+        sql,
+        checksum: createHash('sha256').update(sql).digest('hex'),
+      };
+    }),
+  );
+}
+
+/**
+ * The CHECK constraint on `grants.state`, generated from the core transition table's states. Why
+ * generated: a state added to core must not be rejected by the database, and a state the database
+ * admits but core does not know must not exist.
+ */
+export function stateCheckSql(): string {
+  return `CHECK (state IN (${GRANT_STATES.map((s) => `'${s.replace(/'/g, "''")}'`).join(', ')}))`;
+}
+
+/** Options for {@link migrate}. */
+export interface MigrateOptions {
+  /** Schema to create and migrate (default `grantline`). */
+  schema?: string;
+  /** Overrides connection-mode detection; see {@link ConnectionMode}. `transaction` is refused. */
+  mode?: Exclude<ConnectionMode, 'transaction'>;
+}
+
+/** What {@link migrate} did. */
+export interface MigrateResult {
+  schema: string;
+  /** Versions applied by this call (empty when the schema was up to date). */
+  applied: number[];
+  /** True when the state CHECK was (re)written because core's states differ from the stored ones. */
+  statesUpdated: boolean;
+}
+
+/**
+ * Creates or upgrades the Grantline schema. Idempotent, and safe when several instances start at
+ * once: everything runs in one transaction under a transaction-level advisory lock keyed by the
+ * schema, so the second instance waits and then finds nothing to do. A shipped migration whose text
+ * changed after it was applied is refused rather than silently skipped.
+ * @throws GrantlineError `ERR_VALIDATION` (bad schema name), `ERR_STORE` (SQL failure; retryable
+ * when the server was unavailable; nothing is half-applied).
+ */
+export async function migrate(db: Queryable, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA, 'migrate');
+  const runner = createRunner(db, options.mode ?? (looksLikePool(db) ? 'pool' : 'client'));
+  const migrations = await loadMigrations();
+  const s = `"${schema}"`;
+  try {
+    return await runner.transaction(async (q, raw) => {
+      await q('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [MIGRATE_LOCK_CLASS, schema]);
+      await q(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await q(
+        `CREATE TABLE IF NOT EXISTS ${s}.grantline_migrations (version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.grantline_meta (key text PRIMARY KEY, value text NOT NULL)`);
+      const done = new Map(
+        (await q(`SELECT version, checksum FROM ${s}.grantline_migrations`)).map((r) => [
+          Number(r.version),
+          String(r.checksum),
+        ]),
+      );
+      const applied: number[] = [];
+      for (const m of migrations) {
+        const seen = done.get(m.version);
+        if (seen !== undefined) {
+          if (seen !== m.checksum) {
+            throw new GrantlineError(
+              ErrorCodes.STORE,
+              `migrate: migration ${m.version}_${m.name} was changed after it was applied to ${schema}`,
+              {
+                details: { where: 'migrate', schema, version: m.version },
+              },
+            );
+          }
+          continue;
+        }
+        await runScript(raw, m.sql.replaceAll('{{schema}}', s));
+        await q(`INSERT INTO ${s}.grantline_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [
+          m.version,
+          m.name,
+          m.checksum,
+        ]);
+        applied.push(m.version);
+      }
+      const wanted = stateCheckSql();
+      const stored = (await q(`SELECT value FROM ${s}.grantline_meta WHERE key = 'state_check'`))[0]?.value;
+      let statesUpdated = false;
+      if (stored !== wanted) {
+        await q(
+          `ALTER TABLE ${s}.grants DROP CONSTRAINT IF EXISTS grants_state_check, ADD CONSTRAINT grants_state_check ${wanted}`,
+        );
+        await q(
+          `INSERT INTO ${s}.grantline_meta (key, value) VALUES ('state_check', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+          [wanted],
+        );
+        statesUpdated = true;
+      }
+      return { schema, applied, statesUpdated };
+    });
+  } catch (err) {
+    throw toStoreError(err, 'migrate', { schema });
+  }
+}
