@@ -1,0 +1,419 @@
+import {
+  CreateAccountAssignmentCommand,
+  DeleteAccountAssignmentCommand,
+  DescribeAccountAssignmentCreationStatusCommand,
+  DescribeAccountAssignmentDeletionStatusCommand,
+  DescribePermissionSetProvisioningStatusCommand,
+  GetInlinePolicyForPermissionSetCommand,
+  ListAccountAssignmentsCommand,
+  ProvisionPermissionSetCommand,
+  PutInlinePolicyToPermissionSetCommand,
+  type SSOAdminClient,
+} from '@aws-sdk/client-sso-admin';
+import {
+  ErrorCodes,
+  type ExecutorContext,
+  GrantlineError,
+  type GrantStore,
+  type IssueResult,
+  type RevokeContext,
+  type RevokeResult,
+  type VerifyResult,
+} from '@grantline/core';
+import type { AssignmentHolders, StrategyDeps } from './deps.js';
+import { toExecutorError } from './errors.js';
+import { deriveNames } from './names.js';
+import { type IdentityCenterParams, identityCenterParamsSchema } from './params.js';
+
+type Ctx = ExecutorContext<IdentityCenterParams>;
+type RCtx = RevokeContext<IdentityCenterParams>;
+
+/** The longest session a permission set can grant (`SessionDuration` PT12H). */
+const MAX_SSO_SESSION_MS = 12 * 3600 * 1000;
+
+/** Identifies one account assignment: instance, account, permission set and principal. */
+export function assignmentKey(p: IdentityCenterParams): string {
+  return [p.instanceArn, p.accountId, p.permissionSetArn, p.principalType, p.principalId].join('|');
+}
+
+/** An in-process {@link AssignmentHolders}; share one per process, or back it by your store. */
+export function createMemoryAssignmentHolders(): AssignmentHolders {
+  const holders = new Map<string, Set<string>>();
+  return {
+    async list(key) {
+      return [...(holders.get(key) ?? [])];
+    },
+    async acquire(key, caseId) {
+      const s = holders.get(key) ?? new Set<string>();
+      s.add(caseId);
+      holders.set(key, s);
+    },
+    async release(key, caseId) {
+      holders.get(key)?.delete(caseId);
+      if (holders.get(key)?.size === 0) holders.delete(key);
+    },
+  };
+}
+
+/** Identity Center account assignments, created and deleted with status polling, overlap-aware. */
+export function createIdentityCenterStrategy(deps: StrategyDeps) {
+  const client = (): SSOAdminClient => {
+    if (!deps.ssoAdmin) {
+      throw new GrantlineError(
+        ErrorCodes.EXECUTOR,
+        'aws identity-center: no SSO Admin client was given to createAwsExecutor',
+        { retryable: false, details: { option: 'ssoAdmin' } },
+      );
+    }
+    return deps.ssoAdmin;
+  };
+
+  const exists = async (p: IdentityCenterParams): Promise<boolean> => {
+    let token: string | undefined;
+    try {
+      do {
+        const out = await client().send(
+          new ListAccountAssignmentsCommand({
+            InstanceArn: p.instanceArn,
+            AccountId: p.accountId,
+            PermissionSetArn: p.permissionSetArn,
+            ...(token ? { NextToken: token } : {}),
+          }),
+        );
+        if (
+          out.AccountAssignments?.some(
+            (a) => a.PrincipalId === p.principalId && a.PrincipalType === p.principalType,
+          )
+        )
+          return true;
+        token = out.NextToken;
+      } while (token);
+    } catch (err) {
+      throw toExecutorError(err, 'sso:ListAccountAssignments', [], { accountId: p.accountId });
+    }
+    return false;
+  };
+
+  /** Polls an asynchronous Identity Center request until it leaves IN_PROGRESS. */
+  const poll = async (
+    operation: string,
+    describe: () => Promise<{ Status?: string; FailureReason?: string } | undefined>,
+  ) => {
+    const started = Date.now();
+    let delay = deps.poll.intervalMs;
+    for (;;) {
+      let status: { Status?: string; FailureReason?: string } | undefined;
+      try {
+        status = await describe();
+      } catch (err) {
+        throw toExecutorError(err, operation);
+      }
+      if (status?.Status === 'SUCCEEDED') return;
+      if (status?.Status === 'FAILED') {
+        throw new GrantlineError(
+          ErrorCodes.EXECUTOR,
+          `aws ${operation}: request failed: ${status.FailureReason ?? 'no reason given'}`,
+          {
+            retryable: false,
+            details: { operation, status: 'FAILED' },
+          },
+        );
+      }
+      if (Date.now() - started > deps.poll.timeoutMs) {
+        // Still IN_PROGRESS: the request stands at AWS; trying again later observes its outcome.
+        throw new GrantlineError(
+          ErrorCodes.EXECUTOR,
+          `aws ${operation}: still ${status?.Status ?? 'unknown'} after ${deps.poll.timeoutMs} ms`,
+          {
+            retryable: true,
+            details: { operation, status: status?.Status },
+          },
+        );
+      }
+      await deps.sleep(delay);
+      delay = Math.min(delay * 2, 10_000);
+    }
+  };
+
+  async function issue(ctx: Ctx): Promise<IssueResult> {
+    deriveNames(ctx.grant, ctx.target, 'aws identity-center issue');
+    const p = ctx.target.params;
+    const key = assignmentKey(p);
+    const end = ctx.grant.window.expiresAt
+      ? new Date(ctx.grant.window.expiresAt)
+      : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
+    const holders = await deps.holders.list(key);
+    const heldByOthers = holders.filter((c) => c !== ctx.grant.id);
+    const heldBySelf = holders.includes(ctx.grant.id);
+    const already = await exists(p);
+    // Standing access that no case holds (this one included: a repeated issue) is not ours: we record
+    // it and will never delete it.
+    const preexisting = already && heldByOthers.length === 0 && !heldBySelf;
+    // The hold is recorded before the assignment exists, so a crash leaves a hold revoke can see.
+    await deps.holders.acquire(key, ctx.grant.id);
+    let requestId = '';
+    if (!already) {
+      try {
+        const out = await client().send(
+          new CreateAccountAssignmentCommand({
+            InstanceArn: p.instanceArn,
+            TargetId: p.accountId,
+            TargetType: 'AWS_ACCOUNT',
+            PermissionSetArn: p.permissionSetArn,
+            PrincipalType: p.principalType,
+            PrincipalId: p.principalId,
+          }),
+        );
+        requestId = out.AccountAssignmentCreationStatus?.RequestId ?? '';
+        const first = out.AccountAssignmentCreationStatus;
+        if (first?.Status !== 'SUCCEEDED') {
+          await poll(
+            'sso:DescribeAccountAssignmentCreationStatus',
+            async () =>
+              (
+                await client().send(
+                  new DescribeAccountAssignmentCreationStatusCommand({
+                    InstanceArn: p.instanceArn,
+                    AccountAssignmentCreationRequestId: requestId,
+                  }),
+                )
+              ).AccountAssignmentCreationStatus,
+          );
+        }
+      } catch (err) {
+        throw toExecutorError(err, 'sso:CreateAccountAssignment', [], { accountId: p.accountId });
+      }
+    }
+    return {
+      ref: {
+        strategy: 'identity-center',
+        instanceArn: p.instanceArn,
+        accountId: p.accountId,
+        permissionSetArn: p.permissionSetArn,
+        principalType: p.principalType,
+        principalId: p.principalId,
+        ...(requestId ? { creationRequestId: requestId } : {}),
+        ...(preexisting ? { preexisting: 'true' } : {}),
+        ...(heldByOthers.length > 0 ? { sharedWith: heldByOthers.join(',') } : {}),
+      },
+      expiresAt: end,
+    };
+  }
+
+  /** Adds (once) a Deny for the user's sessions issued before `at` to the permission set, and provisions it. */
+  const denySessions = async (p: IdentityCenterParams, at: Date) => {
+    const sid = `GrantlineRevoke${deriveNames({ id: p.principalId }, { id: p.permissionSetArn.slice(-16) }, 'deny').hash.slice(0, 12)}`;
+    let doc: { Version: string; Statement: Record<string, unknown>[] };
+    try {
+      const out = await client().send(
+        new GetInlinePolicyForPermissionSetCommand({
+          InstanceArn: p.instanceArn,
+          PermissionSetArn: p.permissionSetArn,
+        }),
+      );
+      doc = out.InlinePolicy ? JSON.parse(out.InlinePolicy) : { Version: '2012-10-17', Statement: [] };
+      if (!Array.isArray(doc.Statement)) doc.Statement = doc.Statement ? [doc.Statement] : [];
+    } catch (err) {
+      throw toExecutorError(err, 'sso:GetInlinePolicyForPermissionSet');
+    }
+    // Why TokenIssueTime: sessions issued before the revocation are denied, while a later case of the
+    // same user with the same permission set still works (AWS's documented revoke-older-sessions form).
+    const statement = {
+      Sid: sid,
+      Effect: 'Deny',
+      Action: '*',
+      Resource: '*',
+      Condition: {
+        StringEquals: { 'identitystore:userId': p.principalId },
+        DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
+      },
+    };
+    // Garbage collection: a Grantline Deny whose cut-off is older than the longest session Identity
+    // Center allows (12 h) can no longer match any live session, so it is dropped on the way.
+    const stale = (st: Record<string, unknown>) => {
+      if (typeof st.Sid !== 'string' || !st.Sid.startsWith('GrantlineRevoke')) return false;
+      const cutoff = (st.Condition as { DateLessThan?: Record<string, string> } | undefined)?.DateLessThan?.[
+        'aws:TokenIssueTime'
+      ];
+      return cutoff !== undefined && Date.parse(cutoff) < at.getTime() - MAX_SSO_SESSION_MS;
+    };
+    doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
+    try {
+      await client().send(
+        new PutInlinePolicyToPermissionSetCommand({
+          InstanceArn: p.instanceArn,
+          PermissionSetArn: p.permissionSetArn,
+          InlinePolicy: JSON.stringify(doc),
+        }),
+      );
+      const out = await client().send(
+        new ProvisionPermissionSetCommand({
+          InstanceArn: p.instanceArn,
+          PermissionSetArn: p.permissionSetArn,
+          TargetType: 'AWS_ACCOUNT',
+          TargetId: p.accountId,
+        }),
+      );
+      const requestId = out.PermissionSetProvisioningStatus?.RequestId ?? '';
+      if (out.PermissionSetProvisioningStatus?.Status !== 'SUCCEEDED') {
+        await poll(
+          'sso:DescribePermissionSetProvisioningStatus',
+          async () =>
+            (
+              await client().send(
+                new DescribePermissionSetProvisioningStatusCommand({
+                  InstanceArn: p.instanceArn,
+                  ProvisionPermissionSetRequestId: requestId,
+                }),
+              )
+            ).PermissionSetProvisioningStatus,
+        );
+      }
+      return { sid, provisioningRequestId: requestId, tokenIssuedBefore: at.toISOString() };
+    } catch (err) {
+      throw toExecutorError(err, 'sso:PutInlinePolicyToPermissionSet');
+    }
+  };
+
+  async function revoke(ctx: RCtx): Promise<RevokeResult> {
+    deriveNames(ctx.grant, ctx.target, 'aws identity-center revoke');
+    const p = ctx.target.params;
+    const key = assignmentKey(p);
+    const others = (await deps.holders.list(key)).filter((c) => c !== ctx.grant.id);
+    if (ctx.issuance?.ref.preexisting === 'true') {
+      await deps.holders.release(key, ctx.grant.id);
+      return {
+        alreadyGone: true,
+        detail: {
+          method: 'assignment-preexisting',
+          note: "the assignment existed before this case and is not Grantline's to delete",
+        },
+      };
+    }
+    if (others.length > 0) {
+      await deps.holders.release(key, ctx.grant.id);
+      return { alreadyGone: false, detail: { method: 'assignment-handoff', keptFor: others } };
+    }
+    if (!(await exists(p))) {
+      await deps.holders.release(key, ctx.grant.id);
+      return { alreadyGone: true, detail: { method: 'assignment-delete' } };
+    }
+    let requestId = '';
+    try {
+      const out = await client().send(
+        new DeleteAccountAssignmentCommand({
+          InstanceArn: p.instanceArn,
+          TargetId: p.accountId,
+          TargetType: 'AWS_ACCOUNT',
+          PermissionSetArn: p.permissionSetArn,
+          PrincipalType: p.principalType,
+          PrincipalId: p.principalId,
+        }),
+      );
+      requestId = out.AccountAssignmentDeletionStatus?.RequestId ?? '';
+      if (out.AccountAssignmentDeletionStatus?.Status !== 'SUCCEEDED') {
+        await poll(
+          'sso:DescribeAccountAssignmentDeletionStatus',
+          async () =>
+            (
+              await client().send(
+                new DescribeAccountAssignmentDeletionStatusCommand({
+                  InstanceArn: p.instanceArn,
+                  AccountAssignmentDeletionRequestId: requestId,
+                }),
+              )
+            ).AccountAssignmentDeletionStatus,
+        );
+      }
+    } catch (err) {
+      throw toExecutorError(err, 'sso:DeleteAccountAssignment', [], { accountId: p.accountId });
+    }
+    // Deleting the assignment does not end sessions already started from it; the Deny does.
+    const sessions =
+      p.revokeSessions && p.principalType === 'USER' ? await denySessions(p, ctx.now) : undefined;
+    await deps.holders.release(key, ctx.grant.id);
+    return {
+      alreadyGone: false,
+      detail: {
+        method: 'assignment-delete',
+        deletionRequestId: requestId,
+        ...(sessions ? { sessionDeny: sessions } : {}),
+      },
+    };
+  }
+
+  async function verify(ctx: RCtx): Promise<VerifyResult> {
+    deriveNames(ctx.grant, ctx.target, 'aws identity-center verify');
+    const p = ctx.target.params;
+    const present = await exists(p);
+    const base = {
+      accountId: p.accountId,
+      permissionSetArn: p.permissionSetArn,
+      principalType: p.principalType,
+      principalId: p.principalId,
+      checkedAt: ctx.now.toISOString(),
+    };
+    if (!present)
+      return { status: 'absent', method: 'assignment-state', observation: { ...base, assignment: 'absent' } };
+    const others = (await deps.holders.list(assignmentKey(p))).filter((c) => c !== ctx.grant.id);
+    if (others.length > 0)
+      return {
+        status: 'absent',
+        method: 'assignment-handoff',
+        observation: { ...base, assignment: 'held by other cases', heldBy: others },
+      };
+    if (ctx.issuance?.ref.preexisting === 'true')
+      return {
+        status: 'absent',
+        method: 'assignment-preexisting',
+        observation: { ...base, assignment: 'standing, not granted by this case' },
+      };
+    return { status: 'present', method: 'assignment-state', observation: { ...base, assignment: 'present' } };
+  }
+
+  return { issue, revoke, verify };
+}
+
+/**
+ * {@link AssignmentHolders} read from the Grantline store itself, so every application instance
+ * sees the same holders and nothing extra is persisted: a case holds an assignment while it is
+ * `issued` with that target issued and not yet revoked, or while it is `issuing` (it is about to).
+ * `acquire` and `release` are no-ops because the case record is the source of truth.
+ *
+ * Known limit: a case issued at the very moment another case's revocation deletes the same
+ * assignment can find it gone; its verification then reports the access absent and the host can
+ * re-issue. Reads are one `list` of the active cases per call.
+ */
+export function createStoreAssignmentHolders(
+  store: Pick<GrantStore, 'list'>,
+  system = 'aws',
+): AssignmentHolders {
+  return {
+    async list(key) {
+      const out: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.list({
+          states: ['issuing', 'issued'],
+          limit: 500,
+          ...(cursor ? { cursor } : {}),
+        });
+        for (const g of page.grants) {
+          for (const t of g.targets) {
+            if (t.system !== system) continue;
+            const parsed = identityCenterParamsSchema.safeParse(t.params ?? {});
+            if (!parsed.success || assignmentKey(parsed.data) !== key) continue;
+            if (g.state === 'issuing' ? !t.issuance : t.issuance && !t.revocation?.confirmedAt) {
+              out.push(g.id);
+              break;
+            }
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+      return out;
+    },
+    async acquire() {},
+    async release() {},
+  };
+}
