@@ -156,8 +156,8 @@ export function createApiKeyExecutor(opts: ApiKeyExecutorOptions): Executor<ApiK
   }
 
   /** Polls the listing until no key with this name is left (true) or `settleMs` passed (false). */
-  async function settled(name: string): Promise<boolean> {
-    const deadline = Date.now() + settleMs;
+  async function settled(name: string, withinMs = settleMs): Promise<boolean> {
+    const deadline = Date.now() + withinMs;
     for (;;) {
       if ((await list(name)).every((k) => k.status === 'expired')) return true;
       if (Date.now() >= deadline) return false;
@@ -188,8 +188,14 @@ export function createApiKeyExecutor(opts: ApiKeyExecutorOptions): Executor<ApiK
       // Idempotent per case + target: a retried issue replaces the earlier key, and waits until
       // the old one is really gone so two live keys never coexist.
       const replaced = await deleteAll(name);
-      if (replaced.length > 0 && !(await settled(name))) {
-        throw fail('issue', `replaced key ${replaced.join(',')} is still live after ${settleMs} ms`, true);
+      // (This wait is never skipped, even with settleMs 0: two live keys would break the contract.)
+      const replaceWaitMs = Math.max(settleMs, 5_000);
+      if (replaced.length > 0 && !(await settled(name, replaceWaitMs))) {
+        throw fail(
+          'issue',
+          `replaced key ${replaced.join(',')} is still live after ${replaceWaitMs} ms`,
+          true,
+        );
       }
       const windowEnd = ctx.grant.window.expiresAt;
       const expiresAt = windowEnd

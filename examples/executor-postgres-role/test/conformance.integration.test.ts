@@ -32,6 +32,22 @@ describe.skipIf(!available)('postgres-role executor on a real PostgreSQL', () =>
         return {
           executor,
           target: { id: 'db', system: 'postgres', resource: 'postgres://test', params: { group: GROUP } },
+          // A login role with the executor's own prefix and group, made by someone else: no
+          // revoke of any case may drop it, not even crash recovery searching by name.
+          async foreign() {
+            const role = `gl_kit_standing_${process.pid}`;
+            await admin.query(`DROP ROLE IF EXISTS ${role}`);
+            await admin.query(`CREATE ROLE ${role} LOGIN IN ROLE ${GROUP}`);
+            return {
+              async exists() {
+                const r = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+                return r.rowCount === 1;
+              },
+              async remove() {
+                await admin.query(`DROP ROLE IF EXISTS ${role}`);
+              },
+            };
+          },
           async usable(secret, issued) {
             const c = new pg.Client({
               ...connectionOf(PG_URL),

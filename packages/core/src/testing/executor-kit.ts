@@ -15,6 +15,20 @@ export interface ExecutorKitFixture {
   usable?(secret: Record<string, string>, issuance: IssueResult): Promise<boolean>;
   /** Optional clean-up after each test. */
   cleanup?(): Promise<void>;
+  /**
+   * Optional: create, in the target system, access of the same kind that this executor did NOT
+   * create (standing access, another tool's key). The kit revokes a case with and without its
+   * recorded issuance and checks that this access survives (rule: never touch what you did not
+   * create).
+   */
+  foreign?(): Promise<{ exists(): Promise<boolean>; remove(): Promise<void> }>;
+  /**
+   * Optional: make the target system fail the next calls, transiently (throttling, 503, a lost
+   * connection) or permanently (access denied, bad configuration). Returns a function that
+   * restores normal service. The kit checks that `issue` then throws a `GrantlineError` whose
+   * `retryable` is true for a transient and false for a permanent failure.
+   */
+  simulateFailure?(kind: 'transient' | 'permanent'): Promise<() => Promise<void>>;
 }
 
 /** How the executor kit obtains its fixtures. */
@@ -26,6 +40,13 @@ export interface ExecutorKitOptions {
   durationSeconds?: number;
   /** Per-test timeout in ms (default 60,000). */
   timeoutMs?: number;
+  /**
+   * How long an eventually consistent system may take, after `revoke` returned, until `verify`
+   * reports `absent` (default 10,000 ms). Until then `verify` may honestly say `present`; the kit
+   * polls it with backoff, as Grantline's sweeper does. Once `verify` says `absent`, the secret
+   * must be refused at once: `absent` is a claim backed by evidence, never a guess.
+   */
+  settleMs?: number;
 }
 
 function caseFor(target: Target, durationSeconds: number): Grant {
@@ -56,6 +77,37 @@ export function describeExecutorConformance(runner: TestRunner, options: Executo
   const { describe, it } = runner;
   const duration = options.durationSeconds ?? 900;
   const timeout = options.timeoutMs ?? 60_000;
+  const settleMs = options.settleMs ?? 10_000;
+  // Polls verify as the sweeper would: `present` is allowed while the system settles, then the
+  // answer must be `absent`, and the secret must really be refused from that moment on.
+  const settled = async (
+    f: ExecutorKitFixture,
+    rc: Parameters<Executor['verify']>[0],
+    issued?: IssueResult,
+  ) => {
+    const deadline = Date.now() + settleMs;
+    let wait = 25;
+    for (;;) {
+      const out = await f.executor.verify(rc);
+      if (out.status === 'absent') {
+        assert.ok(out.method.length > 0, 'names its verification method');
+        assert.ok(Object.keys(out.observation).length > 0, 'records what it observed');
+        if (f.usable && issued?.secret)
+          assert.equal(
+            await f.usable(issued.secret, issued),
+            false,
+            'verify said absent while the secret still works: absent must be backed by evidence',
+          );
+        return out;
+      }
+      assert.ok(
+        Date.now() < deadline,
+        `verify still reports present ${settleMs} ms after revoke (options.settleMs)`,
+      );
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(1_000, wait * 2);
+    }
+  };
   const withFixture = (fn: (f: ExecutorKitFixture) => Promise<void>) => async () => {
     const f = await options.create();
     try {
@@ -119,25 +171,22 @@ export function describeExecutorConformance(runner: TestRunner, options: Executo
         assert.equal(before.status, 'present', 'live access must not be reported absent');
         const revoked = await f.executor.revoke(rc);
         assert.notEqual(revoked.alreadyGone, true, 'first revoke removes something');
-        const after = await f.executor.verify(rc);
-        assert.equal(after.status, 'absent');
-        assert.ok(after.method.length > 0, 'names its verification method');
-        assert.ok(Object.keys(after.observation).length > 0, 'records what it observed');
-        if (f.usable && res.secret)
-          assert.equal(await f.usable(res.secret, res), false, 'the secret no longer works');
+        await settled(f, rc, res);
       }),
       timeout,
     );
 
     it(
-      'revoke is idempotent: a second revoke succeeds and reports alreadyGone',
+      'revoke is idempotent: a repeated revoke succeeds, and reports alreadyGone once the access is gone',
       withFixture(async (f) => {
         const grant = caseFor(f.target, duration);
         const res = await f.executor.issue(ctx(f, grant));
         const rc = { ...ctx(f, grant), issuance: issuanceOf(res), trigger: 'manual', reason: 'kit' };
         await f.executor.revoke(rc);
-        const second = await f.executor.revoke(rc);
-        assert.equal(second.alreadyGone, true);
+        await f.executor.revoke(rc); // at once, as a retry after a lost reply would: must not fail
+        await settled(f, rc, res);
+        const third = await f.executor.revoke(rc);
+        assert.equal(third.alreadyGone, true, 'once removed, revoke reports alreadyGone');
         assert.equal((await f.executor.verify(rc)).status, 'absent');
       }),
       timeout,
@@ -151,7 +200,7 @@ export function describeExecutorConformance(runner: TestRunner, options: Executo
         const b = await f.executor.issue(ctx(f, grant));
         const rc = { ...ctx(f, grant), issuance: issuanceOf(b), trigger: 'manual', reason: 'kit' };
         await f.executor.revoke(rc);
-        assert.equal((await f.executor.verify(rc)).status, 'absent');
+        await settled(f, rc, b);
         if (f.usable) {
           if (a.secret) assert.equal(await f.usable(a.secret, a), false, 'the first secret is dead too');
           if (b.secret) assert.equal(await f.usable(b.secret, b), false, 'the second secret is dead');
@@ -168,8 +217,7 @@ export function describeExecutorConformance(runner: TestRunner, options: Executo
         const rc = { ...ctx(f, grant), trigger: 'rollback', reason: 'kit crash recovery' };
         const out = await f.executor.revoke(rc);
         assert.notEqual(out.alreadyGone, true, 'it found what the crashed issue created');
-        assert.equal((await f.executor.verify(rc)).status, 'absent');
-        if (f.usable && res.secret) assert.equal(await f.usable(res.secret, res), false);
+        await settled(f, rc, res);
       }),
       timeout,
     );
@@ -189,7 +237,58 @@ export function describeExecutorConformance(runner: TestRunner, options: Executo
     );
 
     it(
-      'failures are GrantlineErrors with an honest retryable flag',
+      'revoke never touches access it did not create (fixture.foreign)',
+      withFixture(async (f) => {
+        if (!f.foreign) return; // optional: say in your own tests how you keep to the rule
+        const other = await f.foreign();
+        try {
+          assert.equal(await other.exists(), true, 'the foreign access exists before the case');
+          const grant = caseFor(f.target, duration);
+          const res = await f.executor.issue(ctx(f, grant));
+          const rc = { ...ctx(f, grant), issuance: issuanceOf(res), trigger: 'manual', reason: 'kit' };
+          await f.executor.revoke(rc);
+          await settled(f, rc, res);
+          // Crash recovery searches by name: it must still find only what this case created.
+          await f.executor.revoke({ ...ctx(f, grant), trigger: 'rollback', reason: 'kit' });
+          const never = caseFor(f.target, duration);
+          await f.executor.revoke({ ...ctx(f, never), trigger: 'rollback', reason: 'kit' });
+          assert.equal(await other.exists(), true, 'the foreign access survived every revoke');
+        } finally {
+          await other.remove();
+        }
+      }),
+      timeout,
+    );
+
+    for (const kind of ['transient', 'permanent'] as const) {
+      it(
+        `a ${kind} failure of the system is a GrantlineError with retryable ${kind === 'transient'} (fixture.simulateFailure)`,
+        withFixture(async (f) => {
+          if (!f.simulateFailure) return; // optional: test your error mapping in your own tests
+          const grant = caseFor(f.target, duration);
+          const restore = await f.simulateFailure(kind);
+          let caught: unknown;
+          try {
+            await f.executor.issue(ctx(f, grant));
+          } catch (err) {
+            caught = err;
+          } finally {
+            await restore();
+          }
+          assert.ok(caught !== undefined, `issue must fail while the system fails (${kind})`);
+          assert.ok(isGrantlineError(caught), 'errors are GrantlineErrors');
+          assert.equal(caught.retryable, kind === 'transient', `retryable for a ${kind} failure`);
+          // Whatever a failed issue may have left is found and removed by name.
+          const rc = { ...ctx(f, grant), trigger: 'rollback', reason: 'kit clean-up' };
+          await f.executor.revoke(rc);
+          await settled(f, rc);
+        }),
+        timeout,
+      );
+    }
+
+    it(
+      'failures are GrantlineErrors with a boolean retryable',
       withFixture(async (f) => {
         const grant = caseFor({ ...f.target }, duration);
         const broken = { ...ctx(f, grant), grant: { ...grant, id: '' } };
