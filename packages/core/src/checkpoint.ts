@@ -229,10 +229,14 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   let inflight: Promise<SignedCheckpoint | null> | undefined;
   let handle: { stop(): Promise<void> } | undefined;
 
+  // `loaded` is set only once the last checkpoint verified: a refused resume is refused again on
+  // every run, never skipped (which would sign a fresh stream that ignores the last checkpoint).
   const resume = async () => {
-    loaded = true;
     const last = await sink.latest?.();
-    if (!last) return;
+    if (!last) {
+      loaded = true;
+      return;
+    }
     const v = await verifyCheckpoint(last, options.resumeKeys ?? createJwks(signer));
     if (!v.valid || !v.checkpoint) {
       throw new GrantlineError(
@@ -251,6 +255,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       c.head = hash;
       heads.set(id, c);
     }
+    loaded = true;
   };
 
   const once = async (): Promise<SignedCheckpoint | null> => {

@@ -71,6 +71,7 @@ import {
   systemClock,
 } from './ports.js';
 import type { Signer } from './signer.js';
+import type { JSONWebKeySet } from 'jose';
 
 /** Every event the service emits, always after the store committed. */
 export const GRANTLINE_EVENTS = [
@@ -143,7 +144,13 @@ export interface GrantlineOptions {
    * Signed checkpoints of the store-wide audit stream, handed to `sink` in batches by the background
    * sweeper (never on the transition path). Needs `signer`.
    */
-  checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
+  checkpoints?: {
+    sink: CheckpointSink;
+    everyChanges?: number;
+    intervalMs?: number;
+    /** Keys the sink's latest checkpoint may be signed with: after a key rotation, include the retired public keys. */
+    resumeKeys?: JSONWebKeySet;
+  };
 }
 
 /** What `issue` returns: the case and, once only, the secrets per target. */

@@ -5,6 +5,7 @@ import {
   type Grant,
   auditStore,
   createCheckpointer,
+  createGrantline,
   createJoseSigner,
   createJwks,
   createMemoryCheckpointSink,
@@ -12,7 +13,7 @@ import {
   verifyCheckpoint,
   verifyEvidence,
 } from '../src/index.js';
-import { runFullCase, setup } from './evidence-helpers.js';
+import { policy, runFullCase, setup } from './evidence-helpers.js';
 
 async function world(cases = 3) {
   const sink = createMemoryCheckpointSink();
@@ -117,6 +118,31 @@ describe('signed checkpoints', () => {
     assert.ok(b.upTo > a.upTo);
     assert.equal(b.cases, 3);
     assert.equal(b.events, (await w.store.allEvents(0, 1e6)).length);
+  });
+
+  it('after a key rotation, a service resumes from a checkpoint signed with the retired key (resumeKeys)', async () => {
+    const w = await world(2);
+    const first = (await w.service.checkpoint())!;
+    await runFullCase(w, ' after rotation');
+    const rotated = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const retiredAndNew = { keys: [...w.keys.keys, ...createJwks(rotated).keys] };
+    // Without the retired key the last checkpoint cannot be trusted: refused, every time.
+    const blind = createGrantline({ store: w.store, policy, signer: rotated, checkpoints: { sink: w.sink } });
+    await expect(blind.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
+    await expect(blind.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
+    assert.equal(w.sink.all().length, 1, 'a refused resume never signs a fresh stream');
+    const resumed = createGrantline({
+      store: w.store,
+      policy,
+      signer: rotated,
+      checkpoints: { sink: w.sink, resumeKeys: retiredAndNew },
+    });
+    const second = (await resumed.checkpoint())!;
+    const a = (await verifyCheckpoint(first, retiredAndNew)).checkpoint!;
+    const b = (await verifyCheckpoint(second, retiredAndNew)).checkpoint!;
+    assert.equal(b.events, (await w.store.allEvents(0, 1e6)).length);
+    assert.ok(b.upTo > a.upTo);
+    assert.notEqual(second.protected, first.protected, 'signed under the new kid');
   });
 
   it('refuses to sign over events that do not extend the checkpointed chains', async () => {
