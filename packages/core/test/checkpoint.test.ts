@@ -127,13 +127,20 @@ describe('signed checkpoints', () => {
     const rotated = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
     const retiredAndNew = { keys: [...w.keys.keys, ...createJwks(rotated).keys] };
     // Without the retired key the last checkpoint cannot be trusted: refused, every time.
-    const blind = createGrantline({ store: w.store, policy, signer: rotated, checkpoints: { sink: w.sink } });
+    const blind = createGrantline({
+      store: w.store,
+      policy,
+      executors: [w.authority.executor],
+      signer: rotated,
+      checkpoints: { sink: w.sink },
+    });
     await expect(blind.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
     await expect(blind.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
     assert.equal(w.sink.all().length, 1, 'a refused resume never signs a fresh stream');
     const resumed = createGrantline({
       store: w.store,
       policy,
+      executors: [w.authority.executor],
       signer: rotated,
       checkpoints: { sink: w.sink, resumeKeys: retiredAndNew },
     });
