@@ -61,8 +61,13 @@ export async function loadMigrations(): Promise<Migration[]> {
  * generated: a state added to core must not be rejected by the database, and a state the database
  * admits but core does not know must not exist.
  */
-export function stateCheckSql(): string {
-  return `CHECK (state IN (${GRANT_STATES.map((s) => `'${s.replace(/'/g, "''")}'`).join(', ')}))`;
+export function stateCheckSql(states: readonly string[] = GRANT_STATES): string {
+  return `CHECK (state IN (${states.map((s) => `'${s.replace(/'/g, "''")}'`).join(', ')}))`;
+}
+
+/** The states named by a CHECK written by {@link stateCheckSql}. */
+function statesOf(check: string): string[] {
+  return [...check.matchAll(/'((?:[^']|'')*)'/g)].map((m) => m[1]!.replace(/''/g, "'"));
 }
 
 /** Options for {@link migrate}. */
@@ -78,7 +83,7 @@ export interface MigrateResult {
   schema: string;
   /** Versions applied by this call (empty when the schema was up to date). */
   applied: number[];
-  /** True when the state CHECK was (re)written because core's states differ from the stored ones. */
+  /** True when the state CHECK was written or widened because core knows states the stored one lacks (it never narrows). */
   statesUpdated: boolean;
 }
 
@@ -132,10 +137,14 @@ export async function migrate(db: Queryable, options: MigrateOptions = {}): Prom
         ]);
         applied.push(m.version);
       }
-      const wanted = stateCheckSql();
+      // The CHECK only ever widens: during a rolling upgrade an instance running an older core
+      // (knowing fewer states) must not narrow what a newer instance already writes.
       const stored = (await q(`SELECT value FROM ${s}.grantline_meta WHERE key = 'state_check'`))[0]?.value;
+      const known = stored === undefined ? [] : statesOf(String(stored));
+      const missing = GRANT_STATES.filter((st) => !known.includes(st));
+      const wanted = stored === undefined ? stateCheckSql() : stateCheckSql([...known, ...missing]);
       let statesUpdated = false;
-      if (stored !== wanted) {
+      if (stored === undefined || missing.length > 0) {
         await q(
           `ALTER TABLE ${s}.grants DROP CONSTRAINT IF EXISTS grants_state_check, ADD CONSTRAINT grants_state_check ${wanted}`,
         );

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { ErrorCodes, isGrantlineError } from '@grantline/core';
+import { ErrorCodes, GRANT_STATES, isGrantlineError } from '@grantline/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { createPostgresStore, loadMigrations, migrate } from '../src/index.js';
+import { createPostgresStore, loadMigrations, migrate, stateCheckSql } from '../src/index.js';
 import { PG_URL, freshSchema, makeEvents, makeGrant, pgAvailable, testPool } from './helpers.js';
 
 const skip = await pgAvailable();
@@ -42,6 +42,42 @@ describe.skipIf(skip !== null)('store-postgres on a real server', () => {
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
       await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it('migrate: the state CHECK only widens (an older instance in a rolling upgrade never narrows it)', async () => {
+    const s = freshSchema('chk');
+    try {
+      await migrate(pool, { schema: s });
+      const constraint = async () =>
+        String(
+          (
+            await pool.query(
+              `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conname = 'grants_state_check' AND conrelid = '"${s}".grants'::regclass`,
+            )
+          ).rows[0].def,
+        );
+      // A newer core added a state: simulate what its migrate wrote.
+      const newer = stateCheckSql([...GRANT_STATES, 'archived']);
+      await pool.query(
+        `ALTER TABLE "${s}".grants DROP CONSTRAINT grants_state_check, ADD CONSTRAINT grants_state_check ${newer}`,
+      );
+      await pool.query(`UPDATE "${s}".grantline_meta SET value = $1 WHERE key = 'state_check'`, [newer]);
+      // This (older) core migrates again: nothing narrows.
+      assert.deepEqual(await migrate(pool, { schema: s }), { schema: s, applied: [], statesUpdated: false });
+      assert.match(await constraint(), /'archived'/);
+      // A stored CHECK missing one of core's states is widened, keeping the states it had.
+      const older = stateCheckSql([...GRANT_STATES.filter((x) => x !== 'failed'), 'archived']);
+      await pool.query(
+        `ALTER TABLE "${s}".grants DROP CONSTRAINT grants_state_check, ADD CONSTRAINT grants_state_check ${older}`,
+      );
+      await pool.query(`UPDATE "${s}".grantline_meta SET value = $1 WHERE key = 'state_check'`, [older]);
+      assert.equal((await migrate(pool, { schema: s })).statesUpdated, true);
+      const def = await constraint();
+      assert.match(def, /'failed'/);
+      assert.match(def, /'archived'/);
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
     }
   });
 
