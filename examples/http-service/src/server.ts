@@ -76,7 +76,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // node-postgres emits `error` for idle clients the server dropped; without a handler the process dies.
   pool.on('error', (err) => config.logger?.warn('idle PostgreSQL client failed', { message: err.message }));
   await migrate(pool, { schema: config.schema });
-  const store = createPostgresStore({ db: pool, schema: config.schema, listen: config.databaseUrl });
+  const store = createPostgresStore({
+    db: pool,
+    schema: config.schema,
+    listen: config.databaseUrl,
+    ...(config.logger ? { logger: config.logger } : {}), // LISTEN connection faults are logged
+  });
   const revocations = await createPgRevocationList(pool, config.schema);
   const tokens = await createTokenAuthority({
     issuer: 'https://grantline.example/http-service',
