@@ -7,9 +7,22 @@ import type pg from 'pg';
  */
 export async function createPgRevocationList(db: pg.Pool, schema: string): Promise<TokenRevocationList> {
   const t = `"${schema}".token_ids`;
-  await db.query(
-    `CREATE TABLE IF NOT EXISTS ${t} (jti text PRIMARY KEY, until timestamptz NOT NULL, revoked_at timestamptz)`,
-  );
+  // Several instances start at once, and concurrent CREATE TABLE IF NOT EXISTS can still collide in
+  // PostgreSQL's catalogue: serialise it under a transaction-level advisory lock, as migrate() does.
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${schema}.token_ids`]);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${t} (jti text PRIMARY KEY, until timestamptz NOT NULL, revoked_at timestamptz)`,
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
   return {
     async issued(jti, until) {
       await db.query(
