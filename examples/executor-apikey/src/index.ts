@@ -197,10 +197,12 @@ export function createApiKeyExecutor(opts: ApiKeyExecutorOptions): Executor<ApiK
           true,
         );
       }
+      // #region expiry
       const windowEnd = ctx.grant.window.expiresAt;
       const expiresAt = windowEnd
         ? new Date(windowEnd)
         : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
+      // #endregion
       const res = await call('create key', 'POST', '/keys', {
         name,
         scopes: ctx.target.params.scopes,

@@ -3,6 +3,7 @@ import { createMemoryStore } from '@grantline/store-memory';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type KeyService, createApiKeyExecutor, keyWorks, startKeyService } from '../src/index.js';
 
+// #region policy
 const policy = {
   id: 'apikey-jit',
   version: '2026-12-03',
@@ -18,6 +19,7 @@ const policy = {
     },
   ],
 };
+// #endregion
 const ci = { id: 'ci:nightly-report', kind: 'workload' as const, roles: ['reporter'] };
 const alice = { id: 'alice', kind: 'human' as const, roles: ['engineer'], teams: ['data'] };
 const sam = { id: 'sam', kind: 'human' as const, roles: ['security-officer'], teams: ['security'] };
@@ -57,6 +59,7 @@ async function sweepUntilVerified(grantline: ReturnType<typeof createGrantline>,
 describe('a case through createGrantline with the apikey executor', () => {
   it('request → approve → issue → complete → sweep → verified, on an eventually consistent service', async () => {
     service = await startKeyService({ mode: 'eventual', propagationMs: 300 }); // margin for a loaded CI machine
+    // #region register
     // settleMs: 0 makes revoke return before the delete has propagated, so Grantline's own
     // verification retry is what sees the key disappear.
     const executor = createApiKeyExecutor({
@@ -70,6 +73,7 @@ describe('a case through createGrantline with the apikey executor', () => {
       executors: [executor],
       retry: { baseMs: 20, maxMs: 100 },
     });
+    // #endregion
 
     const c = await grantline.request(request);
     expect(c.state).toBe('requested');
@@ -127,6 +131,7 @@ describe('a case through createGrantline with the apikey executor', () => {
     await grantline.approve(c.id, { approver: sam });
     const { credentials } = await grantline.issue(c.id);
 
+    // #region revoke-fails
     service.forceStatus(503);
     // complete does not throw: the case stays `revoking` and the failure is an audit event.
     const completed = await grantline.complete(c.id, { actor: ci, reason: 'report done' });
@@ -143,6 +148,7 @@ describe('a case through createGrantline with the apikey executor', () => {
     await sweepUntilVerified(grantline, c.id);
     expect((await grantline.get(c.id)).state).toBe('verified');
     expect(await keyWorks(service.url, credentials.reports!.apiKey!)).toBe(false);
+    // #endregion
     await grantline.close();
   });
 });

@@ -54,6 +54,7 @@ export function scramVerifier(password: string, iterations = 4096): string {
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
 
+// #region errors
 /** Maps driver errors to GrantlineErrors: connection trouble is retryable, SQL errors are not. */
 function fail(action: string, err: unknown): GrantlineError {
   const e = err as { code?: string; message?: string };
@@ -67,6 +68,7 @@ function fail(action: string, err: unknown): GrantlineError {
     cause: err,
   });
 }
+// #endregion
 
 /** Creates the executor. */
 export function createPostgresRoleExecutor(

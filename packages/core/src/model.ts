@@ -28,6 +28,7 @@ export const justificationSchema = z.strictObject({
 });
 export type Justification = z.output<typeof justificationSchema>;
 
+// #region target
 /** One system a case grants access to, routed to the executor registered for `system`. */
 export const targetSchema = z.strictObject({
   id: z
@@ -41,6 +42,7 @@ export const targetSchema = z.strictObject({
   params: z.record(z.string(), z.unknown()).optional(),
 });
 export type Target = z.output<typeof targetSchema>;
+// #endregion
 
 export const GRANT_STATES = [
   'requested',
@@ -87,6 +89,7 @@ export const approvalSchema = z.strictObject({
 });
 export type Approval = z.output<typeof approvalSchema>;
 
+// #region issuance
 /** Non-secret record of what was issued for one target. */
 export const issuanceSchema = z.strictObject({
   /** Non-secret references: key id, session name, assignment id, token id. */
@@ -97,6 +100,7 @@ export const issuanceSchema = z.strictObject({
   expiresAt: isoTime,
 });
 export type Issuance = z.output<typeof issuanceSchema>;
+// #endregion
 
 export const targetRevocationSchema = z.strictObject({
   attempts: z.number().int().nonnegative(),
@@ -133,6 +137,7 @@ export const approvalRequirementSchema = z.strictObject({
 });
 export type ApprovalRequirement = z.output<typeof approvalRequirementSchema>;
 
+// #region usage-constraints
 export const usageConstraintsSchema = z.strictObject({
   sourceCidrs: z.array(z.string()).optional(),
   actions: z.array(z.string()).optional(),
@@ -146,6 +151,7 @@ export const usageConstraintsSchema = z.strictObject({
     .optional(),
 });
 export type UsageConstraints = z.output<typeof usageConstraintsSchema>;
+// #endregion
 
 /** The policy decision frozen into the case at request time. */
 export const policySnapshotSchema = z.strictObject({
@@ -200,6 +206,7 @@ export const grantSchema = z.strictObject({
   subject: principalSchema,
   justification: justificationSchema,
   targets: z.array(targetStateSchema).min(1),
+  // #region window
   window: z.strictObject({
     durationSeconds: z.number().int().positive(),
     notBefore: isoTime.optional(),
@@ -211,6 +218,7 @@ export const grantSchema = z.strictObject({
     hardLimitAt: isoTime.optional(),
     extensions: z.number().int().nonnegative().default(0),
   }),
+  // #endregion
   policy: policySnapshotSchema,
   approvals: z.array(approvalSchema),
   decision: z

@@ -28,6 +28,7 @@ const regexSource = z.string().refine((v) => {
   }
 }, 'not a valid regular expression');
 
+// #region policy-schema
 export const ruleSchema = z
   .strictObject({
     id,
@@ -157,6 +158,7 @@ export const policySchema = z
   });
 export type Policy = z.output<typeof policySchema>;
 export type PolicyInput = z.input<typeof policySchema>;
+// #endregion
 
 /** A policy validated and hashed, ready for evaluation. */
 export interface CompiledPolicy {

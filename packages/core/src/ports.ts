@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { AuditEvent, Grant, GrantState, Issuance, ListQueryParsed, Target } from './model.js';
 
+// #region store
 /** What a store can do; the service and the kits read it. */
 export interface StoreCapabilities {
   /** `claimDue` leases are honoured across processes (not only within one). */
@@ -72,7 +73,9 @@ export interface GrantStore {
   /** Releases resources; later calls fail with `ERR_CLOSED`. */
   close(): Promise<void>;
 }
+// #endregion
 
+// #region executor
 /** Context for executor calls. */
 export interface ExecutorContext<P = Record<string, unknown>> {
   grant: Grant;
@@ -155,6 +158,7 @@ export interface Executor<P = Record<string, unknown>> {
     ctx: ExecutorContext<P> & { issuance: Issuance; expiresAt: Date },
   ): Promise<{ expiresAt: Date; secret?: Record<string, string> }>;
 }
+// #endregion
 
 /** Source of time. Inject a manual clock in tests. */
 export interface Clock {

@@ -119,13 +119,20 @@ export interface RetryOptions {
 
 /** Options for {@link createGrantline}. */
 export interface GrantlineOptions {
+  /** Where cases and their audit events live (`@grantline/store-memory`, `@grantline/store-postgres`). */
   store: GrantStore;
+  /** The policy as data (validated here; `ERR_VALIDATION` with the path of a bad field) or `compilePolicy`'s result. */
   policy: PolicyInput | CompiledPolicy;
+  /** One executor per target `system` (two for the same system is `ERR_VALIDATION`). */
   // biome-ignore lint/suspicious/noExplicitAny: executors are heterogeneous in their params type.
   executors: Executor<any>[];
+  /** Source of time (default: the system clock). Tests pass a clock they move by hand. */
   clock?: Clock;
+  /** Structured logger (default: silent). Grantline never passes it a secret. */
   logger?: Logger;
+  /** Verifies signed identity assertions of approvers and workloads (see `createJwtIdentityVerifier`). */
   identity?: IdentityVerifier;
+  /** Tells whether a ticket is still open; `pollTickets` (and the background sweeper) complete cases of closed ones. */
   tickets?: TicketResolver;
   /** Case id generator (default: random UUID). */
   ids?: () => string;
@@ -135,6 +142,7 @@ export interface GrantlineOptions {
   issuingTimeoutMs?: number;
   /** Lease taken by the sweeper on each claimed case, in ms (default 30,000). */
   leaseMs?: number;
+  /** Backoff of failed revocations and verifications; each field is optional. */
   retry?: Partial<RetryOptions>;
   /** Random source for jitter, in [0, 1) (default Math.random). */
   random?: () => number;
@@ -145,14 +153,18 @@ export interface GrantlineOptions {
    * sweeper (never on the transition path). Needs `signer`.
    */
   checkpoints?: {
+    /** Where signed checkpoints go: outside the database (object storage with retention, another system). */
     sink: CheckpointSink;
+    /** Sign after this many changes (default 1,000), and at least half as many as there are cases. */
     everyChanges?: number;
+    /** Sign at least this often when anything changed, in ms (default 10,000). */
     intervalMs?: number;
-    /** Keys the sink's latest checkpoint may be signed with: after a key rotation, include the retired public keys. */
+    /** Keys the sink's latest checkpoint may be signed with (default: the signer's key); after a key rotation, include the retired public keys. */
     resumeKeys?: JSONWebKeySet;
   };
 }
 
+// #region results
 /** What `issue` returns: the case and, once only, the secrets per target. */
 export interface IssueOutcome {
   grant: Grant;
@@ -172,6 +184,7 @@ export interface SweepResult {
   overdueReviews: number;
   errors: number;
 }
+// #endregion
 
 function isCompiled(p: PolicyInput | CompiledPolicy): p is CompiledPolicy {
   return typeof (p as CompiledPolicy).hash === 'string' && typeof (p as CompiledPolicy).policy === 'object';
@@ -197,10 +210,15 @@ function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
  * Create it with {@link createGrantline}.
  */
 export class Grantline extends EventEmitter<GrantlineEvents> {
+  /** The store given to `createGrantline`. */
   readonly store: GrantStore;
+  /** The validated policy and its hash. */
   readonly policy: CompiledPolicy;
+  /** The clock in use. */
   readonly clock: Clock;
+  /** The logger in use. */
   readonly logger: Logger;
+  /** This instance's name (the sweeper's lease owner). */
   readonly instanceId: string;
   private readonly executors = new Map<string, Executor<Record<string, unknown>>>();
   private readonly identity: IdentityVerifier | undefined;
@@ -1196,7 +1214,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * requests, revoke at expiry, retry failed revocations, verify removals, roll back stale issuing,
    * raise overdue reviews). Safe to run in every instance at once.
    */
-  async sweep(options: { limit?: number; concurrency?: number } = {}): Promise<SweepResult> {
+  async sweep(
+    options: {
+      /** At most this many due cases per pass (default 500). */
+      limit?: number;
+      /** Cases worked on at once (default 8). */
+      concurrency?: number;
+    } = {},
+  ): Promise<SweepResult> {
     const limit = options.limit ?? 500;
     const concurrency = Math.max(1, options.concurrency ?? 8);
     const result: SweepResult = {
@@ -1246,9 +1271,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   startSweeper(
     options: {
+      /** Stops the sweeper when aborted (as `stop()` does). */
       signal?: AbortSignal;
+      /** Longest sleep between passes, in ms (default 30,000). */
       maxSleepMs?: number;
+      /** Shortest sleep between passes, in ms (default 10). */
       minSleepMs?: number;
+      /** Due cases per pass (default 500); a full pass is followed at once by another. */
       limit?: number;
       /** How often to ask the TicketResolver about open cases' tickets (default 60,000 ms). */
       ticketPollMs?: number;

@@ -5,6 +5,7 @@ import type { Executor, IssueResult } from '../ports.js';
 import { makeGrant } from './fixtures.js';
 import type { TestRunner } from './store-kit.js';
 
+// #region fixture
 /** One scenario for the executor kit. */
 export interface ExecutorKitFixture {
   // biome-ignore lint/suspicious/noExplicitAny: the kit serves executors of any params type.
@@ -48,6 +49,7 @@ export interface ExecutorKitOptions {
    */
   settleMs?: number;
 }
+// #endregion
 
 function caseFor(target: Target, durationSeconds: number): Grant {
   const { grant } = makeGrant({ state: 'issuing' });

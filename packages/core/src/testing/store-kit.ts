@@ -4,6 +4,7 @@ import { listQuerySchema } from '../model.js';
 import type { GrantStore } from '../ports.js';
 import { makeGrant, nextVersion } from './fixtures.js';
 
+// #region kit-options
 /** The parts of a test runner the kits use; pass vitest's, jest's or node:test's. */
 export interface TestRunner {
   describe(name: string, fn: () => void): void;
@@ -19,6 +20,7 @@ export interface StoreKitOptions {
   /** Disposes of a store made by `create` (default: `store.close()`). */
   destroy?(store: GrantStore): Promise<void>;
 }
+// #endregion
 
 const q = (v: Parameters<typeof listQuerySchema.parse>[0]) => listQuerySchema.parse(v);
 
