@@ -22,7 +22,8 @@ const EVENT_MEANINGS: Record<GrantlineEventName, string> = {
   'grant:issued': 'every target was issued (`expiresAt`, `targets` with their non-secret `ref`)',
   'issuance:failed': 'a target failed at issue; the issued ones are being rolled back (`targetId`, `error`)',
   'grant:used': 'a use was recorded (`usage`, `afterRevocation`)',
-  'policy:violation': "a recorded use broke the rule's constraints; revocation follows (`reasons`)",
+  'policy:violation':
+    "a recorded use broke the rule's constraints, or a detector reported a violation (`reportViolation`, code `VIOLATION_REPORTED`); revocation follows (`reasons`)",
   'grant:revoking': 'revocation started (`trigger`, `reason`)',
   'grant:revoked': 'every target was revoked (`trigger`, `lagMs`)',
   'revocation:failed':

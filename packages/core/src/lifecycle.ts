@@ -380,6 +380,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         );
       }
       startRevocation(command.trigger, command.actor, command.reason, command.resumeAt);
+      // A detector's report (reportViolation) is announced like a violating use (recordUsage).
+      if (command.trigger === 'violation' && grant.state === 'issued')
+        emit('policy:violation', {
+          reasons: [
+            { code: 'VIOLATION_REPORTED', message: command.reason, path: ['detector', command.actor.id] },
+          ],
+        });
       events.push({
         type: 'revoke.requested',
         actor: command.actor,

@@ -388,6 +388,41 @@ describe('violations, templates, break-glass and expiry', () => {
     });
   });
 
+  it('a detector reports a violation: revoked and verified at once, announced, recorded with the detector', async () => {
+    const env = await setup();
+    const g = await approvedPayments(env);
+    const { credentials } = await env.gl.issue(g.id);
+    const seen: unknown[] = [];
+    env.gl.on('policy:violation', (e) => seen.push(e));
+    const after = await env.gl.reportViolation(g.id, {
+      detector: 'siem:exfil-rule-7',
+      reason: 'bulk export outside the change window',
+    });
+    expect(after.state).toBe('verified');
+    expect(after.revocation).toMatchObject({
+      trigger: 'violation',
+      reason: 'bulk export outside the change window',
+    });
+    expect(seen).toEqual([
+      expect.objectContaining({
+        caseId: g.id,
+        reasons: [expect.objectContaining({ code: 'VIOLATION_REPORTED' })],
+      }),
+    ]);
+    const requested = (await env.gl.history(g.id)).find((e) => e.type === 'revoke.requested')!;
+    expect(requested.actor.id).toBe('siem:exfil-rule-7');
+    await expect(env.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+      details: { reason: 'revoked' },
+    });
+    // Bad input is refused with a path, nothing written; a finished case cannot be re-revoked.
+    await expect(env.gl.reportViolation(g.id, { detector: '', reason: 'x' })).rejects.toMatchObject({
+      code: 'ERR_VALIDATION',
+    });
+    await expect(env.gl.reportViolation(g.id, { detector: 'siem', reason: 'again' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_TRANSITION',
+    });
+  });
+
   it('an action outside the allowed set is a violation too; usage after revocation is flagged', async () => {
     const env = await setup();
     const g = await approvedPayments(env);
