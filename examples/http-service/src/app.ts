@@ -133,10 +133,28 @@ export function createApp(deps: AppDeps): Hono {
     // Secrets: in this response only, never logged.
     return c.json(await grantline.issue(c.req.param('id'), { actor: principal }));
   });
+  // A host, proxy or log shipper reports a use of the access. The core records the case's subject as
+  // the user, never a principal named in the body: an `actor` field is refused, and the
+  // authenticated reporter is recorded as `detail.reportedBy`.
   app.post('/cases/:id/usage', async (c) => {
-    await caller(c);
-    const b = await body(c);
-    return c.json(await grantline.recordUsage(c.req.param('id'), b as never));
+    const { principal } = await caller(c);
+    const { actor, ...b } = await body(c);
+    if (actor !== undefined)
+      throw new GrantlineError('ERR_VALIDATION', 'usage: the actor comes from the bearer token', {
+        details: {
+          where: 'http',
+          issues: [{ path: ['actor'], code: 'unrecognized_keys', message: 'not accepted over HTTP' }],
+        },
+      });
+    const detail = b.detail;
+    const plain =
+      detail === undefined || (typeof detail === 'object' && detail !== null && !Array.isArray(detail));
+    return c.json(
+      await grantline.recordUsage(c.req.param('id'), {
+        ...b,
+        ...(plain ? { detail: { ...(detail as object | undefined), reportedBy: principal.id } } : {}),
+      } as never),
+    );
   });
   app.post('/cases/:id/complete', async (c) => {
     const { principal } = await caller(c);

@@ -227,6 +227,183 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     expect((await call(0, 'GET', '/cases/nope', forged)).status).toBe(401);
   });
 
+  /** A CI job's case for the orders API, approved by two proven approvers of distinct roles. */
+  async function approvedOrdersCase(job: string) {
+    const created = await call(0, 'POST', '/cases', job, {
+      justification: { reason: 'incident follow-up', ticket: 'OPS-91' },
+      targets: [{ id: 'orders', system: 'token', resource: 'api://orders', permissions: ['orders:list'] }],
+      durationSeconds: 600,
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    const sam = await person('sam', ['security-officer'], ['security']);
+    const olga = await person('olga', ['service-owner'], ['orders']);
+    expect((await call(0, 'POST', `/cases/${id}/approve`, sam, {})).status).toBe(200);
+    expect((await call(1, 'POST', `/cases/${id}/approve`, olga, {})).body.state).toBe('approved');
+    return id;
+  }
+
+  it('denies over HTTP: only a proven approver with a qualifying role decides, whatever the body says', async () => {
+    const job = await workload('ci:orders-export');
+    const sam = await person('sam', ['security-officer'], ['security']);
+    const devin = await person('devin', ['developer'], ['orders']);
+    const created = await call(0, 'POST', '/cases', job, {
+      justification: { reason: 'ad-hoc export', ticket: 'OPS-90' },
+      targets: [{ id: 'orders', system: 'token', resource: 'api://orders', permissions: ['orders:list'] }],
+      durationSeconds: 600,
+    });
+    const id = created.body.id as string;
+
+    // The requesting workload is not an approver, and a token from someone else's key proves nothing.
+    const asJob = await call(1, 'POST', `/cases/${id}/deny`, job, { reason: 'no' });
+    expect([asJob.status, asJob.body.error.code]).toEqual([401, 'ERR_IDENTITY']);
+    const forged = await mint((await keyPair()).privateKey, 'https://idp.test', 'sam', {
+      roles: ['security-officer'],
+    });
+    const asForged = await call(1, 'POST', `/cases/${id}/deny`, forged, { reason: 'no' });
+    expect([asForged.status, asForged.body.error.code]).toEqual([401, 'ERR_IDENTITY']);
+    // A real person without a qualifying role is refused, even when the body claims a role or identity.
+    const refused = await call(1, 'POST', `/cases/${id}/deny`, devin, {
+      reason: 'not needed',
+      actor: { id: 'sam', kind: 'human', roles: ['security-officer'] },
+      roles: ['security-officer'],
+    });
+    expect([refused.status, refused.body.error.code, refused.body.error.details.reasons[0].code]).toEqual([
+      403,
+      'ERR_APPROVAL_REFUSED',
+      'ROLE_NOT_QUALIFIED',
+    ]);
+    expect((await call(0, 'GET', `/cases/${id}`, job)).body.state).toBe('requested');
+
+    const denied = await call(0, 'POST', `/cases/${id}/deny`, sam, { reason: 'use the nightly export' });
+    expect([denied.status, denied.body.state]).toEqual([200, 'denied']);
+    expect(denied.body.decision).toMatchObject({
+      outcome: 'denied',
+      reason: 'use the nightly export',
+      by: { id: 'sam' },
+    });
+    // Denied is final: no approval, issue or second decision moves it, on either instance.
+    const olga = await person('olga', ['service-owner'], ['orders']);
+    for (const [i, path, token] of [
+      [1, 'approve', olga],
+      [0, 'issue', job],
+      [1, 'deny', sam],
+    ] as const) {
+      const r = await call(i, 'POST', `/cases/${id}/${path}`, token, { reason: 'again' });
+      expect([path, r.status, r.body.error.code]).toEqual([path, 409, 'ERR_INVALID_TRANSITION']);
+    }
+    const events = (await call(1, 'GET', `/cases/${id}/timeline`, sam)).body as J[];
+    expect(events.filter((e) => e.type === 'denied').map((e) => e.actor.id)).toEqual(['sam']);
+    expect(events.some((e) => e.type === 'target.issued')).toBe(false);
+  });
+
+  it('revokes manually over HTTP: the case reaches verified and the token is refused on both instances', async () => {
+    const job = await workload('ci:orders-export');
+    const sam = await person('sam', ['security-officer'], ['security']);
+    const id = await approvedOrdersCase(job);
+    const access = (await call(1, 'POST', `/cases/${id}/issue`, job, {})).body.credentials.orders
+      .token as string;
+    expect((await call(0, 'GET', '/api/orders', access)).status).toBe(200);
+
+    // Revoke is for people with an IdP token; a malformed request changes nothing.
+    const asJob = await call(0, 'POST', `/cases/${id}/revoke`, job, { reason: 'x' });
+    expect([asJob.status, asJob.body.error.code]).toEqual([401, 'ERR_IDENTITY']);
+    const noReason = await call(0, 'POST', `/cases/${id}/revoke`, sam, {});
+    expect([noReason.status, noReason.body.error.code, noReason.body.error.details.issues[0].path]).toEqual([
+      400,
+      'ERR_VALIDATION',
+      ['reason'],
+    ]);
+    expect((await call(1, 'GET', `/cases/${id}`, job)).body.state).toBe('issued');
+    expect((await call(1, 'GET', '/api/orders', access)).status).toBe(200);
+
+    const revoked = await call(1, 'POST', `/cases/${id}/revoke`, sam, { reason: 'suspicious traffic' });
+    expect([revoked.status, revoked.body.state]).toEqual([200, 'verified']);
+    expect(revoked.body.revocation).toMatchObject({
+      trigger: 'manual',
+      reason: 'suspicious traffic',
+      actor: { id: 'sam' },
+    });
+    expect(revoked.body.revocation.verifiedAt).toEqual(expect.any(String));
+    for (const i of [0, 1]) {
+      const r = await call(i, 'GET', '/api/orders', access);
+      expect([r.status, r.body.error.code]).toEqual([401, 'ERR_TOKEN_REJECTED']);
+    }
+    // A repeated revoke is idempotent: the same verified case, no second revocation.
+    const again = await call(0, 'POST', `/cases/${id}/revoke`, sam, { reason: 'again' });
+    expect([again.status, again.body.state, again.body.revocation.reason]).toEqual([
+      200,
+      'verified',
+      'suspicious traffic',
+    ]);
+    const types = ((await call(0, 'GET', `/cases/${id}/timeline`, sam)).body as J[]).map((e) => e.type);
+    expect(types.filter((t) => t === 'revoke.requested')).toHaveLength(1);
+    expect(types.slice(types.indexOf('revoke.requested'))).toEqual([
+      'revoke.requested',
+      'target.revoked',
+      'revoked',
+      'target.verified',
+      'verified',
+    ]);
+  });
+
+  it('records usage directly over HTTP; the user is never taken from the body; a use outside policy revokes', async () => {
+    const job = await workload('ci:orders-export');
+    const bastion = await workload('host:bastion-1');
+    const sam = await person('sam', ['security-officer'], ['security']);
+    const id = await approvedOrdersCase(job);
+    const access = (await call(0, 'POST', `/cases/${id}/issue`, job, {})).body.credentials.orders
+      .token as string;
+    const use = { targetId: 'orders', sourceIp: '10.1.2.3', action: 'orders:export', source: 'bastion' };
+
+    expect((await call(0, 'POST', `/cases/${id}/usage`, undefined, use)).status).toBe(401);
+    const asOther = await call(0, 'POST', `/cases/${id}/usage`, bastion, {
+      ...use,
+      actor: { id: 'mallory', kind: 'human', roles: [] },
+    });
+    expect([asOther.status, asOther.body.error.code, asOther.body.error.details.issues[0].path]).toEqual([
+      400,
+      'ERR_VALIDATION',
+      ['actor'],
+    ]);
+    const badIp = await call(1, 'POST', `/cases/${id}/usage`, bastion, { ...use, sourceIp: 'localhost' });
+    expect([badIp.status, badIp.body.error.code, badIp.body.error.details.issues[0].path]).toEqual([
+      400,
+      'ERR_VALIDATION',
+      ['sourceIp'],
+    ]);
+    const badTarget = await call(1, 'POST', `/cases/${id}/usage`, bastion, { ...use, targetId: 'billing' });
+    expect([badTarget.status, badTarget.body.error.code]).toEqual([400, 'ERR_VALIDATION']);
+    expect((await call(1, 'POST', '/cases/nope/usage', bastion, use)).status).toBe(404);
+
+    const ok = await call(1, 'POST', `/cases/${id}/usage`, bastion, use);
+    expect([ok.status, ok.body.state, ok.body.usage.count]).toEqual([200, 'issued', 1]);
+    let events = (await call(0, 'GET', `/cases/${id}/timeline`, sam)).body as J[];
+    const usage = events.filter((e) => e.type === 'usage');
+    expect(usage).toHaveLength(1);
+    expect(usage[0].actor.id).toBe('ci:orders-export');
+    expect(usage[0].data).toMatchObject({
+      ...use,
+      usedBy: 'ci:orders-export',
+      outcome: 'allowed',
+      detail: { reportedBy: 'host:bastion-1' },
+    });
+    expect(JSON.stringify(events)).not.toContain('mallory');
+    expect((await call(0, 'GET', '/api/orders', access)).status).toBe(200);
+
+    // From outside the policy's source CIDRs: recorded, flagged, and the access is revoked at once.
+    const outside = await call(0, 'POST', `/cases/${id}/usage`, bastion, { ...use, sourceIp: '203.0.113.9' });
+    expect([outside.status, outside.body.state, outside.body.revocation.trigger]).toEqual([
+      200,
+      'verified',
+      'violation',
+    ]);
+    const after = await call(1, 'GET', '/api/orders', access);
+    expect([after.status, after.body.error.code]).toEqual([401, 'ERR_TOKEN_REJECTED']);
+    events = (await call(1, 'GET', `/cases/${id}/timeline`, sam)).body as J[];
+    expect(events.find((e) => e.type === 'violation').data.reasons[0].path).toContain('sourceIp');
+  });
+
   it('splits the sweeper work between the instances and shuts down gracefully', async () => {
     const job = await workload('ci:metrics');
     const ids: string[] = [];
