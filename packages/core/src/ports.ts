@@ -62,9 +62,13 @@ export interface GrantStore {
   claimDue(now: Date, limit: number, leaseMs: number, owner: string): Promise<Grant[]>;
   /** The earliest `dueAt` over all cases, or null; lets the sweeper sleep until then. */
   nextDue(): Promise<Date | null>;
-  /** The case's audit events in `seq` order, optionally those after `afterSeq`. */
+  /**
+   * The case's audit events in `seq` order, optionally those after `afterSeq`. Events are immutable
+   * values: a store may hand out frozen, shared objects (the memory store does), so callers must not
+   * mutate them.
+   */
   events(caseId: string, afterSeq?: number): Promise<AuditEvent[]>;
-  /** Store-wide audit events with `globalSeq > afterGlobalSeq`, in order, at most `limit`. */
+  /** Store-wide audit events with `globalSeq > afterGlobalSeq`, in order, at most `limit` (immutable, as for `events`). */
   allEvents(afterGlobalSeq: number, limit: number): Promise<AuditEvent[]>;
   /** The case bound to an idempotency key, if any. */
   findByIdempotencyKey(key: string): Promise<Grant | null>;

@@ -55,6 +55,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     if (closed) throw new GrantlineError(ErrorCodes.CLOSED, 'memory store is closed');
   };
   const copy = cloneJson;
+  // Case ids in ascending (createdAt, id) order, for `list`: pages are read by binary search instead
+  // of sorting every case on every call (an audit reading 100,000 records page by page was O(n²)).
+  // createdAt never changes after `create`; out-of-order creates (an injected clock) mark it unsorted.
+  const order: { createdAt: string; id: string }[] = [];
+  let orderSorted = true;
+  const before = (a: { createdAt: string; id: string }, b: { createdAt: string; id: string }) =>
+    a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
   const notify = (id: string) => {
     for (const l of listeners) {
       try {
@@ -81,7 +88,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       expected += 1;
     }
     for (const e of evs) {
-      const stored = { ...copy(e), globalSeq: all.length + 1 };
+      // Stored events are immutable: frozen once here, then handed out without a copy per read
+      // (history, evidence, checkpoints and audits read every event; copying them dominated).
+      const stored = freezeCopy({ ...e, globalSeq: all.length + 1 });
       list.push(stored);
       all.push(stored);
     }
@@ -125,6 +134,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
       rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
       append(grant.id, evs);
+      const key = { createdAt: grant.createdAt, id: grant.id };
+      if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
+      order.push(key);
       if (grant.idempotencyKey !== undefined) byKey.set(grant.idempotencyKey, grant.id);
       notify(grant.id);
       return { grant: copy(grant), created: true };
@@ -179,23 +191,47 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async list(query: ListQueryParsed): Promise<GrantPage> {
       guard();
       await pause();
-      let items = [...rows.values()].map((r) => r.grant);
-      if (query.states) items = items.filter((g) => query.states!.includes(g.state));
-      if (query.subjectId) items = items.filter((g) => g.subject.id === query.subjectId);
-      if (query.requesterId) items = items.filter((g) => g.requester.id === query.requesterId);
-      if (query.updatedAfter) items = items.filter((g) => g.updatedAt > query.updatedAfter!);
-      items.sort((a, b) =>
-        a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1,
-      );
-      if (query.cursor) {
-        const [c, cid] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString()) as [string, string];
-        items = items.filter((g) => g.createdAt < c || (g.createdAt === c && g.id < cid));
+      if (!orderSorted) {
+        order.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+        orderSorted = true;
       }
-      const page = items.slice(0, query.limit);
+      // Newest first: walk `order` backwards from just below the cursor.
+      let start = order.length - 1;
+      if (query.cursor) {
+        const [createdAt, id] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString()) as [
+          string,
+          string,
+        ];
+        const c = { createdAt, id };
+        let lo = 0;
+        let hi = order.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (before(order[mid]!, c)) lo = mid + 1;
+          else hi = mid;
+        }
+        start = lo - 1; // the last entry strictly before the cursor
+      }
+      const matches = (g: Grant) =>
+        (!query.states || query.states.includes(g.state)) &&
+        (!query.subjectId || g.subject.id === query.subjectId) &&
+        (!query.requesterId || g.requester.id === query.requesterId) &&
+        (!query.updatedAfter || g.updatedAt > query.updatedAfter);
+      const page: Grant[] = [];
+      let more = false;
+      for (let i = start; i >= 0; i--) {
+        const row = rows.get(order[i]!.id);
+        if (!row || !matches(row.grant)) continue; // deleted by a tamper hook, or filtered out
+        if (page.length === query.limit) {
+          more = true;
+          break;
+        }
+        page.push(row.grant);
+      }
       const last = page[page.length - 1];
       return {
         grants: page.map(copy),
-        ...(items.length > query.limit && last
+        ...(more && last
           ? { nextCursor: Buffer.from(JSON.stringify([last.createdAt, last.id])).toString('base64url') }
           : {}),
       };
@@ -232,7 +268,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async events(caseId, afterSeq = 0) {
       guard();
       await pause();
-      return (events.get(caseId) ?? []).filter((e) => e.seq > afterSeq).map(copy);
+      return (events.get(caseId) ?? []).filter((e) => e.seq > afterSeq); // frozen: no copy needed
     },
 
     async allEvents(afterGlobalSeq, limit) {
@@ -245,7 +281,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         if (all[mid]!.globalSeq! <= afterGlobalSeq) lo = mid + 1;
         else hi = mid;
       }
-      return all.slice(lo, lo + limit).map(copy);
+      return all.slice(lo, lo + limit); // frozen: no copy needed
     },
 
     async findByIdempotencyKey(key) {
@@ -282,10 +318,22 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const list = events.get(id) ?? [];
       const i = list.findIndex((e) => e.seq === seq);
       if (i < 0) return;
-      const replaced = { ...copy(event), globalSeq: list[i]!.globalSeq };
+      const replaced = freezeCopy({ ...event, globalSeq: list[i]!.globalSeq });
       list[i] = replaced;
       const j = all.findIndex((e) => e.globalSeq === replaced.globalSeq);
       if (j >= 0) all[j] = replaced;
     },
   };
+}
+
+/** Deep copy of JSON data, frozen at every level (one pass). */
+function freezeCopy<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return Object.freeze(value.map(freezeCopy)) as T;
+  const out: Record<string, unknown> = {};
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = freezeCopy(v);
+  }
+  return Object.freeze(out) as T;
 }

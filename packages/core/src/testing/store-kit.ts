@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { isGrantlineError } from '../errors.js';
-import { listQuerySchema } from '../model.js';
+import { type Grant, type ListQueryParsed, listQuerySchema } from '../model.js';
 import type { GrantStore } from '../ports.js';
 import { makeGrant, nextVersion } from './fixtures.js';
 
@@ -242,6 +242,48 @@ export function describeStoreConformance(runner: TestRunner, options: StoreKitOp
         assert.equal(svcA.grants.length, 3);
         const none = await s.list(q({ requesterId: 'nobody' }));
         assert.equal(none.grants.length, 0);
+      }),
+    );
+
+    it(
+      'lists newest first even when cases were created out of order, paging filtered results',
+      withStore(async (s) => {
+        // Seconds in a shuffled order with repeats: order is (createdAt desc, id desc) regardless of
+        // the order of creation, and a filtered page's cursor resumes below its last case.
+        const secs = [5, 1, 9, 1, 3, 9, 0, 7, 3, 5, 2];
+        const made = [];
+        for (const [i, sec] of secs.entries()) {
+          const m = makeGrant({
+            createdAt: new Date(Date.UTC(2026, 1, 2, 0, 0, sec)).toISOString(),
+            state: i % 3 === 0 ? 'approved' : 'requested',
+          });
+          await s.create(m.grant, m.events);
+          made.push(m.grant);
+        }
+        const newestFirst = (a: Grant, b: Grant) =>
+          a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1;
+        const walk = async (extra: Partial<ListQueryParsed>) => {
+          const seen: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = await s.list(q({ limit: 2, ...extra, ...(cursor ? { cursor } : {}) }));
+            assert.ok(page.grants.length <= 2);
+            seen.push(...page.grants.map((g) => g.id));
+            cursor = page.nextCursor;
+          } while (cursor);
+          return seen;
+        };
+        assert.deepEqual(
+          await walk({}),
+          [...made].sort(newestFirst).map((g) => g.id),
+        );
+        assert.deepEqual(
+          await walk({ states: ['approved'] }),
+          made
+            .filter((g) => g.state === 'approved')
+            .sort(newestFirst)
+            .map((g) => g.id),
+        );
       }),
     );
 
