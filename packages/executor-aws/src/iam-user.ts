@@ -49,11 +49,14 @@ export function createIamUserStrategy(deps: StrategyDeps) {
     }
   };
 
+  /** The case a user of the derived name belongs to, from the tag set atomically by CreateUser. */
+  const ownerOf = (user: User): string | undefined =>
+    user.Tags?.find((t) => t.Key === 'grantline:case')?.Value;
+
   /** Refuses to touch a user of that name that Grantline did not create for this very case. */
   const assertOurs = (user: User, caseId: string, where: string) => {
-    const tag = user.Tags?.find((t) => t.Key === 'grantline:case')?.Value;
     // Our users carry the case tag from CreateUser on (tags are set atomically with the user).
-    if (tag !== caseId) {
+    if (ownerOf(user) !== caseId) {
       throw toExecutorError(
         Object.assign(new Error(`IAM user ${user.UserName} belongs to another case`), {
           name: 'EntityAlreadyExists',
@@ -61,6 +64,17 @@ export function createIamUserStrategy(deps: StrategyDeps) {
         where,
       );
     }
+  };
+
+  /** Whether the access key recorded for this case is one of `userName`'s keys. */
+  const holdsKey = async (userName: string, accessKeyId: string | undefined): Promise<boolean> => {
+    if (!accessKeyId) return false;
+    const keys = await step(
+      'iam:ListAccessKeys',
+      () => deps.iam.send(new ListAccessKeysCommand({ UserName: userName })),
+      userName,
+    );
+    return (keys?.AccessKeyMetadata ?? []).some((k) => k.AccessKeyId === accessKeyId);
   };
 
   const step = async <T>(
@@ -201,7 +215,16 @@ export function createIamUserStrategy(deps: StrategyDeps) {
     const userName = deriveNames(ctx.grant, ctx.target, where).principalName;
     const user = await getUser(userName);
     if (!user) return { alreadyGone: true, detail: { method: 'iam-user-delete', userName } };
-    assertOurs(user, ctx.grant.id, 'iam:DeleteUser');
+    // A user of the derived name that is not tagged for this case was never ours (a name collision:
+    // issue refused it). Nothing of this case exists there, so the revocation is done, and that user
+    // is left exactly as it is. Exception: it holds the key recorded for this case, so it is ours
+    // and its tag was changed afterwards; then it is torn down like any of ours.
+    if (ownerOf(user) !== ctx.grant.id && !(await holdsKey(userName, ctx.issuance?.ref.accessKeyId))) {
+      return {
+        alreadyGone: true,
+        detail: { method: 'iam-user-foreign', userName, owner: ownerOf(user) ?? 'untagged' },
+      };
+    }
     const removed: Record<string, string[]> = {
       accessKeys: [],
       inlinePolicies: [],
@@ -281,19 +304,24 @@ export function createIamUserStrategy(deps: StrategyDeps) {
     const where = 'aws iam-user verify';
     const userName = deriveNames(ctx.grant, ctx.target, where).principalName;
     const user = await getUser(userName);
-    if (user)
+    const accessKeyId = ctx.issuance?.ref.accessKeyId;
+    if (user && ownerOf(user) === ctx.grant.id)
       return {
         status: 'present',
         method: 'iam-state+key-probe',
         observation: { userName, user: 'exists', checkedAt: ctx.now.toISOString() },
       };
-    const accessKeyId = ctx.issuance?.ref.accessKeyId;
+    // A user of that name tagged for another case (or untagged) is not this case's access; with a
+    // recorded key the probe below still has the last word, so a re-tagged user of ours with a live
+    // key is reported present.
+    const state = user ? `belongs to ${ownerOf(user) ?? 'no case (untagged)'}` : 'NoSuchEntity';
     if (!accessKeyId) {
-      // No key id recorded: an access key cannot outlive its user, so the user's absence is the evidence.
+      // No key id recorded: an access key cannot outlive its user, so the absence of a user of this
+      // case is the evidence.
       return {
         status: 'absent',
         method: 'iam-state',
-        observation: { userName, user: 'NoSuchEntity', checkedAt: ctx.now.toISOString() },
+        observation: { userName, user: state, checkedAt: ctx.now.toISOString() },
       };
     }
     // Why a wrong secret: AWS looks the access key id up before it checks the signature, so a
@@ -314,7 +342,7 @@ export function createIamUserStrategy(deps: StrategyDeps) {
     }
     const observation = {
       userName,
-      user: 'NoSuchEntity',
+      user: state,
       accessKeyId,
       probe: 'sts:GetCallerIdentity with a wrong secret',
       probes: run.observations,
