@@ -19,8 +19,11 @@ export interface AppDeps {
   tokens: TokenVerifier;
   /** Public keys that verify evidence bundles, published at /.well-known/jwks.json. */
   evidenceJwks: JSONWebKeySet;
-  /** Counts requests in flight, for graceful shutdown. */
-  inflight: { n: number };
+  /**
+   * Graceful shutdown: `n` counts requests in flight; once `draining` is set, every response says
+   * `Connection: close`, so a keep-alive client does not hold the drain open until its idle timeout.
+   */
+  inflight: { n: number; draining?: boolean };
 }
 
 /**
@@ -32,12 +35,13 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   const { grantline } = deps;
 
-  app.use('*', async (_c, next) => {
+  app.use('*', async (c, next) => {
     deps.inflight.n++;
     try {
       await next();
     } finally {
       deps.inflight.n--;
+      if (deps.inflight.draining) c.header('Connection', 'close');
     }
   });
   app.onError((err, c) => {

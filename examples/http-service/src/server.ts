@@ -108,7 +108,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     ...(config.logger ? { logger: config.logger } : {}),
   });
   const sweeper = grantline.startSweeper({ limit: config.sweepLimit ?? 100, maxSleepMs: 5_000 });
-  const inflight = { n: 0 };
+  const inflight: { n: number; draining?: boolean } = { n: 0 };
   const app = createApp({
     grantline,
     identity,
@@ -125,7 +125,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     instanceId: grantline.instanceId,
     close() {
       closing ??= (async () => {
+        // Stop listening (new connections are refused) and close idle keep-alive connections; the
+        // callback runs once the requests in flight have been answered and their connections closed.
+        inflight.draining = true;
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        // A client that hung up does not end its handler: give those a moment before the pool goes.
         for (let i = 0; i < 200 && inflight.n > 0; i++) await new Promise((r) => setTimeout(r, 25));
         await sweeper.stop(); // finishes the pass in progress; leases cover anything cut short
         await grantline.close();

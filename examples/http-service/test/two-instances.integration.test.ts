@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { verifyEvidence } from '@grantline/core';
 import { type CryptoKey, type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import pg from 'pg';
@@ -69,7 +70,7 @@ async function call(i: number, method: string, path: string, token?: string, bod
   try {
     json = JSON.parse(text);
   } catch {}
-  return { status: res.status, body: json as Record<string, J> };
+  return { status: res.status, headers: res.headers, body: json as Record<string, J> };
 }
 
 async function start(name: string, env: Record<string, string>): Promise<Instance> {
@@ -404,7 +405,7 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     expect(events.find((e) => e.type === 'violation').data.reasons[0].path).toContain('sourceIp');
   });
 
-  it('splits the sweeper work between the instances and shuts down gracefully', async () => {
+  it('splits the sweeper work between the instances', async () => {
     const job = await workload('ci:metrics');
     const ids: string[] = [];
     for (let n = 0; n < 16; n++) {
@@ -435,12 +436,85 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
       expect(events.filter((e) => e.type === 'target.revoked')).toHaveLength(1);
     }
     expect([...verifiers].sort()).toEqual(['executor:token@a', 'executor:token@b']);
+  });
 
-    const exits = instances.map(
-      (i) => new Promise<number | null>((resolve) => i.proc.once('exit', (code) => resolve(code))),
-    );
-    for (const i of instances) i.proc.kill('SIGTERM');
-    expect(await Promise.all(exits)).toEqual([0, 0]);
-    for (const i of instances) expect(i.output.join('')).toContain('stopped');
+  it('on SIGTERM finishes the request in flight, refuses new connections, then exits 0', async () => {
+    const job = await workload('ci:orders-export');
+    const id = await approvedOrdersCase(job);
+
+    // Hold the case's row from outside: the issue on instance b then waits inside its first
+    // compare-and-set UPDATE, a request really in flight when SIGTERM arrives. After that it still
+    // has work to do (the executor call, a second write), which a shutdown that did not wait would cut.
+    const locker = new pg.Client({ connectionString: PG_URL });
+    const watcher = new pg.Client({ connectionString: PG_URL });
+    await Promise.all([locker.connect(), watcher.connect()]);
+    const b = instances[1]!;
+    const exitB = new Promise<number | null>((resolve) => b.proc.once('exit', (code) => resolve(code)));
+    let access = '';
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`SELECT 1 FROM "${schema}".grants WHERE id = $1 FOR UPDATE`, [id]);
+      let answered = false;
+      const inflight = call(1, 'POST', `/cases/${id}/issue`, job, {}).finally(() => {
+        answered = true;
+      });
+      await until(async () => {
+        // Another session: inside the locker's transaction pg_stat_activity is a frozen snapshot.
+        const r = await watcher.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE "${schema}".grants %'`,
+        );
+        return r.rowCount === 1;
+      }, 'the issue to wait on the row lock');
+
+      b.proc.kill('SIGTERM');
+      await until(async () => b.output.join('').includes('SIGTERM: draining'), 'b to start draining');
+      // Draining: no new connections, while the request in flight is still being served.
+      await expect(rawGet(`${b.url}/healthz`)).rejects.toThrow(/ECONNREFUSED/);
+      await new Promise((r) => setTimeout(r, 300));
+      expect([answered, b.proc.exitCode, b.output.join('')]).toEqual([
+        false,
+        null,
+        expect.not.stringContaining('stopped'),
+      ]);
+
+      await locker.query('COMMIT');
+      const res = await inflight;
+      expect([res.status, res.body.grant?.state]).toEqual([200, 'issued']);
+      access = res.body.credentials.orders.token as string;
+      // The answer ends its keep-alive connection, so the drain need not wait for the client's timeout.
+      expect(res.headers.get('connection')).toBe('close');
+    } finally {
+      await Promise.all([locker.end(), watcher.end()]);
+    }
+    expect(await exitB).toBe(0);
+    expect(b.output.join('')).toContain('stopped');
+    // The other instance served on throughout and accepts the token that b issued while draining.
+    expect((await call(0, 'GET', `/cases/${id}`, job)).body.state).toBe('issued');
+    expect((await call(0, 'GET', '/api/orders', access)).status).toBe(200);
+
+    const a = instances[0]!;
+    const exitA = new Promise<number | null>((resolve) => a.proc.once('exit', (code) => resolve(code)));
+    a.proc.kill('SIGTERM');
+    expect(await exitA).toBe(0);
+    expect(a.output.join('')).toContain('stopped');
   });
 });
+
+async function until(check: () => Promise<boolean>, what: string, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A GET on a fresh connection (no keep-alive pool), to see whether the server still accepts. */
+function rawGet(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', reject);
+  });
+}
