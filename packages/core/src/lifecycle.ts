@@ -22,6 +22,17 @@ export interface FailureInfo {
   retryable: boolean;
 }
 
+/** What became of one credential that `issue` got back after the case had been rolled back. */
+export interface LateIssuanceResult {
+  targetId: string;
+  issuance: Issuance;
+  /** Revoked and verified absent right away. */
+  removed: boolean;
+  method?: string;
+  observation?: Record<string, unknown>;
+  error?: FailureInfo;
+}
+
 /** Every command the lifecycle understands. `transition()` is the only place that interprets them. */
 export type Command =
   | { type: 'approve'; approval: Approval }
@@ -80,6 +91,7 @@ export type Command =
     }
   | { type: 'review'; review: NonNullable<BreakGlass['review']>; resumeAt: string }
   | { type: 'reviewOverdue' }
+  | { type: 'lateIssuance'; actor: Actor; results: LateIssuanceResult[]; resumeAt: string }
   | {
       type: 'extend';
       actor: Actor;
@@ -143,6 +155,10 @@ export const TRANSITIONS: {
     expired: ['expired'],
   },
   extend: { issued: ['issued'] },
+  // A credential that an executor returned after the case was rolled back (issuance outlived the
+  // issuing timeout): recorded, and, when its removal failed, revoked again. A case that already
+  // ended `failed` stays failed (terminal) and is flagged exposed instead.
+  lateIssuance: { revoking: ['revoking'], revoked: ['revoked', 'revoking'], failed: ['failed'] },
 };
 
 /** Every (from, command, to) edge of the table, for docs and checks. */
@@ -560,6 +576,46 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         data: { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt },
       });
       emit('review:overdue', { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt });
+      break;
+    }
+    case 'lateIssuance': {
+      for (const r of command.results) {
+        events.push({
+          type: 'target.issued-late',
+          actor: command.actor,
+          data: {
+            targetId: r.targetId,
+            ...r.issuance,
+            removed: r.removed,
+            ...(r.method ? { method: r.method } : {}),
+            ...(r.observation ? { observation: r.observation } : {}),
+            ...(r.error ? { error: r.error } : {}),
+          },
+        });
+      }
+      const left = command.results.filter((r) => !r.removed);
+      if (left.length === 0) break;
+      if (g.state === 'failed') {
+        g.revocation!.exposed = true;
+        for (const r of left)
+          emit('revocation:failed', {
+            targetId: r.targetId,
+            error: r.error ?? { code: 'PRESENT', message: 'still present after revoke', retryable: true },
+            lateIssuance: true,
+          });
+        break;
+      }
+      // Still revoking: put the late credentials into the revocation so the sweeper removes them.
+      for (const r of left) {
+        const t = target(r.targetId);
+        t.issuance = r.issuance;
+        if (t.revocation) delete t.revocation.confirmedAt;
+        delete t.verification;
+      }
+      g.state = 'revoking';
+      delete g.revocation!.revokedAt;
+      g.retry = { attempts: 0, nextAt: command.resumeAt };
+      effects.push({ type: 'revoke', targetIds: left.map((r) => r.targetId) });
       break;
     }
     case 'extend': {

@@ -403,3 +403,26 @@ export const ticketClosedInputSchema = z.strictObject({
   /** Who reports the closure (a ticketing webhook, a person). */
   actor: principalSchema.optional(),
 });
+
+/** Options of `sweep()`. */
+export const sweepOptionsSchema = z
+  .strictObject({
+    /** At most this many due cases per pass. */
+    limit: z.number().int().min(1).max(10_000).default(500),
+    /** Cases worked on at once. */
+    concurrency: z.number().int().min(1).max(256).default(8),
+  })
+  .default({ limit: 500, concurrency: 8 });
+export type SweepOptions = z.input<typeof sweepOptionsSchema>;
+
+/** Options of `startSweeper()` (the abort signal is checked separately: it is not data). */
+export const startSweeperOptionsSchema = z
+  .strictObject({
+    signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'expected an AbortSignal').optional(),
+    maxSleepMs: z.number().int().min(1).max(86_400_000).optional(),
+    minSleepMs: z.number().int().min(0).max(86_400_000).optional(),
+    limit: z.number().int().min(1).max(10_000).optional(),
+    ticketPollMs: z.number().int().min(1).max(86_400_000).optional(),
+  })
+  .default({});
+export type StartSweeperOptions = z.input<typeof startSweeperOptionsSchema>;

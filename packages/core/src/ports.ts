@@ -85,6 +85,11 @@ export interface ExecutorContext<P = Record<string, unknown>> {
   grant: Grant;
   target: Target & { params: P };
   now: Date;
+  /**
+   * Aborted when the service stops waiting for this call (`executorTimeoutMs`). Pass it to your
+   * client (fetch, the AWS SDK's `abortSignal`) so an abandoned call does not go on in the background.
+   */
+  signal?: AbortSignal;
 }
 
 /** What an executor returns from `issue`. */

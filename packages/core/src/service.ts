@@ -14,6 +14,7 @@ import {
   type Command,
   type Effect,
   type FailureInfo,
+  type LateIssuanceResult,
   finalizeGrant,
   isTerminal,
   transition,
@@ -27,6 +28,7 @@ import {
   type ExtendInput,
   type Grant,
   type IssueInput,
+  type Issuance,
   type ListQuery,
   type Principal,
   type RequestInput,
@@ -45,6 +47,10 @@ import {
   requestInputSchema,
   reviewInputSchema,
   revokeInputSchema,
+  startSweeperOptionsSchema,
+  type StartSweeperOptions,
+  sweepOptionsSchema,
+  type SweepOptions,
   usageInputSchema,
 } from './model.js';
 import {
@@ -142,6 +148,13 @@ export interface GrantlineOptions {
   issuingTimeoutMs?: number;
   /** Lease taken by the sweeper on each claimed case, in ms (default 30,000). */
   leaseMs?: number;
+  /**
+   * Longest wait for one executor call (`issue`, `revoke`, `verify`, `renew`), in ms (default: half
+   * the shorter of `issuingTimeoutMs` and `leaseMs`, i.e. 15,000). A call that does not answer in
+   * time is abandoned (its `ctx.signal` aborted) and counts as a retryable failure, so one hung
+   * system cannot stall the sweeper or outlive the issuing timeout. Must be below `issuingTimeoutMs`.
+   */
+  executorTimeoutMs?: number;
   /** Backoff of failed revocations and verifications; each field is optional. */
   retry?: Partial<RetryOptions>;
   /** Random source for jitter, in [0, 1) (default Math.random). */
@@ -226,6 +239,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private readonly ids: () => string;
   private readonly issuingTimeoutMs: number;
   private readonly leaseMs: number;
+  private readonly executorTimeoutMs: number;
   private readonly retryOpts: RetryOptions;
   private readonly random: () => number;
   private sweeperHandle: { stop(): Promise<void> } | undefined;
@@ -249,6 +263,27 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     this.instanceId = options.instanceId ?? `grantline-${randomUUID().slice(0, 8)}`;
     this.issuingTimeoutMs = options.issuingTimeoutMs ?? 60_000;
     this.leaseMs = options.leaseMs ?? 30_000;
+    this.executorTimeoutMs =
+      options.executorTimeoutMs ?? Math.floor(Math.min(this.issuingTimeoutMs, this.leaseMs) / 2);
+    if (
+      !Number.isFinite(this.executorTimeoutMs) ||
+      this.executorTimeoutMs <= 0 ||
+      this.executorTimeoutMs >= this.issuingTimeoutMs
+    ) {
+      // An issue call allowed to outlive the issuing timeout races the sweeper's rollback.
+      throw new GrantlineError(
+        ErrorCodes.VALIDATION,
+        `createGrantline: executorTimeoutMs (${this.executorTimeoutMs}) must be positive and below issuingTimeoutMs (${this.issuingTimeoutMs})`,
+        {
+          details: {
+            where: 'createGrantline',
+            issues: [
+              { path: ['executorTimeoutMs'], code: 'too_big', message: 'must be below issuingTimeoutMs' },
+            ],
+          },
+        },
+      );
+    }
     this.retryOpts = { baseMs: 1_000, maxMs: 300_000, maxAttempts: 8, ...options.retry };
     this.random = options.random ?? Math.random;
     this.signer = options.signer;
@@ -697,7 +732,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     for (const t of started.targets) {
       try {
         const exec = this.executorFor(t.system);
-        const res = await exec.issue({ grant: window, target: { ...t, params: t.params ?? {} }, now });
+        const res = await this.callExecutor(t.system, 'issue', (signal) =>
+          exec.issue({ grant: window, target: { ...t, params: t.params ?? {} }, now, signal }),
+        );
         const secret = res.secret ?? {};
         credentials[t.id] = secret;
         secretValues.push(...Object.values(secret));
@@ -754,12 +791,21 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         started,
       );
     } catch (err) {
-      // The sweeper rolled the case back while we were issuing: these credentials are being revoked.
+      // The case moved on while we were issuing (another instance's sweeper rolled it back after
+      // `issuingTimeoutMs`): its rollback may have run before these credentials existed, so remove
+      // them now, with their issuance refs, and record it. Nothing issued late may stay behind.
+      const after = await this.removeLateIssuance(id, issued, actor).catch((e: unknown) => {
+        this.logger.error('grantline: late issuance could not be recorded', {
+          caseId: id,
+          error: failureOf(e, secretValues),
+        });
+        return undefined;
+      });
       throw new GrantlineError(
         ErrorCodes.ISSUANCE_FAILED,
-        `case ${id} changed during issuance and is being rolled back`,
+        `case ${id} changed during issuance and was rolled back; what was issued late was revoked`,
         {
-          details: { caseId: id },
+          details: { caseId: id, ...(after ? { state: after.state } : {}) },
           cause: isGrantlineError(err) ? err.toJSON() : undefined,
         },
       );
@@ -1020,13 +1066,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     for (const t of g.targets) {
       const exec = this.executorFor(t.system);
       if (!exec.renew || !t.issuance) continue;
-      const res = await exec.renew({
-        grant: g,
-        target: { ...t, params: t.params ?? {} },
-        now: this.clock.now(),
-        issuance: t.issuance,
-        expiresAt: to,
-      });
+      const issuance = t.issuance;
+      const res = await this.callExecutor(t.system, 'renew', (signal) =>
+        exec.renew!({
+          grant: g,
+          target: { ...t, params: t.params ?? {} },
+          now: this.clock.now(),
+          issuance,
+          expiresAt: to,
+          signal,
+        }),
+      );
       if (res.secret) credentials[t.id] = res.secret;
       renewed.push({
         targetId: t.id,
@@ -1214,16 +1264,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * requests, revoke at expiry, retry failed revocations, verify removals, roll back stale issuing,
    * raise overdue reviews). Safe to run in every instance at once.
    */
-  async sweep(
-    options: {
-      /** At most this many due cases per pass (default 500). */
-      limit?: number;
-      /** Cases worked on at once (default 8). */
-      concurrency?: number;
-    } = {},
-  ): Promise<SweepResult> {
-    const limit = options.limit ?? 500;
-    const concurrency = Math.max(1, options.concurrency ?? 8);
+  async sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    const { limit, concurrency } = parseInput(sweepOptionsSchema, options, 'sweep');
     const result: SweepResult = {
       claimed: 0,
       expired: 0,
@@ -1270,19 +1312,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * wakes early when the store reports a change, and stops on `stop()` or the abort signal.
    */
   startSweeper(
-    options: {
-      /** Stops the sweeper when aborted (as `stop()` does). */
-      signal?: AbortSignal;
-      /** Longest sleep between passes, in ms (default 30,000). */
-      maxSleepMs?: number;
-      /** Shortest sleep between passes, in ms (default 10). */
-      minSleepMs?: number;
-      /** Due cases per pass (default 500); a full pass is followed at once by another. */
-      limit?: number;
-      /** How often to ask the TicketResolver about open cases' tickets (default 60,000 ms). */
-      ticketPollMs?: number;
-    } = {},
+    /**
+     * `signal` stops the sweeper when aborted (as `stop()` does); `maxSleepMs` is the longest sleep
+     * between passes (default 30,000), `minSleepMs` the shortest (default 10); `limit` due cases per
+     * pass (default 500; a full pass is followed at once by another); `ticketPollMs` how often to ask
+     * the TicketResolver about open cases' tickets (default 60,000).
+     * @throws GrantlineError `ERR_VALIDATION` for a bad option (nothing is started).
+     */
+    input: StartSweeperOptions = {},
   ): { stop(): Promise<void> } {
+    const options = parseInput(startSweeperOptionsSchema, input, 'startSweeper');
     if (this.sweeperHandle) return this.sweeperHandle;
     this.checkpointer?.start();
     const maxSleep = options.maxSleepMs ?? 30_000;
@@ -1457,14 +1496,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       let cmd: Command;
       try {
         const exec = this.executorFor(t.system);
-        const res = await exec.revoke({
-          grant: g,
-          target: { ...t, params: t.params ?? {} },
-          now: this.clock.now(),
-          ...(t.issuance ? { issuance: t.issuance } : {}),
-          trigger: g.revocation!.trigger,
-          reason: g.revocation!.reason,
-        });
+        const res = await this.callExecutor(t.system, 'revoke', (signal) =>
+          exec.revoke({
+            grant: g,
+            target: { ...t, params: t.params ?? {} },
+            now: this.clock.now(),
+            ...(t.issuance ? { issuance: t.issuance } : {}),
+            trigger: g.revocation!.trigger,
+            reason: g.revocation!.reason,
+            signal,
+          }),
+        );
         cmd = {
           type: 'targetRevoked',
           targetId: t.id,
@@ -1510,14 +1552,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const attempts = (t.verification?.attempts ?? 0) + 1;
       try {
         const exec = this.executorFor(t.system);
-        const res = await exec.verify({
-          grant: g,
-          target: { ...t, params: t.params ?? {} },
-          now: this.clock.now(),
-          ...(t.issuance ? { issuance: t.issuance } : {}),
-          trigger: g.revocation!.trigger,
-          reason: g.revocation!.reason,
-        });
+        const res = await this.callExecutor(t.system, 'verify', (signal) =>
+          exec.verify({
+            grant: g,
+            target: { ...t, params: t.params ?? {} },
+            now: this.clock.now(),
+            ...(t.issuance ? { issuance: t.issuance } : {}),
+            trigger: g.revocation!.trigger,
+            reason: g.revocation!.reason,
+            signal,
+          }),
+        );
         cmd =
           res.status === 'absent'
             ? {
@@ -1558,6 +1603,85 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       if (g.state !== 'revoked') break;
     }
     return g;
+  }
+
+  /**
+   * Runs one executor call with the `executorTimeoutMs` deadline. On timeout the call's signal is
+   * aborted and a retryable `ERR_EXECUTOR` is thrown; the caller records it like any failure.
+   */
+  private async callExecutor<T>(
+    system: string,
+    op: 'issue' | 'revoke' | 'verify' | 'renew',
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new GrantlineError(
+          ErrorCodes.EXECUTOR,
+          `executor ${system}: ${op} did not answer within ${this.executorTimeoutMs} ms`,
+          { retryable: true, details: { system, op, timeoutMs: this.executorTimeoutMs } },
+        );
+        ac.abort(err);
+        reject(err);
+      }, this.executorTimeoutMs);
+      timer.unref?.();
+    });
+    try {
+      return await Promise.race([call(ac.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * `issue` found the case rolled back under it (see `issue`): revokes and verifies each target it
+   * issued, with the issuance refs, and records the outcome. A removal that fails puts the target
+   * back into the case's revocation when the case is still revoking (the sweeper finishes it); on a
+   * case that already ended `failed` it flags the case exposed and raises `revocation:failed`.
+   */
+  private async removeLateIssuance(
+    id: string,
+    issued: { targetId: string; issuance: Issuance }[],
+    actor: Actor,
+  ): Promise<Grant> {
+    const current = await this.mustGet(id);
+    const results: LateIssuanceResult[] = [];
+    for (const { targetId, issuance } of issued) {
+      const t = current.targets.find((x) => x.id === targetId)!;
+      const ctx = {
+        grant: current,
+        target: { ...t, params: t.params ?? {} },
+        issuance,
+        trigger: 'rollback',
+        reason: 'issued after the case was rolled back',
+      };
+      try {
+        const exec = this.executorFor(t.system);
+        await this.callExecutor(t.system, 'revoke', (signal) =>
+          exec.revoke({ ...ctx, now: this.clock.now(), signal }),
+        );
+        const v = await this.callExecutor(t.system, 'verify', (signal) =>
+          exec.verify({ ...ctx, now: this.clock.now(), signal }),
+        );
+        results.push({
+          targetId,
+          issuance,
+          removed: v.status === 'absent',
+          method: v.method,
+          observation: v.observation,
+        });
+      } catch (err) {
+        results.push({ targetId, issuance, removed: false, error: failureOf(err) });
+      }
+    }
+    return this.mutate(id, () => ({
+      type: 'lateIssuance',
+      actor,
+      results,
+      resumeAt: this.resumeAt(),
+    }));
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
