@@ -170,6 +170,110 @@ describe('the sweeper under faults', () => {
     }
   }, 120_000);
 
+  it('four sweepers contending on a store with latency (claims interleave) still revoke each case once', async () => {
+    const clock = manualClock();
+    const store = createMemoryStore({ latencyMs: 1 });
+    const sys = flakySystem({ failRate: 0 });
+    const make = (i: number) =>
+      createGrantline({ store, policy, executors: [sys.executor], clock, instanceId: `contender-${i}` });
+    const gls = [0, 1, 2, 3].map(make);
+    const ids = await issueMany(gls[0]!, 120);
+    clock.advance(61_000);
+    // Small limits: each sweeper claims in several rounds while the others are mid-call.
+    await Promise.all(gls.map((gl) => gl.sweep({ limit: 7, concurrency: 3 })));
+    await drain(gls, clock, store);
+    expect(sys.live.size).toBe(0);
+    expect(sys.stats.revokeCalls).toBe(120); // no case was worked on by two sweepers at once
+    expect(sys.stats.verifyCalls).toBe(120);
+    expect(sys.stats.removals.size).toBe(120);
+    expect([...sys.stats.removals.values()].every((n) => n === 1)).toBe(true);
+    for (const id of ids) {
+      const h = await store.events(id);
+      expect(h.filter((e) => e.type === 'target.revoked')).toHaveLength(1);
+      expect(h.filter((e) => e.type === 'target.verified')).toHaveLength(1);
+      expect(h.filter((e) => e.type === 'verified')).toHaveLength(1);
+    }
+  }, 120_000);
+
+  it('tracks revocation per target: one target failing does not hold back or repeat the other', async () => {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    const good = flakySystem({ failRate: 0 });
+    const bad = flakySystem({ failRate: 0 });
+    const badExec = { ...bad.executor, system: 'broken' };
+    let breakRevoke = true;
+    const revokeBad = badExec.revoke;
+    badExec.revoke = async (ctx) => {
+      if (breakRevoke) throw new GrantlineError('ERR_EXECUTOR', 'broken: unavailable', { retryable: true });
+      return revokeBad(ctx);
+    };
+    const gl = createGrantline({ store, policy, executors: [good.executor, badExec], clock });
+    const g = await gl.request({
+      requester: bot,
+      subject: bot,
+      justification: { reason: 'two systems' },
+      targets: [
+        { id: 'a', system: 'flaky', resource: 'db://a' },
+        { id: 'b', system: 'broken', resource: 'db://b' },
+      ],
+      durationSeconds: 60,
+      template: 'auto',
+    });
+    await gl.issue(g.id);
+    clock.advance(61_000);
+    await gl.sweep();
+    let cur = await gl.get(g.id);
+    expect(cur.state).toBe('revoking');
+    const [a, b] = cur.targets;
+    expect(a!.revocation?.confirmedAt).toBeDefined(); // the healthy target is revoked at once
+    expect(good.live.size).toBe(0);
+    expect(b!.revocation?.confirmedAt).toBeUndefined();
+    expect(b!.revocation?.lastError?.message).toBe('broken: unavailable');
+    expect(bad.live.size).toBe(1);
+    breakRevoke = false;
+    for (let i = 0; i < 10 && cur.state !== 'verified'; i++) {
+      clock.advance(600_000);
+      await gl.sweep();
+      cur = await gl.get(g.id);
+    }
+    expect(cur.state).toBe('verified');
+    expect(bad.live.size).toBe(0);
+    expect(good.stats.revokeCalls).toBe(1); // never revoked twice while the other target was retried
+    const h = await gl.history(g.id);
+    expect(h.filter((e) => e.type === 'target.revoked').map((e) => e.data.targetId)).toEqual(['a', 'b']);
+    expect(
+      h
+        .filter((e) => e.type === 'target.verified')
+        .map((e) => e.data.targetId)
+        .sort(),
+    ).toEqual(['a', 'b']);
+  });
+
+  it('expires an approved case that was never issued when its activation window passes', async () => {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    const sys = flakySystem({ failRate: 0 });
+    const gl = createGrantline({ store, policy, executors: [sys.executor], clock });
+    const g = await gl.request({
+      requester: bot,
+      subject: bot,
+      justification: { reason: 'never used' },
+      targets: [{ id: 't', system: 'flaky', resource: 'db://x' }],
+      durationSeconds: 60,
+      template: 'auto',
+    });
+    expect(g.state).toBe('approved');
+    clock.set(g.window.requestExpiresAt);
+    clock.advance(1);
+    const pass = await gl.sweep();
+    expect(pass.expired).toBe(1);
+    const after = await gl.get(g.id);
+    expect(after.state).toBe('expired');
+    expect(after.dueAt).toBeNull();
+    await expect(gl.issue(g.id)).rejects.toMatchObject({ code: 'ERR_INVALID_TRANSITION' });
+    expect(sys.stats.issueCalls).toBe(0);
+  });
+
   it('a sweeper abandoned mid-pass leaves nothing stuck: a later sweep finishes issuing and revoking cases', async () => {
     const clock = manualClock();
     const store = createMemoryStore();
