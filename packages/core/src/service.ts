@@ -1262,7 +1262,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   /**
    * One sweeper pass: claims due cases under a lease and moves each one step on (expire pending
    * requests, revoke at expiry, retry failed revocations, verify removals, roll back stale issuing,
-   * raise overdue reviews). Safe to run in every instance at once.
+   * raise overdue reviews). Safe to run in every instance at once. Options: `limit` at most this
+   * many due cases per pass (default 500, at most 10,000); `concurrency` cases worked on at once
+   * (default 8). @throws `ERR_VALIDATION` for a bad option (nothing is claimed).
    */
   async sweep(options: SweepOptions = {}): Promise<SweepResult> {
     const { limit, concurrency } = parseInput(sweepOptionsSchema, options, 'sweep');
@@ -1309,16 +1311,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
 
   /**
    * Runs the sweeper in the background: it sleeps until the next due time (capped by `maxSleepMs`),
-   * wakes early when the store reports a change, and stops on `stop()` or the abort signal.
+   * wakes early when the store reports a change, and stops on `stop()` or the abort signal. Options:
+   * `signal` stops the sweeper when aborted (as `stop()` does); `maxSleepMs` the longest sleep
+   * between passes (default 30,000); `minSleepMs` the shortest (default 10); `limit` due cases per
+   * pass (default 500; a full pass is followed at once by another); `ticketPollMs` how often to ask
+   * the TicketResolver about open cases' tickets (default 60,000). @throws `ERR_VALIDATION` for a
+   * bad option (nothing is started).
    */
   startSweeper(
-    /**
-     * `signal` stops the sweeper when aborted (as `stop()` does); `maxSleepMs` is the longest sleep
-     * between passes (default 30,000), `minSleepMs` the shortest (default 10); `limit` due cases per
-     * pass (default 500; a full pass is followed at once by another); `ticketPollMs` how often to ask
-     * the TicketResolver about open cases' tickets (default 60,000).
-     * @throws GrantlineError `ERR_VALIDATION` for a bad option (nothing is started).
-     */
     input: StartSweeperOptions = {},
   ): { stop(): Promise<void> } {
     const options = parseInput(startSweeperOptionsSchema, input, 'startSweeper');
