@@ -21,7 +21,8 @@ import {
   type ProbeCredentials,
 } from './deps.js';
 import { createIamUserStrategy } from './iam-user.js';
-import { createIdentityCenterStrategy, createMemoryAssignmentHolders } from './identity-center.js';
+import { invalid } from './errors.js';
+import { createIdentityCenterStrategy } from './identity-center.js';
 import {
   type AssumedRoleParams,
   type AwsParams,
@@ -55,7 +56,13 @@ export interface AwsExecutorOptions {
   probe?: Partial<ProbePolicy>;
   /** Identity Center status polling (defaults: 1 s doubling, give up after 60 s as retryable). */
   poll?: { intervalMs?: number; timeoutMs?: number };
-  /** Who holds which Identity Center assignment (default: in this process only). */
+  /**
+   * Who holds which Identity Center assignment, and whether a case created it. Required with
+   * `ssoAdmin`: there is no default, because a registry in one process's memory loses overlap and
+   * ownership on a restart or across instances (a shared assignment deleted early). Use
+   * `createStoreAssignmentHolders(store)` in a deployment; `createMemoryAssignmentHolders()` only
+   * for tests and a single process.
+   */
   assignmentHolders?: AssignmentHolders;
   /** A session ending at most this long after the window needs no Deny at natural expiry (default 1,000 ms). */
   expiryToleranceMs?: number;
@@ -103,8 +110,19 @@ function defaultProbeClients(sts: STSClient, iam: IAMClient): ProbeClientFactory
  * Secret material is returned once from `issue` (`secretAccessKey`, `sessionToken`; the access key
  * id is a non-secret reference in `ref.accessKeyId`). Assumed-role credentials are also held in
  * this process's memory until their removal is verified, for the signed probe; see the README.
+ *
+ * @throws GrantlineError `ERR_VALIDATION` (path `assignmentHolders`) when `ssoAdmin` is given
+ * without `assignmentHolders`.
  */
 export function createAwsExecutor(options: AwsExecutorOptions): AwsExecutor {
+  if (options.ssoAdmin && !options.assignmentHolders) {
+    throw invalid(
+      'createAwsExecutor',
+      ['assignmentHolders'],
+      'an ssoAdmin client needs assignmentHolders: createStoreAssignmentHolders(store) shares holders ' +
+        'across restarts and instances; createMemoryAssignmentHolders() is for tests and a single process',
+    );
+  }
   const now = options.now ?? (() => new Date());
   const deps = {
     sts: options.sts,
@@ -117,7 +135,7 @@ export function createAwsExecutor(options: AwsExecutorOptions): AwsExecutor {
     logger: options.logger ?? silentLogger,
     expiryToleranceMs: options.expiryToleranceMs ?? 1_000,
     poll: { intervalMs: options.poll?.intervalMs ?? 1_000, timeoutMs: options.poll?.timeoutMs ?? 60_000 },
-    holders: options.assignmentHolders ?? createMemoryAssignmentHolders(),
+    holders: options.assignmentHolders,
   };
   const role = createAssumedRoleStrategy(deps);
   const user = createIamUserStrategy(deps);

@@ -14,13 +14,14 @@ import {
   ErrorCodes,
   type ExecutorContext,
   GrantlineError,
+  type Grant,
   type GrantStore,
   type IssueResult,
   type RevokeContext,
   type RevokeResult,
   type VerifyResult,
 } from '@grantline/core';
-import type { AssignmentHolders, StrategyDeps } from './deps.js';
+import type { AssignmentHolders, AssignmentOrigin, StrategyDeps } from './deps.js';
 import { toExecutorError } from './errors.js';
 import { deriveNames } from './names.js';
 import { type IdentityCenterParams, identityCenterParamsSchema } from './params.js';
@@ -36,21 +37,32 @@ export function assignmentKey(p: IdentityCenterParams): string {
   return [p.instanceArn, p.accountId, p.permissionSetArn, p.principalType, p.principalId].join('|');
 }
 
-/** An in-process {@link AssignmentHolders}; share one per process, or back it by your store. */
+/**
+ * An in-process {@link AssignmentHolders}: holders and origins live in this process's memory only.
+ * Only for tests and a single process that never restarts with cases open: after a restart or on a
+ * second instance, overlap is lost (a shared assignment is deleted early) and crash recovery cannot
+ * prove an assignment its own, so it keeps it (verify then reports it present). Origins are kept
+ * after `release` so a repeated revoke or verify still knows them (one small entry per case).
+ */
 export function createMemoryAssignmentHolders(): AssignmentHolders {
   const holders = new Map<string, Set<string>>();
+  const origins = new Map<string, AssignmentOrigin>();
   return {
     async list(key) {
       return [...(holders.get(key) ?? [])];
     },
-    async acquire(key, caseId) {
+    async acquire(key, caseId, origin) {
       const s = holders.get(key) ?? new Set<string>();
       s.add(caseId);
       holders.set(key, s);
+      origins.set(`${key}#${caseId}`, origin);
     },
     async release(key, caseId) {
       holders.get(key)?.delete(caseId);
       if (holders.get(key)?.size === 0) holders.delete(key);
+    },
+    async originOf(key, caseId) {
+      return origins.get(`${key}#${caseId}`);
     },
   };
 }
@@ -66,6 +78,17 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
       );
     }
     return deps.ssoAdmin;
+  };
+  const registry = (): AssignmentHolders => {
+    client();
+    if (!deps.holders) {
+      throw new GrantlineError(
+        ErrorCodes.EXECUTOR,
+        'aws identity-center: no assignmentHolders were given to createAwsExecutor',
+        { retryable: false, details: { option: 'assignmentHolders' } },
+      );
+    }
+    return deps.holders;
   };
 
   const exists = async (p: IdentityCenterParams): Promise<boolean> => {
@@ -142,15 +165,18 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     const end = ctx.grant.window.expiresAt
       ? new Date(ctx.grant.window.expiresAt)
       : new Date(ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000);
-    const holders = await deps.holders.list(key);
-    const heldByOthers = holders.filter((c) => c !== ctx.grant.id);
-    const heldBySelf = holders.includes(ctx.grant.id);
+    const heldByOthers = (await registry().list(key)).filter((c) => c !== ctx.grant.id);
     const already = await exists(p);
-    // Standing access that no case holds (this one included: a repeated issue) is not ours: we record
-    // it and will never delete it.
-    const preexisting = already && heldByOthers.length === 0 && !heldBySelf;
-    // The hold is recorded before the assignment exists, so a crash leaves a hold revoke can see.
-    await deps.holders.acquire(key, ctx.grant.id);
+    // Standing access that no other case holds is not ours: recorded as such, and never deleted.
+    // Why not "held by this case" as a sign of a repeated issue: a store-backed registry lists this
+    // very case while it is `issuing`, so only the origin recorded by an earlier issue counts.
+    const recorded = await registry().originOf(key, ctx.grant.id);
+    const origin: AssignmentOrigin =
+      recorded ?? (already && heldByOthers.length === 0 ? 'preexisting' : 'created');
+    const preexisting = origin === 'preexisting';
+    // Hold and origin are recorded before the assignment exists, so a crash leaves a record that lets
+    // revoke tell an assignment it created from one that was already there.
+    await registry().acquire(key, ctx.grant.id, origin);
     let requestId = '';
     if (!already) {
       try {
@@ -275,28 +301,58 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     }
   };
 
+  /**
+   * Whose the assignment is for this case: the recorded issuance says it (an issuance without
+   * `preexisting` was created or shared by a case); without one, only the holders' record can.
+   */
+  const originFor = async (ctx: RCtx, key: string): Promise<AssignmentOrigin | undefined> => {
+    if (ctx.issuance) return ctx.issuance.ref.preexisting === 'true' ? 'preexisting' : 'created';
+    return registry().originOf(key, ctx.grant.id);
+  };
+
   async function revoke(ctx: RCtx): Promise<RevokeResult> {
     deriveNames(ctx.grant, ctx.target, 'aws identity-center revoke');
     const p = ctx.target.params;
     const key = assignmentKey(p);
-    const others = (await deps.holders.list(key)).filter((c) => c !== ctx.grant.id);
-    if (ctx.issuance?.ref.preexisting === 'true') {
-      await deps.holders.release(key, ctx.grant.id);
+    const others = (await registry().list(key)).filter((c) => c !== ctx.grant.id);
+    const origin = await originFor(ctx, key);
+    if (origin === 'preexisting' || origin === 'not-issued') {
+      await registry().release(key, ctx.grant.id);
       return {
         alreadyGone: true,
-        detail: {
-          method: 'assignment-preexisting',
-          note: "the assignment existed before this case and is not Grantline's to delete",
-        },
+        detail:
+          origin === 'preexisting'
+            ? {
+                method: 'assignment-preexisting',
+                note: "the assignment existed before this case and is not Grantline's to delete",
+              }
+            : {
+                method: 'assignment-not-issued',
+                note: 'issue never reached this target of the case; nothing of it exists to delete',
+              },
       };
     }
     if (others.length > 0) {
-      await deps.holders.release(key, ctx.grant.id);
+      await registry().release(key, ctx.grant.id);
       return { alreadyGone: false, detail: { method: 'assignment-handoff', keptFor: others } };
     }
     if (!(await exists(p))) {
-      await deps.holders.release(key, ctx.grant.id);
+      await registry().release(key, ctx.grant.id);
       return { alreadyGone: true, detail: { method: 'assignment-delete' } };
+    }
+    if (origin === undefined) {
+      // No recorded issuance and no recorded origin: the assignment may be standing access (this
+      // target was never reached, or issue found it there) or one a crashed issue created. Deleting
+      // on a guess could cut standing access (and with revokeSessions its live sessions), so it is
+      // kept, and verify reports it present for a human to decide.
+      await registry().release(key, ctx.grant.id);
+      return {
+        alreadyGone: false,
+        detail: {
+          method: 'assignment-kept-unproven',
+          note: 'no record proves this case created the assignment; it was not deleted',
+        },
+      };
     }
     let requestId = '';
     try {
@@ -331,7 +387,7 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     // Deleting the assignment does not end sessions already started from it; the Deny does.
     const sessions =
       p.revokeSessions && p.principalType === 'USER' ? await denySessions(p, ctx.now) : undefined;
-    await deps.holders.release(key, ctx.grant.id);
+    await registry().release(key, ctx.grant.id);
     return {
       alreadyGone: false,
       detail: {
@@ -355,18 +411,34 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     };
     if (!present)
       return { status: 'absent', method: 'assignment-state', observation: { ...base, assignment: 'absent' } };
-    const others = (await deps.holders.list(assignmentKey(p))).filter((c) => c !== ctx.grant.id);
+    const others = (await registry().list(assignmentKey(p))).filter((c) => c !== ctx.grant.id);
     if (others.length > 0)
       return {
         status: 'absent',
         method: 'assignment-handoff',
         observation: { ...base, assignment: 'held by other cases', heldBy: others },
       };
-    if (ctx.issuance?.ref.preexisting === 'true')
+    const origin = await originFor(ctx, assignmentKey(p));
+    if (origin === 'preexisting' || origin === 'not-issued')
       return {
         status: 'absent',
-        method: 'assignment-preexisting',
-        observation: { ...base, assignment: 'standing, not granted by this case' },
+        method: `assignment-${origin}`,
+        observation: {
+          ...base,
+          assignment:
+            origin === 'preexisting'
+              ? 'standing, not granted by this case'
+              : 'present, but this case never reached it at issue',
+        },
+      };
+    if (origin === undefined)
+      return {
+        status: 'present',
+        method: 'assignment-unproven',
+        observation: {
+          ...base,
+          assignment: 'present; no record shows whether this case created it (not deleted)',
+        },
       };
     return { status: 'present', method: 'assignment-state', observation: { ...base, assignment: 'present' } };
   }
@@ -380,14 +452,27 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
  * `issued` with that target issued and not yet revoked, or while it is `issuing` (it is about to).
  * `acquire` and `release` are no-ops because the case record is the source of truth.
  *
+ * `originOf` is read from the case too: a recorded issuance says `preexisting` or `created`; a
+ * target without one in a case whose `issue.failed` event names another target was never reached
+ * (`not-issued`: the core records every target issued before the failure). Anything else, above
+ * all a crash between the create call and the store write, is unknown (`undefined`): a revoke
+ * without a recorded issuance then keeps an existing assignment rather than guess, and verify
+ * reports it present (`assignment-unproven`) for a human to decide.
+ *
  * Known limit: a case issued at the very moment another case's revocation deletes the same
  * assignment can find it gone; its verification then reports the access absent and the host can
  * re-issue. Reads are one `list` of the active cases per call.
  */
 export function createStoreAssignmentHolders(
-  store: Pick<GrantStore, 'list'>,
+  store: Pick<GrantStore, 'list' | 'get' | 'events'>,
   system = 'aws',
 ): AssignmentHolders {
+  const targetOf = (targets: Grant['targets'], key: string) =>
+    targets.find((t) => {
+      if (t.system !== system) return false;
+      const parsed = identityCenterParamsSchema.safeParse(t.params ?? {});
+      return parsed.success && assignmentKey(parsed.data) === key;
+    });
   return {
     async list(key) {
       const out: string[] = [];
@@ -399,15 +484,9 @@ export function createStoreAssignmentHolders(
           ...(cursor ? { cursor } : {}),
         });
         for (const g of page.grants) {
-          for (const t of g.targets) {
-            if (t.system !== system) continue;
-            const parsed = identityCenterParamsSchema.safeParse(t.params ?? {});
-            if (!parsed.success || assignmentKey(parsed.data) !== key) continue;
-            if (g.state === 'issuing' ? !t.issuance : t.issuance && !t.revocation?.confirmedAt) {
-              out.push(g.id);
-              break;
-            }
-          }
+          const t = targetOf(g.targets, key);
+          if (t && (g.state === 'issuing' ? !t.issuance : t.issuance && !t.revocation?.confirmedAt))
+            out.push(g.id);
         }
         cursor = page.nextCursor;
       } while (cursor);
@@ -415,5 +494,14 @@ export function createStoreAssignmentHolders(
     },
     async acquire() {},
     async release() {},
+    async originOf(key, caseId) {
+      const g = await store.get(caseId);
+      const t = g && targetOf(g.targets, key);
+      if (!t) return undefined;
+      if (t.issuance) return t.issuance.ref.preexisting === 'true' ? 'preexisting' : 'created';
+      const failed = (await store.events(caseId)).filter((e) => e.type === 'issue.failed').at(-1);
+      const failedTarget = failed?.data.failedTargetId;
+      return typeof failedTarget === 'string' && failedTarget !== t.id ? 'not-issued' : undefined;
+    },
   };
 }

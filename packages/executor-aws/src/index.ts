@@ -29,6 +29,7 @@ export {
 export {
   PROBE_USER_AGENT,
   type AssignmentHolders,
+  type AssignmentOrigin,
   type ProbeClientFactory,
   type ProbeClients,
   type ProbeCredentials,

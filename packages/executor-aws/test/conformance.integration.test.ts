@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describeExecutorConformance } from '@grantline/core/testing';
 import { describe, it } from 'vitest';
-import { createAwsExecutor } from '../src/index.js';
+import { createAwsExecutor, createMemoryAssignmentHolders } from '../src/index.js';
 import {
   adminClients,
   canListRoles,
@@ -66,7 +66,13 @@ describeExecutorConformance(runner, {
     const { iam, sts, ssoAdmin } = adminClients();
     const { instanceArn, permissionSetArn } = await createPermissionSet(ssoAdmin);
     return {
-      executor: createAwsExecutor({ sts, iam, ssoAdmin, poll: { intervalMs: 10 } }),
+      executor: createAwsExecutor({
+        sts,
+        iam,
+        ssoAdmin,
+        poll: { intervalMs: 10 },
+        assignmentHolders: createMemoryAssignmentHolders(),
+      }),
       target: {
         id: 'console',
         system: 'aws',

@@ -46,6 +46,25 @@ const revokeCtx = (grant: ReturnType<typeof awsCase>, ref: Record<string, string
 });
 
 describe('identity-center strategy (fixture: recorded AWS responses through the real SDK clients)', () => {
+  it('an ssoAdmin client without assignmentHolders is refused at construction (ERR_VALIDATION), before any call', () => {
+    const handler = new FixtureHandler();
+    const { sts, iam, ssoAdmin } = fixtureClients(handler);
+    let caught: unknown;
+    try {
+      createAwsExecutor({ sts, iam, ssoAdmin });
+    } catch (err) {
+      caught = err;
+    }
+    expect(isGrantlineError(caught) && caught.code).toBe('ERR_VALIDATION');
+    expect((caught as { details: { issues: { path: string[] }[] } }).details.issues[0]!.path).toEqual([
+      'assignmentHolders',
+    ]);
+    expect((caught as Error).message).toContain('createStoreAssignmentHolders');
+    expect(handler.seen).toHaveLength(0);
+    // Without Identity Center, no registry is needed.
+    expect(() => createAwsExecutor({ sts, iam })).not.toThrow();
+  });
+
   it('fixture: asynchronous status: create and delete poll until SUCCEEDED; verify then sees no assignment', async () => {
     const handler = new FixtureHandler({
       ListAccountAssignments: f.listAssignments(false),

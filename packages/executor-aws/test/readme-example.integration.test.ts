@@ -5,7 +5,9 @@ import { adminClients, canListRoles, createRole, moto, region, skipWithoutMoto }
 
 describe.skipIf(skipWithoutMoto())('the README example of @grantline/executor-aws (on moto_server)', () => {
   it('runs a case to verified and the session is refused afterwards', async () => {
-    const clients = adminClients();
+    // Only what the example takes: an ssoAdmin client would also need assignmentHolders.
+    const { sts, iam } = adminClients();
+    const clients = { sts, iam };
     const role = await createRole(clients.iam);
     const listRoles = listRolesWith(
       (c) => new IAMClient({ region, endpoint: moto()!.endpoint, credentials: c, maxAttempts: 1 }),
