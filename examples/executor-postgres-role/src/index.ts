@@ -55,13 +55,24 @@ export function scramVerifier(password: string, iterations = 4096): string {
 }
 
 // #region errors
-/** Maps driver errors to GrantlineErrors: connection trouble is retryable, SQL errors are not. */
-function fail(action: string, err: unknown): GrantlineError {
+/** Driver errors that carry no code but mean the connection, not the statement, failed. */
+const CONNECTION_LOST = /^Connection terminated|timeout exceeded when trying to connect|not queryable/;
+
+/**
+ * Maps a driver error to a GrantlineError. Retryable: SQLSTATE class 08 (connection), 57P
+ * (operator intervention, e.g. a restart), 53 (resources, e.g. too many connections) and 40
+ * (rollback), socket errors, and the driver's own "connection terminated" errors. Not retryable:
+ * every other SQL error (permission denied, syntax, undefined role): a retry cannot fix them.
+ */
+export function toExecutorError(action: string, err: unknown): GrantlineError {
   const e = err as { code?: string; message?: string };
   const sqlstate = e.code ?? '';
-  // Class 08 (connection), 57P (operator intervention, e.g. restart), 53 (resources), 40 (rollback) may pass.
   const retryable =
-    /^(08|57P|53|40)/.test(sqlstate) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(sqlstate);
+    /^(08|57P|53|40)/.test(sqlstate) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(
+      sqlstate,
+    ) ||
+    (!sqlstate && CONNECTION_LOST.test(e.message ?? ''));
   return new GrantlineError('ERR_EXECUTOR', `postgres-role: ${action} failed (${sqlstate || 'error'})`, {
     retryable,
     details: { sqlstate },
@@ -114,12 +125,15 @@ export function createPostgresRoleExecutor(
   const revokeRole = async (ctx: RevokeContext<PostgresRoleParams>) => {
     const role = roleName(ctx.grant.id, ctx.target.id);
     const client = await options.admin.connect().catch((err) => {
-      throw fail('connect', err);
+      throw toExecutorError('connect', err);
     });
     try {
       if (!(await exists(role))) return { alreadyGone: true, detail: { role } };
       // Stop new logins first, then end live sessions, then remove the role and what it owns.
       await client.query(`ALTER ROLE ${quote(role)} NOLOGIN`);
+      // A CREATEROLE admin that is not a superuser may only terminate the sessions of, and
+      // reassign or drop the objects of, roles it is a member of; superusers are unaffected.
+      await client.query(`GRANT ${quote(role)} TO CURRENT_USER`);
       const killed = await client.query(
         'SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1) t',
         [role],
@@ -134,7 +148,7 @@ export function createPostgresRoleExecutor(
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       if ((err as { code?: string }).code === '42704') return { alreadyGone: true, detail: { role } }; // dropped meanwhile
-      throw fail('revoke', err);
+      throw toExecutorError('revoke', err);
     } finally {
       client.release();
     }
@@ -147,14 +161,27 @@ export function createPostgresRoleExecutor(
     async issue(ctx) {
       const role = roleName(ctx.grant.id, ctx.target.id);
       const password = randomBytes(24).toString('base64url');
+      // Grantline sets the window's end before it calls issue; without one there is no VALID UNTIL.
+      const windowEnd = Date.parse(ctx.grant.window.expiresAt ?? '');
+      if (Number.isNaN(windowEnd))
+        throw new GrantlineError('ERR_VALIDATION', 'postgres-role: the case has no window end (expiresAt)', {
+          retryable: false,
+          details: {
+            where: 'postgres-role',
+            issues: [
+              {
+                path: ['grant', 'window', 'expiresAt'],
+                code: 'invalid_type',
+                message: 'an ISO-8601 time is required to issue',
+              },
+            ],
+          },
+        });
       const until = new Date(
-        Math.min(
-          Date.parse(ctx.grant.window.expiresAt ?? ''),
-          ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000,
-        ),
+        Math.min(windowEnd, ctx.now.getTime() + ctx.grant.window.durationSeconds * 1000),
       );
       const client = await options.admin.connect().catch((err) => {
-        throw fail('connect', err);
+        throw toExecutorError('connect', err);
       });
       try {
         await client.query('BEGIN');
@@ -169,7 +196,7 @@ export function createPostgresRoleExecutor(
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});
-        throw fail('issue', err);
+        throw toExecutorError('issue', err);
       } finally {
         client.release();
       }
@@ -184,7 +211,7 @@ export function createPostgresRoleExecutor(
       try {
         inCatalog = await exists(role);
       } catch (err) {
-        throw fail('verify', err);
+        throw toExecutorError('verify', err);
       }
       const probe = await loginProbe(role);
       const observation = { role, inCatalog, login: probe.reason, at: new Date().toISOString() };
