@@ -1,4 +1,14 @@
-import { createGrantline, createTokenAuthority, formatTimeline, isGrantlineError } from '@grantline/core';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  createGrantline,
+  createJoseSigner,
+  createJwks,
+  createTokenAuthority,
+  formatTimeline,
+  generateSigningKey,
+  isGrantlineError,
+} from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
 
 // 1. Policy is data: who may get what, for how long, approved by whom, used from where.
@@ -48,10 +58,12 @@ const sam = { id: 'sam', kind: 'human' as const, roles: ['security-officer'], te
 const olga = { id: 'olga', kind: 'human' as const, roles: ['service-owner'], teams: ['payments'] };
 const rita = { id: 'rita', kind: 'human' as const, roles: ['sre-oncall'], teams: ['sre'] };
 
-// 3. A real credential system: short-lived signed tokens, and the verifier the payments API uses.
+// 3. A real credential system: short-lived signed tokens, and the verifier the payments API uses;
+//    and the key that signs evidence (Ed25519; in production, load the private JWK from your secrets).
 const tokens = await createTokenAuthority({ issuer: 'https://grantline.example' });
+const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
 const store = createMemoryStore();
-const grantline = createGrantline({ store, policy, executors: [tokens.executor] });
+const grantline = createGrantline({ store, policy, executors: [tokens.executor], signer });
 grantline.on('grant:revoked', ({ caseId, trigger }) =>
   console.log(`  event grant:revoked ${caseId.slice(0, 8)} (${trigger})`),
 );
@@ -134,3 +146,11 @@ await show(`Case 4 — break-glass, review due ${g4.breakGlass?.reviewDueAt}`, c
 const chains = await Promise.all([c1, c2, c3, c4].map((c) => grantline.checkChain(c.id)));
 console.log(`\naudit chains valid: ${chains.every((c) => c.valid)}`);
 await sweeper.stop();
+
+// Evidence for an auditor: case 1's signed bundle and the public keys, verifiable offline.
+const out = resolve(process.env.GRANTLINE_EVIDENCE_DIR ?? 'out');
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, 'case-1.json'), JSON.stringify(await grantline.evidence(c1.id)));
+writeFileSync(join(out, 'keys.json'), JSON.stringify(createJwks(signer))); // public keys only
+console.log(`\nevidence of case 1 written; an auditor checks it, with no access to this process, by:`);
+console.log(`  grantline verify ${join(out, 'case-1.json')} --jwks ${join(out, 'keys.json')}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,11 +23,16 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const tsx = join(root, 'node_modules/.bin/tsx');
 const bin = join(root, 'packages/cli/src/bin.ts');
 
-/** Spawns the real CLI process through tsx, resolving workspace packages from source. */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Spawns a TypeScript entry point through tsx, resolving workspace packages from source. */
+function run(
+  file: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done, fail) => {
-    const child = spawn(tsx, ['--conditions', 'source', bin, ...args], {
-      cwd: root,
+    const child = spawn(tsx, ['--conditions', 'source', file, ...args], {
+      cwd: opts.cwd ?? root,
+      env: opts.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -39,11 +44,96 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
   });
 }
 
+/** The real CLI process. */
+const cli = (args: string[]) => run(bin, args);
+
+describe('grantline verify on the evidence the quickstart (pnpm demo) writes', () => {
+  let dir: string;
+  let bundlePath: string;
+  let keysPath: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grantline-cli-quickstart-'));
+    const demo = await run(join(root, 'examples/quickstart/src/main.ts'), [], {
+      cwd: join(root, 'examples/quickstart'),
+      env: { ...process.env, GRANTLINE_EVIDENCE_DIR: dir },
+    });
+    assert.equal(demo.code, 0, demo.stderr);
+    // The command the quickstart tells the auditor to run, taken from its output.
+    const command = demo.stdout.match(/grantline verify (\S+) --jwks (\S+)/);
+    assert.ok(command, demo.stdout);
+    [, bundlePath, keysPath] = command as unknown as [string, string, string];
+    assert.equal(bundlePath, join(dir, 'case-1.json'));
+  }, 90_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('verifies case 1 as printed: exit 0 and a readable account of who did what', async () => {
+    const r = await cli(['verify', bundlePath, '--jwks', keysPath]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /^Grantline evidence: VALID\n/);
+    assert.match(r.stdout, /Case {7}\S+, state verified/);
+    assert.match(r.stdout, /Signed {5}by key \S+ \(EdDSA\)/);
+    assert.match(r.stdout, /Policy {5}acme-jit@2026-12-01, rule payments-write \(high risk\)/);
+    assert.match(
+      r.stdout,
+      /Requested {2}by alice \(human\) for ci:deploy-payments \(workload\) at \S+: "rotate payment webhooks", ticket OPS-4711/,
+    );
+    assert.match(r.stdout, /Approved {3}by sam as security-officer/);
+    assert.match(r.stdout, /Approved {3}by olga as service-owner/);
+    assert.match(r.stdout, /Used {7}by ci:deploy-payments from 10\.20\.30\.40 for payments:rotate-webhook/);
+    assert.match(r.stdout, /Revoked {4}by ci:deploy-payments \(completion: webhooks rotated\)/);
+    assert.match(r.stdout, /Verified {3}payments removed, by executor:token@\S+ with signed-probe/);
+    assert.match(r.stdout, /No problems found\.\n$/);
+    const json = await cli(['verify', bundlePath, '--jwks', keysPath, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(
+      (({ valid, problems, state }) => ({ valid, problems, state }))(JSON.parse(json.stdout)),
+      { valid: true, problems: [], state: 'verified' },
+    );
+  }, 60_000);
+
+  it('rejects a tampered copy: exit 1 and the problem named', async () => {
+    // The auditor's copy with the recorded source address changed: the signature and the chain break.
+    const original = JSON.parse(await readFile(bundlePath, 'utf8')) as EvidenceBundle;
+    const p = JSON.parse(original.payload);
+    const usage = p.events.find((e: { type: string }) => e.type === 'usage');
+    assert.equal(usage.data.sourceIp, '10.20.30.40');
+    usage.data.sourceIp = '10.20.30.41';
+    const tampered = join(dir, 'case-1.tampered.json');
+    await writeFile(tampered, JSON.stringify({ ...original, payload: canonicalJson(p) }));
+    const r = await cli(['verify', tampered, '--jwks', keysPath]);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.match(r.stdout, /^Grantline evidence: INVALID\n/);
+    assert.match(r.stdout, /ERROR SIGNATURE_INVALID: /);
+    assert.match(r.stdout, new RegExp(`ERROR CHAIN_HASH_MISMATCH \\(event ${usage.seq}\\): `));
+    assert.match(r.stdout, /Do not rely on the account above/);
+    const json = await cli(['verify', tampered, '--jwks', keysPath, '--json']);
+    assert.equal(json.code, 1);
+    const verdict = JSON.parse(json.stdout);
+    assert.equal(verdict.valid, false);
+    assert.deepEqual(
+      verdict.problems.map((x: { code: string }) => x.code),
+      ['SIGNATURE_INVALID', 'CHAIN_HASH_MISMATCH'],
+    );
+    // Another party's key in the JWKS instead of the quickstart's: the signer is unknown.
+    const otherKeys = join(dir, 'other-keys.json');
+    await writeFile(otherKeys, JSON.stringify({ keys: [(await generateSigningKey()).publicJwk] }));
+    const unknown = await cli(['verify', bundlePath, '--jwks', otherKeys]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stdout, /ERROR KEY_UNKNOWN/);
+  }, 60_000);
+});
+
 const alice: Principal = { id: 'alice', kind: 'human', roles: ['developer'], teams: [] };
 const job: Principal = { id: 'ci:payments:deploy', kind: 'workload', roles: [], teams: [] };
 const bob: Principal = { id: 'bob', kind: 'human', roles: ['sre-lead'], teams: [] };
 
-describe('grantline verify (CLI process)', () => {
+// The quickstart has no checkpointer, so checkpoints, one-byte edits and usage errors use a case of
+// their own.
+describe('grantline verify (CLI process) on a case with a checkpoint', () => {
   let dir: string;
   let bundlePath: string;
   let keysPath: string;
@@ -109,18 +199,6 @@ describe('grantline verify (CLI process)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('verifies a bundle from a real service run: exit 0 and a readable account', async () => {
-    const r = await cli(['verify', bundlePath, '--jwks', keysPath]);
-    assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.match(r.stdout, /^Grantline evidence: VALID/);
-    assert.match(r.stdout, /Requested {2}by alice \(human\) for ci:payments:deploy \(workload\)/);
-    assert.match(r.stdout, /Approved {3}by bob as sre-lead/);
-    assert.match(r.stdout, /Used {7}by ci:payments:deploy from 10\.0\.0\.7 for deploy/);
-    assert.match(r.stdout, /Revoked {4}by alice \(manual: deployed\)/);
-    assert.match(r.stdout, /Verified {3}api removed, by executor:token@/);
-    assert.match(r.stdout, /No problems found/);
-  }, 60_000);
-
   it('verifies against a checkpoint and reports JSON with --json', async () => {
     const r = await cli([
       'verify',
@@ -136,22 +214,6 @@ describe('grantline verify (CLI process)', () => {
     assert.equal(out.valid, true);
     assert.deepEqual(out.problems, []);
     assert.equal(out.state, 'verified');
-  }, 60_000);
-
-  it('rejects a tampered copy: exit 1 and the problem named', async () => {
-    const p = JSON.parse(bundle.payload);
-    const usage = p.events.find((e: { type: string }) => e.type === 'usage');
-    usage.data.sourceIp = '10.0.0.8';
-    const tampered = join(dir, 'tampered.json');
-    await writeFile(tampered, JSON.stringify({ ...bundle, payload: canonicalJson(p) }));
-    const r = await cli(['verify', tampered, '--jwks', keysPath]);
-    assert.equal(r.code, 1);
-    assert.match(r.stdout, /^Grantline evidence: INVALID/);
-    assert.match(r.stdout, /ERROR SIGNATURE_INVALID/);
-    assert.match(r.stdout, /ERROR CHAIN_HASH_MISMATCH \(event \d+\)/);
-    const json = await cli(['verify', tampered, '--jwks', keysPath, '--json']);
-    assert.equal(json.code, 1);
-    assert.equal(JSON.parse(json.stdout).valid, false);
   }, 60_000);
 
   it('a one-byte change in the file fails too', async () => {
