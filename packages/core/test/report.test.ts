@@ -81,6 +81,12 @@ async function scenario() {
   const verified = await issued(ok);
   clock.advance(60_000);
   await ok.revoke(verified, { actor: alice, reason: 'done' });
+  // Expires after 60 s; the sweeper only runs 45 s later: a revocation lag of exactly 45 s.
+  const swept = await issued(ok, 'api://prod/payments', 60);
+  clock.advance(60_000 + 45_000);
+  await ok.sweep();
+  const sweptState = (await ok.get(swept)).state;
+  if (sweptState !== 'verified') throw new Error(`swept case is ${sweptState}`);
   const lingering = await issued(ok, 'api://prod/payments', 600);
   const failed = await issued(failing);
   await failing.revoke(failed, { actor: alice, reason: 'done' });
@@ -99,11 +105,13 @@ async function scenario() {
   });
   await ok.issue(glass.id);
   clock.advance(2 * 3600_000);
+  // Issued last, within its hour: live access that is not (yet) lingering.
+  const open = await issued(ok, 'api://prod/payments', 3600);
   return {
     clock,
     store,
     ok,
-    ids: { old, verified, lingering, failed, stuck, unverified, violated, glass: glass.id },
+    ids: { old, verified, swept, lingering, failed, stuck, unverified, violated, glass: glass.id, open },
   };
 }
 
@@ -112,7 +120,28 @@ describe('reports', () => {
     const s = await scenario();
     const r = await s.ok.report({ from: '2026-03-02T09:00:00.000Z', to: '2026-03-02T13:00:00.000Z' });
     const f = (code: string) => r.findings.find((x) => x.code === code);
+    // Open and lingering access: issued within its window is evidence; issued past expiry with no
+    // revocation started is a gap. Each case is in exactly one of the two.
     assert.deepEqual(f('LINGERING_ACCESS')?.caseIds.sort(), [s.ids.lingering, s.ids.glass].sort());
+    assert.deepEqual(
+      (({ kind, severity, count, title }) => ({ kind, severity, count, title }))(f('LINGERING_ACCESS')!),
+      {
+        kind: 'gap',
+        severity: 'high',
+        count: 2,
+        title: 'Access still live past its expiry, revocation not started',
+      },
+    );
+    assert.deepEqual(f('OPEN_ACCESS')?.caseIds, [s.ids.open]);
+    assert.deepEqual((({ kind, severity, count }) => ({ kind, severity, count }))(f('OPEN_ACCESS')!), {
+      kind: 'evidence',
+      severity: 'info',
+      count: 1,
+    });
+    assert.deepEqual(
+      f('OPEN_ACCESS')!.controls.map((c) => c.id),
+      ['NHI7', 'Tenet 3'],
+    );
     assert.deepEqual(f('REVOCATION_FAILED')?.caseIds, [s.ids.failed]);
     assert.deepEqual(f('REVOCATION_PENDING')?.caseIds, [s.ids.stuck]);
     assert.deepEqual(f('REMOVAL_UNVERIFIED')?.caseIds, [s.ids.unverified]);
@@ -138,9 +167,18 @@ describe('reports', () => {
     // Latency: every case was approved 90 s after the request.
     assert.equal(r.latency.approval.p50, 90_000);
     assert.equal(r.latency.approval.p99, 90_000);
-    assert.ok(r.latency.revocation.count >= 2);
+    // Revocation lag, from the trigger (manual, violation) or from the end of the window (expiry):
+    // 0 ms for the manual revocations and the violation, 45 s for the case the sweeper revoked late;
+    // the failed and the pending revocations have no lag yet. Nearest rank over [0, 0, 0, 45 s].
+    assert.deepEqual(r.latency.revocation, { count: 4, p50: 0, p99: 45_000, max: 45_000 });
+    // Verification lag over the three verified cases [0, 0, 45 s] (the blind target never verifies).
+    assert.deepEqual(r.latency.verification, { count: 3, p50: 0, p99: 45_000, max: 45_000 });
     assert.equal(r.cases.breakGlass, 1);
-    assert.equal(r.cases.byState.verified, 2, 'the verified case and the break-glass-free violation case');
+    assert.equal(
+      r.cases.byState.verified,
+      3,
+      'the manually revoked case, the swept case and the violation case (not the one before the period)',
+    );
     assert.deepEqual(JSON.parse(JSON.stringify(r)), r, 'plain JSON');
   });
 
@@ -155,6 +193,7 @@ describe('reports', () => {
     assert.match(md, new RegExp(s.ids.failed));
     assert.match(md, /PR\.AA-05/);
     assert.match(md, /\| approval \| \d+ \| 90\.0 s \|/);
+    assert.match(md, /\| revocation \| 4 \| 0 ms \| 45\.0 s \| 45\.0 s \|/);
   });
 
   it('rejects a reversed or malformed period', async () => {
