@@ -91,7 +91,14 @@ export type Command =
     }
   | { type: 'review'; review: NonNullable<BreakGlass['review']>; resumeAt: string }
   | { type: 'reviewOverdue' }
-  | { type: 'lateIssuance'; actor: Actor; results: LateIssuanceResult[]; resumeAt: string }
+  | {
+      type: 'lateIssuance';
+      actor: Actor;
+      results: LateIssuanceResult[];
+      resumeAt: string;
+      /** When to try again what could not be removed from a `failed` case (backoff); default `resumeAt`. */
+      nextAt?: string;
+    }
   | {
       type: 'extend';
       actor: Actor;
@@ -594,17 +601,36 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         });
       }
       const left = command.results.filter((r) => !r.removed);
-      if (left.length === 0) break;
       if (g.state === 'failed') {
-        g.revocation!.exposed = true;
-        for (const r of left)
-          emit('revocation:failed', {
-            targetId: r.targetId,
-            error: r.error ?? { code: 'PRESENT', message: 'still present after revoke', retryable: true },
-            lateIssuance: true,
-          });
+        // Terminal: the state stays `failed`, but the sweeper keeps removing what was issued late
+        // (`pendingLate`, due at `retry.nextAt`) and the case is flagged exposed until it is gone.
+        for (const r of left) target(r.targetId).issuance = r.issuance;
+        const pending = new Set(g.revocation!.pendingLate ?? []);
+        for (const r of command.results) {
+          if (r.removed) pending.delete(r.targetId);
+          else pending.add(r.targetId);
+        }
+        if (pending.size === 0) {
+          delete g.revocation!.pendingLate;
+          delete g.revocation!.exposed;
+          delete g.retry;
+          break;
+        }
+        const attempts = (g.retry?.attempts ?? 0) + 1;
+        g.revocation!.pendingLate = [...pending];
+        g.retry = { attempts, nextAt: command.nextAt ?? command.resumeAt };
+        if (!g.revocation!.exposed) {
+          g.revocation!.exposed = true;
+          for (const r of left)
+            emit('revocation:failed', {
+              targetId: r.targetId,
+              error: r.error ?? { code: 'PRESENT', message: 'still present after revoke', retryable: true },
+              lateIssuance: true,
+            });
+        }
         break;
       }
+      if (left.length === 0) break;
       // Still revoking: put the late credentials into the revocation so the sweeper removes them.
       for (const r of left) {
         const t = target(r.targetId);
@@ -680,6 +706,9 @@ export function computeDue(g: Grant): string | null {
       break;
     case 'issued':
       if (g.window.expiresAt) candidates.push(g.window.expiresAt);
+      break;
+    case 'failed':
+      if (g.revocation?.pendingLate?.length && g.retry?.nextAt) candidates.push(g.retry.nextAt);
       break;
     default:
       break;

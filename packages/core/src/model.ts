@@ -242,6 +242,11 @@ export const grantSchema = z.strictObject({
       lagToVerifiedMs: z.number().optional(),
       /** Revocation or verification gave up; the case stays visible as exposed. */
       exposed: z.boolean().optional(),
+      /**
+       * Targets whose credential was issued after the case had ended `failed` and could not be
+       * removed at once: the sweeper keeps revoking them (the state stays `failed`, which is terminal).
+       */
+      pendingLate: z.array(z.string()).optional(),
     })
     .optional(),
   breakGlass: breakGlassSchema.optional(),

@@ -1318,9 +1318,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * the TicketResolver about open cases' tickets (default 60,000). @throws `ERR_VALIDATION` for a
    * bad option (nothing is started).
    */
-  startSweeper(
-    input: StartSweeperOptions = {},
-  ): { stop(): Promise<void> } {
+  startSweeper(input: StartSweeperOptions = {}): { stop(): Promise<void> } {
     const options = parseInput(startSweeperOptionsSchema, input, 'startSweeper');
     if (this.sweeperHandle) return this.sweeperHandle;
     this.checkpointer?.start();
@@ -1432,6 +1430,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           g,
         );
         continue;
+      }
+      if (
+        g.state === 'failed' &&
+        g.revocation?.pendingLate?.length &&
+        (!fromSweeper || !g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t)
+      ) {
+        // A credential issued after the case failed, not yet removed: revoke and verify it again.
+        const pending = g.revocation.pendingLate;
+        const late = g.targets
+          .filter((x) => pending.includes(x.id) && x.issuance)
+          .map((x) => ({ targetId: x.id, issuance: x.issuance! }));
+        g = await this.removeLateIssuance(g.id, late, SYSTEM, g);
+        break;
       }
       if (g.state === 'issuing' && fromSweeper && g.retry?.nextAt && Date.parse(g.retry.nextAt) <= t) {
         g = await this.mutate(
@@ -1645,8 +1656,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     id: string,
     issued: { targetId: string; issuance: Issuance }[],
     actor: Actor,
+    known?: Grant,
   ): Promise<Grant> {
-    const current = await this.mustGet(id);
+    const current = known ?? (await this.mustGet(id));
     const results: LateIssuanceResult[] = [];
     for (const { targetId, issuance } of issued) {
       const t = current.targets.find((x) => x.id === targetId)!;
@@ -1676,12 +1688,22 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         results.push({ targetId, issuance, removed: false, error: failureOf(err) });
       }
     }
-    return this.mutate(id, () => ({
-      type: 'lateIssuance',
-      actor,
-      results,
-      resumeAt: this.resumeAt(),
-    }));
+    const attempts = (current.state === 'failed' ? (current.retry?.attempts ?? 0) : 0) + 1;
+    return this.mutate(
+      id,
+      (cur) =>
+        // The sweeper's retry of a failed case's late removal: skip when someone finished it already.
+        known && !cur.revocation?.pendingLate?.length
+          ? null
+          : {
+              type: 'lateIssuance',
+              actor,
+              results,
+              resumeAt: this.resumeAt(),
+              nextAt: this.backoff(attempts),
+            },
+      known,
+    );
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */

@@ -159,6 +159,25 @@ describe('issue answering after the sweeper rolled the case back', () => {
     const late = (await env.gl.history(id)).find((e) => e.type === 'target.issued-late')!;
     expect(late.data).toMatchObject({ removed: false, error: { message: 'slow: revoke denied' } });
     expect(env.sys.live.size).toBe(1); // still there, and the case says so
+    expect(g.revocation?.pendingLate).toEqual(['t']);
+    expect(g.dueAt).not.toBeNull(); // terminal, yet still the sweeper's work
+    // The sweeper keeps trying with backoff and, once the system lets it, removes the credential.
+    env.clock.advance(600_000);
+    await env.gl.sweep();
+    expect((await env.gl.get(id)).revocation?.pendingLate).toEqual(['t']); // still refused
+    env.sys.control.revokeWithRef = 'ok';
+    env.clock.advance(600_000);
+    await env.gl.sweep();
+    const done = await env.gl.get(id);
+    expect(done.state).toBe('failed');
+    expect(env.sys.live.size).toBe(0);
+    expect(done.revocation?.pendingLate).toBeUndefined();
+    expect(done.revocation?.exposed).toBeUndefined();
+    expect(done.dueAt).toBeNull();
+    const attempts = (await env.gl.history(id)).filter((e) => e.type === 'target.issued-late');
+    expect(attempts.map((e) => e.data.removed)).toEqual([false, false, true]);
+    expect(env.events.filter((e) => e.name === 'revocation:failed')).toHaveLength(1); // once, not per retry
+    expect((await env.gl.checkChain(id)).valid).toBe(true);
   });
 
   it('while the rollback is still revoking, a late credential whose removal failed is revoked by the sweeper', async () => {
