@@ -1,0 +1,346 @@
+import { createMemoryStore } from '@grantline/store-memory';
+import { describe, expect, it } from 'vitest';
+import {
+  type DecisionReason,
+  type PolicyInput,
+  type PrincipalInput,
+  createGrantline,
+  createTokenAuthority,
+  isGrantlineError,
+} from '../src/index.js';
+import { manualClock } from './helpers.js';
+
+// Policy features the service tests do not reach: rule matching by requester roles and subject kind,
+// the change-record reference, and the usage time window. Each test asserts the machine-readable
+// reasons (code and path), not just that something was refused.
+
+const policy: PolicyInput = {
+  id: 'db-jit',
+  version: '1',
+  owner: 'iam-governance',
+  rules: [
+    {
+      // A DBA may get access for a human (themselves or a colleague): one owner approval.
+      id: 'db-human',
+      risk: 'medium',
+      match: {
+        systems: ['token'],
+        resources: ['api://db*'],
+        subjectKinds: ['human'],
+        requesterRoles: ['dba'],
+      },
+      operator: 'platform-ops',
+      maxDurationSeconds: 3600,
+      approvals: { count: 1, roles: ['service-owner'] },
+    },
+    {
+      // Anyone may ask for a workload's access to the database, but it needs dual control.
+      id: 'db-workload',
+      risk: 'high',
+      match: { systems: ['token'], resources: ['api://db*'], subjectKinds: ['workload'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 900,
+      approvals: { count: 2, roles: ['security-officer', 'service-owner'], distinctRoles: true },
+    },
+    {
+      // Production changes need a change record in the CHG format.
+      id: 'prod-change',
+      risk: 'medium',
+      match: { systems: ['token'], resources: ['api://prod/*'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 3600 * 12,
+      require: { changeRecord: { pattern: '^CHG\\d{7}$' } },
+      approvals: { count: 1, roles: ['service-owner'] },
+    },
+    {
+      // Staging needs a change record of any shape.
+      id: 'staging-change',
+      risk: 'low',
+      match: { systems: ['token'], resources: ['api://staging/*'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 3600,
+      require: { changeRecord: {} },
+      approvals: { count: 1, roles: ['service-owner'] },
+    },
+    {
+      // Reporting access may be used on weekdays during office hours (UTC) only.
+      id: 'reporting',
+      risk: 'medium',
+      match: { systems: ['token'], resources: ['api://reports'] },
+      operator: 'platform-ops',
+      maxDurationSeconds: 3600 * 24 * 7,
+      approvals: { count: 1, roles: ['service-owner'] },
+      constraints: { timeWindow: { days: [1, 2, 3, 4, 5], startHour: 8, endHour: 18 } },
+    },
+  ],
+};
+
+const dana: PrincipalInput = { id: 'dana', kind: 'human', roles: ['dba'], teams: ['data'] };
+const eve: PrincipalInput = { id: 'eve', kind: 'human', roles: ['engineer'], teams: ['payments'] };
+const bob: PrincipalInput = { id: 'bob', kind: 'human', roles: ['analyst'], teams: ['finance'] };
+const job: PrincipalInput = { id: 'ci:etl', kind: 'workload', roles: ['etl'] };
+const olga: PrincipalInput = { id: 'olga', kind: 'human', roles: ['service-owner'], teams: ['data'] };
+
+const db = { id: 'db', system: 'token', resource: 'api://db/orders' };
+
+async function env(start?: string) {
+  const clock = manualClock(start);
+  const store = createMemoryStore();
+  const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+  const gl = createGrantline({ store, policy, executors: [tokens.executor], clock });
+  return { clock, store, tokens, gl };
+}
+
+/** The error code and the reasons (code and path) of a refused call. */
+async function refusal(
+  p: Promise<unknown>,
+): Promise<{ code: string; reasons: Omit<DecisionReason, 'message'>[] }> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isGrantlineError(err)) throw err;
+    const reasons = ((err.details.reasons as DecisionReason[] | undefined) ?? []).map((r) => ({
+      code: r.code,
+      ...(r.path ? { path: r.path } : {}),
+    }));
+    return { code: err.code, reasons };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('rule matching by requester roles and subject kind', () => {
+  it('a DBA asking for a human subject is governed by the human rule', async () => {
+    const { gl } = await env();
+    const g = await gl.request({
+      requester: dana,
+      subject: bob,
+      justification: { reason: 'fix a report query' },
+      targets: [db],
+      durationSeconds: 1800,
+    });
+    expect(g.policy.ruleId).toBe('db-human');
+    expect(g.policy.approvals).toEqual({ count: 1, roles: ['service-owner'], distinctRoles: false });
+  });
+
+  it('the same DBA asking for a workload skips the human-only rule (subjectKinds) and gets dual control', async () => {
+    const { gl } = await env();
+    const g = await gl.request({
+      requester: dana,
+      subject: job,
+      justification: { reason: 'backfill' },
+      targets: [db],
+      durationSeconds: 900,
+    });
+    expect(g.policy.ruleId).toBe('db-workload');
+    expect(g.policy.risk).toBe('high');
+    expect(g.policy.approvals.count).toBe(2);
+    // The workload rule's cap applies, not the human rule's.
+    expect(
+      await refusal(
+        gl.request({
+          requester: dana,
+          subject: job,
+          justification: { reason: 'backfill' },
+          targets: [db],
+          durationSeconds: 1800,
+        }),
+      ),
+    ).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: [{ code: 'DURATION_EXCEEDS_MAX', path: ['durationSeconds'] }],
+    });
+  });
+
+  it('a requester without a matching role (requesterRoles) finds no rule for a human subject; nothing is written', async () => {
+    const { gl, store } = await env();
+    const before = store.dump();
+    expect(
+      await refusal(
+        gl.request({
+          requester: eve,
+          subject: bob,
+          justification: { reason: 'curious' },
+          targets: [db],
+          durationSeconds: 600,
+        }),
+      ),
+    ).toEqual({ code: 'ERR_POLICY_DENIED', reasons: [{ code: 'NO_MATCHING_RULE', path: ['targets', 0] }] });
+    // Asking for oneself does not help: the requester's roles are what matter, not the subject's.
+    expect(
+      await refusal(
+        gl.request({
+          requester: eve,
+          subject: { ...dana, id: 'dana-as-subject' },
+          justification: { reason: 'curious' },
+          targets: [db],
+          durationSeconds: 600,
+        }),
+      ),
+    ).toEqual({ code: 'ERR_POLICY_DENIED', reasons: [{ code: 'NO_MATCHING_RULE', path: ['targets', 0] }] });
+    expect(store.dump()).toBe(before);
+  });
+
+  it('in a multi-target case the reason names the target no rule admits', async () => {
+    const { gl } = await env();
+    expect(
+      await refusal(
+        gl.request({
+          requester: eve,
+          subject: bob,
+          justification: { reason: 'quarter close', changeRecord: 'CHG0000001' },
+          targets: [{ id: 'prod', system: 'token', resource: 'api://prod/ledger' }, db],
+          durationSeconds: 600,
+        }),
+      ),
+    ).toEqual({ code: 'ERR_POLICY_DENIED', reasons: [{ code: 'NO_MATCHING_RULE', path: ['targets', 1] }] });
+  });
+});
+
+describe('required change record', () => {
+  const prod = { id: 'prod', system: 'token', resource: 'api://prod/ledger' };
+  const ask = (justification: Record<string, string>, targets = [prod]) => ({
+    requester: eve,
+    subject: bob,
+    justification: { reason: 'apply migration', ...justification },
+    targets,
+    durationSeconds: 1800,
+  });
+
+  it('a missing change record is refused with CHANGE_RECORD_REQUIRED at justification.changeRecord', async () => {
+    const { gl, store } = await env();
+    const before = store.dump();
+    expect(await refusal(gl.request(ask({ ticket: 'OPS-1' })))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: [{ code: 'CHANGE_RECORD_REQUIRED', path: ['justification', 'changeRecord'] }],
+    });
+    expect(store.dump()).toBe(before);
+  });
+
+  it('a change record that does not match the pattern is refused with CHANGE_RECORD_PATTERN', async () => {
+    const { gl } = await env();
+    for (const bad of ['CHG123', 'chg0000001', 'CHG00000011', 'x CHG0000001']) {
+      expect(await refusal(gl.request(ask({ changeRecord: bad })))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'CHANGE_RECORD_PATTERN', path: ['justification', 'changeRecord'] }],
+      });
+    }
+  });
+
+  it('a matching change record is accepted and kept in the case', async () => {
+    const { gl } = await env();
+    const g = await gl.request(ask({ changeRecord: 'CHG0004711' }));
+    expect(g.state).toBe('requested');
+    expect(g.policy.ruleId).toBe('prod-change');
+    expect(g.justification.changeRecord).toBe('CHG0004711');
+  });
+
+  it('a rule without a pattern still requires presence; any value passes', async () => {
+    const { gl } = await env();
+    const staging = { id: 'stg', system: 'token', resource: 'api://staging/api' };
+    expect(await refusal(gl.request(ask({}, [staging])))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: [{ code: 'CHANGE_RECORD_REQUIRED', path: ['justification', 'changeRecord'] }],
+    });
+    const g = await gl.request(ask({ changeRecord: 'whatever-42' }, [staging]));
+    expect(g.policy.ruleId).toBe('staging-change');
+  });
+
+  it('every matched rule of a multi-target case checks its references, not only the governing one', async () => {
+    const { gl } = await env();
+    // db-workload (high risk, no references) governs; prod-change's change-record rule still applies.
+    const both = (justification: Record<string, string>) => ({
+      ...ask(justification, [db, prod]),
+      requester: dana,
+      subject: job,
+      durationSeconds: 900,
+    });
+    expect(await refusal(gl.request(both({ changeRecord: 'free text' })))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: [{ code: 'CHANGE_RECORD_PATTERN', path: ['justification', 'changeRecord'] }],
+    });
+    expect(await refusal(gl.request(both({})))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: [{ code: 'CHANGE_RECORD_REQUIRED', path: ['justification', 'changeRecord'] }],
+    });
+    const g = await gl.request(both({ changeRecord: 'CHG0000042' }));
+    expect(g.policy.ruleId).toBe('db-workload');
+  });
+});
+
+describe('usage time window (weekdays 08:00-18:00 UTC)', () => {
+  const reports = { id: 'reports', system: 'token', resource: 'api://reports' };
+
+  /** Requests, approves and issues a reporting case at the clock's current time. */
+  async function issued(e: Awaited<ReturnType<typeof env>>) {
+    const g = await e.gl.request({
+      requester: eve,
+      subject: bob,
+      justification: { reason: 'month-end reports' },
+      targets: [reports],
+      durationSeconds: 3600 * 24 * 6,
+    });
+    await e.gl.approve(g.id, { approver: olga });
+    const { grant, credentials } = await e.gl.issue(g.id);
+    expect(grant.state).toBe('issued');
+    return { id: g.id, token: credentials.reports!.token! };
+  }
+
+  it('use inside the window is recorded and changes nothing; the first use at 18:00 revokes with violation', async () => {
+    // 2026-12-01 is a Tuesday.
+    const e = await env('2026-12-01T08:00:00.000Z');
+    const { id, token } = await issued(e);
+    for (const at of ['2026-12-01T08:00:00.000Z', '2026-12-01T12:30:00.000Z', '2026-12-01T17:59:59.999Z']) {
+      e.clock.set(at);
+      const g = await e.gl.recordUsage(id, { sourceIp: '10.1.2.3', action: 'reports:read' });
+      expect(g.state).toBe('issued');
+    }
+    expect((await e.gl.history(id)).filter((h) => h.type === 'violation')).toEqual([]);
+    await expect(e.tokens.verifier.verify(token)).resolves.toBeDefined();
+
+    e.clock.set('2026-12-01T18:00:00.000Z');
+    const after = await e.gl.recordUsage(id, { sourceIp: '10.1.2.3', action: 'reports:read' });
+    expect(after.state).toBe('verified');
+    expect(after.revocation?.trigger).toBe('violation');
+    const violations = (await e.gl.history(id)).filter((h) => h.type === 'violation');
+    expect(violations).toHaveLength(1);
+    expect(
+      (violations[0]!.data.reasons as DecisionReason[]).map((r) => ({ code: r.code, path: r.path })),
+    ).toEqual([{ code: 'OUTSIDE_TIME_WINDOW', path: ['at'] }]);
+    await expect(e.tokens.verifier.verify(token)).rejects.toMatchObject({ details: { reason: 'revoked' } });
+  });
+
+  it('use before the window opens is a violation', async () => {
+    const e = await env('2026-12-02T07:00:00.000Z'); // Wednesday
+    const { id } = await issued(e);
+    e.clock.set('2026-12-02T07:59:59.000Z');
+    const g = await e.gl.recordUsage(id, { sourceIp: '10.1.2.3', action: 'reports:read' });
+    expect(g.revocation?.trigger).toBe('violation');
+    expect(g.state).toBe('verified');
+  });
+
+  it('use at an allowed hour on a day outside the window (Saturday) is a violation', async () => {
+    const e = await env('2026-12-04T10:00:00.000Z'); // Friday
+    const { id } = await issued(e);
+    e.clock.set('2026-12-05T10:00:00.000Z'); // Saturday
+    const g = await e.gl.recordUsage(id, { sourceIp: '10.1.2.3', action: 'reports:read' });
+    expect(g.state).toBe('verified');
+    expect(g.revocation?.trigger).toBe('violation');
+    const v = (await e.gl.history(id)).find((h) => h.type === 'violation')!;
+    expect((v.data.reasons as DecisionReason[]).map((r) => r.code)).toEqual(['OUTSIDE_TIME_WINDOW']);
+  });
+
+  it('a rule without a time window accepts use at any hour', async () => {
+    const e = await env('2026-12-05T03:00:00.000Z'); // Saturday night
+    const g = await e.gl.request({
+      requester: dana,
+      subject: bob,
+      justification: { reason: 'night fix' },
+      targets: [db],
+      durationSeconds: 3600,
+    });
+    await e.gl.approve(g.id, { approver: olga });
+    await e.gl.issue(g.id);
+    const used = await e.gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'db:read' });
+    expect(used.state).toBe('issued');
+  });
+});
