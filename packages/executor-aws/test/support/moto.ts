@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
 import {
+  CreateAccessKeyCommand,
   CreatePolicyCommand,
   CreateRoleCommand,
+  CreateUserCommand,
   IAMClient,
   ListRolesCommand,
   PutRolePolicyCommand,
@@ -108,4 +111,56 @@ export async function createPermissionSet(sso: SSOAdminClient) {
     new CreatePermissionSetCommand({ InstanceArn: instanceArn, Name: `ps-${randomUUID().slice(0, 8)}` }),
   );
   return { instanceArn, permissionSetArn: ps.PermissionSet!.PermissionSetArn! };
+}
+
+/**
+ * Clients whose target can be switched after the executor was built, for the kit's
+ * `simulateFailure`: `fail('transient')` sends every call to a closed port on 127.0.0.1 (a real
+ * ECONNREFUSED), `fail('permanent')` signs with a user that has no permissions (a real AccessDenied
+ * from moto's IAM enforcement); `restore()` goes back to the admin clients.
+ */
+export async function switchableClients() {
+  const m = moto();
+  if (!m) throw new Error('moto_server is not running');
+  const admin = adminClients();
+  const closedPort = await new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+  const nobody = `nobody-${randomUUID().slice(0, 8)}`;
+  await admin.iam.send(new CreateUserCommand({ UserName: nobody }));
+  const key = (await admin.iam.send(new CreateAccessKeyCommand({ UserName: nobody }))).AccessKey!;
+  const build = (endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string }) => ({
+    iam: new IAMClient({ region, endpoint, credentials, maxAttempts: 1 }),
+    sts: new STSClient({ region, endpoint, credentials, maxAttempts: 1 }),
+    ssoAdmin: new SSOAdminClient({ region, endpoint, credentials, maxAttempts: 1 }),
+  });
+  const failing = {
+    transient: build(`http://127.0.0.1:${closedPort}`, m.admin),
+    permanent: build(m.endpoint, { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! }),
+  };
+  let current: ReturnType<typeof adminClients> = admin;
+  // Every property read goes to the clients currently selected (methods bound to them).
+  const forward = <K extends keyof typeof admin>(name: K) =>
+    new Proxy(admin[name], {
+      get(_, prop) {
+        const target = current[name];
+        const v = Reflect.get(target, prop);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  return {
+    clients: { iam: forward('iam'), sts: forward('sts'), ssoAdmin: forward('ssoAdmin') },
+    admin,
+    fail(kind: 'transient' | 'permanent') {
+      current = failing[kind];
+    },
+    restore() {
+      current = admin;
+    },
+  };
 }
