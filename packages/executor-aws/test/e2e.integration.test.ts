@@ -367,16 +367,20 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
           : { roleArn: (await createRole(iam)).Arn! };
       const clock = manualClock();
       const store = createMemoryStore();
-      // The write that would record the issuance fails once, as if the process had died right there.
+      // The process dies right at the write that would record the issuance: from then on, until
+      // the restart below, neither its store writes nor its AWS calls happen (so the service's own
+      // removal of a late issuance cannot run either; a dead process does nothing).
       let crash = true;
+      let dead = false;
       const crashing = new Proxy(store, {
         get(target, prop, receiver) {
           if (prop === 'compareAndSet') {
             return async (...args: Parameters<typeof store.compareAndSet>) => {
               if (crash && args[0].state === 'issued') {
                 crash = false;
-                throw new Error('simulated crash');
+                dead = true;
               }
+              if (dead) throw new Error('simulated crash');
               return store.compareAndSet(...args);
             };
           }
@@ -385,6 +389,12 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
       });
       const seen: Record<string, string>[] = [];
       const executor = createAwsExecutor({ sts, iam, probe: fast });
+      const whileAlive =
+        <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+        async (...a: A) => {
+          if (dead) throw new Error('simulated crash');
+          return fn(...a);
+        };
       const spy = {
         ...executor,
         issue: async (ctx: Parameters<typeof executor.issue>[0]) => {
@@ -392,6 +402,8 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
           seen.push({ ...res.ref, ...res.secret });
           return res;
         },
+        revoke: whileAlive(executor.revoke),
+        verify: whileAlive(executor.verify),
       };
       const gl = service([spy], { clock, store: crashing });
       const c = await gl.request({
@@ -403,6 +415,7 @@ describe.skipIf(skipWithoutMoto())('crash recovery through the service on moto_s
       });
       await gl.approve(c.id, { approver: bob });
       await expect(gl.issue(c.id)).rejects.toMatchObject({ code: 'ERR_ISSUANCE_FAILED' });
+      dead = false;
       const stuck = await gl.get(c.id);
       expect(stuck.state).toBe('issuing');
       expect(stuck.targets[0]!.issuance).toBeUndefined();
