@@ -148,6 +148,12 @@ export interface UsageRecord {
  * - `verify` observes the target itself and reports `absent` only with evidence of absence.
  * - Failures throw `GrantlineError` with code `ERR_EXECUTOR` and `retryable` set honestly; messages
  *   never contain secrets.
+ *
+ * What the service guarantees in return: a case's targets are issued one at a time in the order of
+ * `grant.targets`, and issuance stops at the first failure (the `issue.failed` event names that
+ * target; later targets were never called). Every call has a deadline (`executorTimeoutMs`, with
+ * `ctx.signal` aborted when it passes). `revoke` may be called without `issuance` (a rollback after
+ * a crash or a timeout): find what you may have created from the case and target ids alone.
  */
 export interface Executor<P = Record<string, unknown>> {
   /** The `system` value of the targets this executor serves. */
