@@ -1508,15 +1508,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       try {
         const exec = this.executorFor(t.system);
         const res = await this.callExecutor(t.system, 'revoke', (signal) =>
-          exec.revoke({
-            grant: g,
-            target: { ...t, params: t.params ?? {} },
-            now: this.clock.now(),
-            ...(t.issuance ? { issuance: t.issuance } : {}),
-            trigger: g.revocation!.trigger,
-            reason: g.revocation!.reason,
-            signal,
-          }),
+          exec.revoke(this.removalContext(g, t, signal)),
         );
         cmd = {
           type: 'targetRevoked',
@@ -1564,15 +1556,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       try {
         const exec = this.executorFor(t.system);
         const res = await this.callExecutor(t.system, 'verify', (signal) =>
-          exec.verify({
-            grant: g,
-            target: { ...t, params: t.params ?? {} },
-            now: this.clock.now(),
-            ...(t.issuance ? { issuance: t.issuance } : {}),
-            trigger: g.revocation!.trigger,
-            reason: g.revocation!.reason,
-            signal,
-          }),
+          exec.verify(this.removalContext(g, t, signal)),
         );
         cmd =
           res.status === 'absent'
@@ -1704,6 +1688,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             },
       known,
     );
+  }
+
+  /** The context of a `revoke` or `verify` call for one target of a case being revoked. */
+  private removalContext(g: Grant, t: Grant['targets'][number], signal: AbortSignal) {
+    return {
+      grant: g,
+      target: { ...t, params: t.params ?? {} },
+      now: this.clock.now(),
+      ...(t.issuance ? { issuance: t.issuance } : {}),
+      trigger: g.revocation!.trigger,
+      reason: g.revocation!.reason,
+      signal,
+    };
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
