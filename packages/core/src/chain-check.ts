@@ -12,7 +12,8 @@ import type { AuditEvent } from './model.js';
 //   canonical JSON, i.e. evidence bundles), ~5x faster than `canonicalize`;
 // - else safe-stable-stringify, which sorts keys like RFC 8785 does, ~3x faster than `canonicalize`.
 const stable = configure({ bigint: false, deterministic: true });
-const sha256 = (text: string): string =>
+/** Hex SHA-256 of a string's UTF-8 bytes (one-shot where node has it). */
+export const sha256Text = (text: string): string =>
   typeof oneShotHash === 'function'
     ? oneShotHash('sha256', text, 'hex')
     : createHash('sha256').update(text).digest('hex');
@@ -29,12 +30,48 @@ function sortedDeep(v: unknown): boolean {
   return true;
 }
 
+/**
+ * `v` with the keys of every object in sorted order, copying only the objects that are not, so native
+ * JSON.stringify can serialise it (integer-like keys, which JS orders numerically, still come out
+ * unsorted: then the hash does not match and the canonical serialiser decides).
+ */
+function sortedKeys(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      const y = sortedKeys(x);
+      if (y !== x && !out) out = v.slice(0, i);
+      if (out) out.push(y);
+    }
+    return out ?? v;
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = keys[i - 1]! < keys[i]!;
+  if (!sorted) keys.sort();
+  let out: Record<string, unknown> | undefined = sorted ? undefined : {};
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const x = o[k];
+    const y = sortedKeys(x);
+    if (!out && y !== x) {
+      out = {};
+      for (let j = 0; j < i; j++) out[keys[j]!] = o[keys[j]!];
+    }
+    if (out) out[k] = y;
+  }
+  return out ?? v;
+}
+
 /** True when `expected` is the SHA-256 (hex) of the canonical JSON of `value`; same fast path as events. */
 export function canonicalHashMatches(value: unknown, expected: string): boolean {
   try {
     const text = sortedDeep(value) ? JSON.stringify(value) : stable(value);
-    if (text !== undefined && sha256(text) === expected) return true;
-    return sha256(canonicalJson(value)) === expected;
+    if (text !== undefined && sha256Text(text) === expected) return true;
+    return sha256Text(canonicalJson(value)) === expected;
   } catch {
     return false;
   }
@@ -45,16 +82,18 @@ export function eventHashMatches(e: AuditEvent): boolean {
   // The hashed part (audit.ts `hashedPart`) with its keys inserted in canonical order.
   const part: Record<string, unknown> = {};
   if (e.actingRole !== undefined) part.actingRole = e.actingRole;
-  part.actor = e.actor;
+  part.actor = undefined;
   part.at = e.at;
   part.caseId = e.caseId;
-  part.data = e.data;
+  part.data = undefined;
   part.prevHash = e.prevHash;
   part.seq = e.seq;
   part.type = e.type;
   try {
-    const text = sortedDeep(e.actor) && sortedDeep(e.data) ? JSON.stringify(part) : stable(part);
-    if (text !== undefined && sha256(text) === e.hash) return true;
+    part.actor = sortedKeys(e.actor);
+    part.data = sortedKeys(e.data);
+    const text = JSON.stringify(part);
+    if (text !== undefined && sha256Text(text) === e.hash) return true;
     return eventHash(e) === e.hash;
   } catch {
     return false;
@@ -78,8 +117,12 @@ export class ChainCursor {
     readonly checkContent = true,
   ) {}
 
-  /** Checks `e` as the next event of this case; pushes what is wrong into `problems`. */
-  push(e: AuditEvent, problems: ChainProblem[]): void {
+  /**
+   * Checks `e` as the next event of this case; pushes what is wrong into `problems`.
+   * @param contentVerified the caller already confirmed `e.hash` is the hash of `e`'s canonical content
+   * (evidence.ts, from the signed canonical text); only ever true, never a way to report a mismatch.
+   */
+  push(e: AuditEvent, problems: ChainProblem[], contentVerified = false): void {
     const position = this.seq + 1;
     if (e.caseId !== this.caseId) {
       problems.push({
@@ -102,7 +145,7 @@ export class ChainCursor {
         message: `event ${e.seq} does not link to its predecessor`,
       });
     }
-    if (this.checkContent && !eventHashMatches(e)) {
+    if (this.checkContent && !contentVerified && !eventHashMatches(e)) {
       problems.push({
         code: 'CHAIN_HASH_MISMATCH',
         seq: e.seq,
@@ -114,10 +157,15 @@ export class ChainCursor {
   }
 }
 
-/** Checks a whole case chain (fast path of `verifyChain`). */
+/**
+ * Checks a whole case chain (fast path of `verifyChain`).
+ * @param verified `verified[i]` true when event i's hash was already confirmed against its canonical
+ * content by the caller; false or missing entries are recomputed here.
+ */
 export function checkChain(
   caseId: string,
   events: readonly AuditEvent[],
+  verified?: readonly boolean[],
 ): { valid: boolean; head: string; problems: ChainProblem[] } {
   const problems: ChainProblem[] = [];
   if (events.length === 0) {
@@ -125,6 +173,6 @@ export function checkChain(
     return { valid: false, head: GENESIS_HASH, problems };
   }
   const cursor = new ChainCursor(caseId);
-  for (const e of events) cursor.push(e, problems);
+  for (let i = 0; i < events.length; i++) cursor.push(events[i]!, problems, verified?.[i] === true);
   return { valid: problems.length === 0, head: cursor.head, problems };
 }

@@ -181,6 +181,11 @@ export type DetachedVerification =
   | { ok: false; code: SignatureFailure; message: string; kid?: string; alg?: string };
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
+/**
+ * Signing inputs from this size on are verified off the main thread. The hop costs more than it
+ * saves on a small bundle (measured: slower at 7 KiB, faster from about 50 KiB).
+ */
+const ASYNC_VERIFY_BYTES = 32 * 1024;
 const keyCache = new WeakMap<JWK, KeyObject>();
 
 function keyFits(k: JWK, alg: SigningAlgorithm): boolean {
@@ -289,16 +294,31 @@ export async function verifyDetached(
   } catch {
     return { ok: false, code: 'KEY_UNKNOWN', message: `key ${kid} in the JWKS cannot be imported`, kid, alg };
   }
-  // RFC 7515 §5.2 with RFC 7797: the signing input is ASCII(protected) "." payload bytes. node:crypto
-  // verifies synchronously (OpenSSL), about 5x faster per bundle than the WebCrypto path jose takes.
-  const input = Buffer.concat([Buffer.from(`${s.protected}.`, 'ascii'), Buffer.from(payload, 'utf8')]);
+  // RFC 7515 §5.2 with RFC 7797: the signing input is ASCII(protected) "." payload bytes, built with one
+  // UTF-8 encoding of the payload and no intermediate copy. node:crypto (OpenSSL) is about 5x faster
+  // per bundle than the WebCrypto path jose takes.
+  const prefix = s.protected.length + 1;
+  const input = Buffer.allocUnsafe(prefix + Buffer.byteLength(payload, 'utf8'));
+  input.write(s.protected, 0, 'latin1');
+  input[prefix - 1] = 0x2e; // "."
+  input.write(payload, prefix, 'utf8');
   const signature = Buffer.from(s.signature, 'base64url');
   let ok = false;
   if (signature.length === 64) {
+    const how = alg === 'EdDSA' ? key : { key, dsaEncoding: 'ieee-p1363' as const };
+    const digest = alg === 'EdDSA' ? null : 'sha256';
+    // A large payload is verified on the libuv threadpool, so a caller that does not await at once
+    // (verifyEvidence) parses meanwhile; a small one synchronously, where the hop would cost more.
     ok =
-      alg === 'EdDSA'
-        ? nodeVerify(null, input, key, signature)
-        : nodeVerify('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, signature);
+      input.length >= ASYNC_VERIFY_BYTES
+        ? await new Promise<boolean>((resolve) => {
+            try {
+              nodeVerify(digest, input, how, signature, (error, valid) => resolve(!error && valid));
+            } catch {
+              resolve(false);
+            }
+          })
+        : nodeVerify(digest, input, how, signature);
   }
   return ok
     ? { ok: true, kid, alg: alg as SigningAlgorithm }
