@@ -4,6 +4,11 @@ import { ChainCursor } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import type { GrantStore } from './ports.js';
 
+/** A case's chain cursor, with its last event at or below the checkpoint. */
+class AuditCursor extends ChainCursor {
+  atCheckpoint: [number, string] | undefined = undefined;
+}
+
 /** Stable codes of what {@link auditStore} can find. */
 export type StoreAuditProblemCode =
   | ChainProblem['code']
@@ -82,8 +87,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
   }
   const upTo = cp?.upTo ?? 0;
 
-  const cursors = new Map<string, ChainCursor>();
-  const atCheckpoint = new Map<string, [number, string]>();
+  const cursors = new Map<string, AuditCursor>();
   let covered = 0;
   let total = 0;
   let after = 0;
@@ -104,7 +108,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
       lastGlobal = g;
       let c = cursors.get(e.caseId);
       if (!c) {
-        c = new ChainCursor(e.caseId);
+        c = new AuditCursor(e.caseId);
         cursors.set(e.caseId, c);
       }
       c.push(e, chainProblems);
@@ -114,7 +118,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
         chainProblems.length = 0;
       }
       if (g <= upTo) {
-        atCheckpoint.set(e.caseId, [e.seq, e.hash]);
+        c.atCheckpoint = [e.seq, e.hash];
         covered += 1;
       }
     }
@@ -124,7 +128,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
 
   if (cp) {
     for (const [id, [seq, hash]] of Object.entries(cp.heads)) {
-      const mine = atCheckpoint.get(id);
+      const mine = cursors.get(id)?.atCheckpoint;
       if (!mine) {
         add({
           code: 'CASE_DELETED',
@@ -148,8 +152,8 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
         });
       }
     }
-    for (const id of atCheckpoint.keys()) {
-      if (!(id in cp.heads))
+    for (const [id, c] of cursors) {
+      if (c.atCheckpoint && !Object.hasOwn(cp.heads, id))
         add({
           code: 'CASE_INSERTED',
           message: `case ${id} has events inside checkpoint ${cp.upTo} that the checkpoint does not know`,
