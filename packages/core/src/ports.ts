@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { GrantlineError } from './errors.js';
 import type { AuditEvent, Grant, GrantState, Issuance, ListQueryParsed, Target } from './model.js';
 
 // #region store
@@ -22,6 +23,19 @@ export interface GrantPage {
   grants: Grant[];
   nextCursor?: string;
 }
+
+/** One write of {@link GrantStore.compareAndSetMany}: what `compareAndSet` takes, as a record. */
+export interface CasItem {
+  grant: Grant;
+  expectedVersion: number;
+  events: AuditEvent[];
+}
+
+/**
+ * What became of one {@link CasItem}: the stored grant, or the error `compareAndSet` would have
+ * thrown for it alone (`ERR_CONFLICT`, `ERR_NOT_FOUND`, `ERR_STORE` for events out of sequence).
+ */
+export type CasOutcome = { ok: true; grant: Grant } | { ok: false; error: GrantlineError };
 
 /**
  * Persistence for cases and their audit events.
@@ -52,6 +66,16 @@ export interface GrantStore {
    * @throws GrantlineError `ERR_NOT_FOUND` when there is no such case.
    */
   compareAndSet(grant: Grant, expectedVersion: number, events: AuditEvent[]): Promise<Grant>;
+  /**
+   * Optional: many compare-and-sets in one round trip (the sweeper's batched path uses it when
+   * present). Each item is atomic by itself (its grant and its events, or nothing) and independent
+   * of the others: one item's conflict does not stop the rest. Outcomes come back in item order.
+   * @throws GrantlineError `ERR_VALIDATION` for a malformed call (not an array, a case twice, a
+   *   grant without id); nothing is written. A thrown store error (`ERR_STORE`, connection lost)
+   *   means the call as a whole may or may not have committed: callers re-read, as after any
+   *   failed `compareAndSet`.
+   */
+  compareAndSetMany?(items: CasItem[]): Promise<CasOutcome[]>;
   /** Cases matching the query, newest `createdAt` first then id, paged by cursor. */
   list(query: ListQueryParsed): Promise<GrantPage>;
   /**

@@ -1,6 +1,7 @@
 import {
   type AuditEvent,
   cloneJson,
+  type CasOutcome,
   type CreateResult,
   ErrorCodes,
   type Grant,
@@ -104,6 +105,41 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     }
   };
 
+  /** Checks and writes one compare-and-set synchronously; throws without writing anything. */
+  const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
+    const row = rows.get(grant.id);
+    if (!row)
+      throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
+        details: { caseId: grant.id },
+      });
+    if (row.grant.version !== expectedVersion) {
+      throw new GrantlineError(
+        ErrorCodes.CONFLICT,
+        `case ${grant.id} is at version ${row.grant.version}, not ${expectedVersion}`,
+        {
+          retryable: true,
+          details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
+        },
+      );
+    }
+    if (grant.version !== expectedVersion + 1) {
+      throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
+        details: { caseId: grant.id },
+      });
+    }
+    const list = events.get(grant.id) ?? [];
+    const next = (list[list.length - 1]?.seq ?? 0) + 1;
+    if (!Array.isArray(evs) || !evs.every((e, i) => e.caseId === grant.id && e.seq === next + i)) {
+      throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, {
+        details: { caseId: grant.id },
+      });
+    }
+    // Both writes happen in one synchronous block: no reader can observe one without the other.
+    rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+    append(grant.id, evs);
+    notify(grant.id);
+  };
+
   return {
     capabilities: { crossProcessLeases: false, globalSequence: true },
 
@@ -154,38 +190,41 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       checkGrant(grant);
       await pause();
       guard();
-      const row = rows.get(grant.id);
-      if (!row)
-        throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
-          details: { caseId: grant.id },
-        });
-      if (row.grant.version !== expectedVersion) {
-        throw new GrantlineError(
-          ErrorCodes.CONFLICT,
-          `case ${grant.id} is at version ${row.grant.version}, not ${expectedVersion}`,
-          {
-            retryable: true,
-            details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
-          },
-        );
-      }
-      if (grant.version !== expectedVersion + 1) {
-        throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
-          details: { caseId: grant.id },
-        });
-      }
-      const list = events.get(grant.id) ?? [];
-      const next = (list[list.length - 1]?.seq ?? 0) + 1;
-      if (!evs.every((e, i) => e.caseId === grant.id && e.seq === next + i)) {
-        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, {
-          details: { caseId: grant.id },
-        });
-      }
-      // Both writes happen in one synchronous block: no reader can observe one without the other.
-      rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
-      append(grant.id, evs);
-      notify(grant.id);
+      casOne(grant, expectedVersion, evs);
       return grant; // the caller's object, not the stored copy: isolation holds without a third copy
+    },
+
+    async compareAndSetMany(items) {
+      guard();
+      if (!Array.isArray(items))
+        throw new GrantlineError(ErrorCodes.VALIDATION, 'compareAndSetMany: items must be an array', {
+          details: { where: 'compareAndSetMany', path: ['items'] },
+        });
+      const seen = new Set<string>();
+      items.forEach((item, i) => {
+        checkGrant(item?.grant);
+        if (seen.has(item.grant.id))
+          throw new GrantlineError(
+            ErrorCodes.VALIDATION,
+            `compareAndSetMany: case ${item.grant.id} appears twice`,
+            {
+              details: { where: 'compareAndSetMany', path: ['items', i, 'grant', 'id'] },
+            },
+          );
+        seen.add(item.grant.id);
+      });
+      await pause();
+      guard();
+      // Each item is checked and written in one synchronous step, as compareAndSet does.
+      return items.map((item): CasOutcome => {
+        try {
+          casOne(item.grant, item.expectedVersion, item.events);
+          return { ok: true, grant: item.grant };
+        } catch (err) {
+          if (err instanceof GrantlineError) return { ok: false, error: err };
+          throw err;
+        }
+      });
     },
 
     async list(query: ListQueryParsed): Promise<GrantPage> {

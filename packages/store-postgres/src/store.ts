@@ -1,5 +1,6 @@
 import {
   type AuditEvent,
+  type CasOutcome,
   type CreateResult,
   ErrorCodes,
   type Grant,
@@ -226,6 +227,34 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     ${appendSql('u', 12)}
     SELECT (SELECT count(*) FROM u)::int AS updated, (SELECT count(*) FROM ins)::int AS appended`;
 
+  // Many compare-and-sets in one statement: the items arrive as one jsonb array of records; each
+  // row's UPDATE checks its own version and audit head, and only updated cases get their events.
+  const casManySql = `
+    WITH i AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+        ord int, id text, version int, state text, due_at timestamptz, idempotency_key text, subject_id text,
+        requester_id text, created_at timestamptz, updated_at timestamptz, audit_seq int, doc jsonb,
+        expected int, prev_seq int, events jsonb)
+    ),
+    u AS (
+      UPDATE ${s}.grants AS g SET version = i.version, state = i.state, due_at = i.due_at,
+        idempotency_key = i.idempotency_key, subject_id = i.subject_id, requester_id = i.requester_id,
+        created_at = i.created_at, updated_at = i.updated_at, audit_seq = coalesce(i.audit_seq, g.audit_seq),
+        doc = i.doc, lease_owner = NULL, lease_until = NULL
+      FROM i
+      WHERE g.id = i.id AND g.version = i.expected AND (i.prev_seq IS NULL OR g.audit_seq = i.prev_seq)
+      RETURNING g.id
+    ),
+    l AS (SELECT pg_advisory_xact_lock_shared(${seqLock})),
+    ins AS (
+      INSERT INTO ${s}.audit_events (case_id, seq, type, at, doc)
+      SELECT e.value->>'caseId', (e.value->>'seq')::int, e.value->>'type', (e.value->>'at')::timestamptz, e.value
+      FROM l, i JOIN u ON u.id = i.id, jsonb_array_elements(i.events) WITH ORDINALITY AS e(value, n)
+      ORDER BY i.ord, e.n
+      RETURNING 1
+    )
+    SELECT u.id FROM u`;
+
   const claimSql = `
     WITH c AS (
       SELECT id FROM ${s}.grants
@@ -352,6 +381,119 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         `compareAndSet: audit events out of sequence for case ${grant.id}: got ${first}, expected ${Number(cur.audit_seq) + 1}`,
         { details: { caseId: grant.id } },
       );
+    },
+
+    async compareAndSetMany(items) {
+      guard('compareAndSetMany');
+      if (!Array.isArray(items)) throw badInput('compareAndSetMany', 'items must be an array', ['items']);
+      const seen = new Set<string>();
+      items.forEach((item, i) => {
+        if (!isObject(item)) throw badInput('compareAndSetMany', 'each item must be an object', ['items', i]);
+        checkGrant(item.grant, 'compareAndSetMany');
+        if (seen.has(item.grant.id))
+          throw badInput('compareAndSetMany', `case ${item.grant.id} appears twice`, [
+            'items',
+            i,
+            'grant',
+            'id',
+          ]);
+        seen.add(item.grant.id);
+      });
+      const outcomes: (CasOutcome | undefined)[] = new Array(items.length);
+      const rows: Record<string, unknown>[] = [];
+      items.forEach((item, ord) => {
+        const { grant, expectedVersion, events } = item;
+        try {
+          if (!Number.isInteger(expectedVersion))
+            throw badInput('compareAndSetMany', 'expectedVersion must be an integer', [
+              'items',
+              ord,
+              'expectedVersion',
+            ]);
+          if (grant.version !== expectedVersion + 1)
+            throw new GrantlineError(
+              ErrorCodes.STORE,
+              `compareAndSetMany: new version must be ${expectedVersion + 1}`,
+              {
+                details: { caseId: grant.id },
+              },
+            );
+          checkEvents(grant.id, events, undefined, 'compareAndSetMany');
+        } catch (err) {
+          outcomes[ord] = { ok: false, error: err as GrantlineError };
+          return;
+        }
+        const first = events[0]?.seq;
+        rows.push({
+          ord,
+          id: grant.id,
+          version: grant.version,
+          state: grant.state,
+          due_at: grant.dueAt ?? null,
+          idempotency_key: grant.idempotencyKey ?? null,
+          subject_id: grant.subject.id,
+          requester_id: grant.requester.id,
+          created_at: grant.createdAt,
+          updated_at: grant.updatedAt,
+          audit_seq: events.length > 0 ? events[events.length - 1]!.seq : null,
+          doc: grant,
+          expected: expectedVersion,
+          prev_seq: first === undefined ? null : first - 1,
+          events: events.map(({ globalSeq: _drop, ...rest }) => rest),
+        });
+      });
+      if (rows.length > 0) {
+        const updated = await run('compareAndSetMany', casManySql, [JSON.stringify(rows)], {
+          cases: rows.length,
+        });
+        const done = new Set(updated.map((r) => String(r.id)));
+        const missed: string[] = [];
+        for (const r of rows) {
+          const ord = r.ord as number;
+          const grant = items[ord]!.grant;
+          if (done.has(grant.id)) {
+            changed(grant.id);
+            outcomes[ord] = { ok: true, grant: structuredClone(grant) };
+          } else missed.push(grant.id);
+        }
+        if (missed.length > 0) {
+          // Why each was not written, from a fresh snapshot (as compareAndSet does).
+          const cur = await run(
+            'compareAndSetMany',
+            `SELECT id, version, audit_seq FROM ${s}.grants WHERE id = ANY($1::text[])`,
+            [missed],
+          );
+          const byId = new Map(cur.map((c) => [String(c.id), c]));
+          for (const r of rows) {
+            const ord = r.ord as number;
+            if (outcomes[ord]) continue;
+            const { grant, expectedVersion } = items[ord]!;
+            const c = byId.get(grant.id);
+            outcomes[ord] = {
+              ok: false,
+              error: !c
+                ? new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
+                    details: { caseId: grant.id },
+                  })
+                : Number(c.version) !== expectedVersion
+                  ? new GrantlineError(
+                      ErrorCodes.CONFLICT,
+                      `case ${grant.id} is at version ${c.version}, not ${expectedVersion}`,
+                      {
+                        retryable: true,
+                        details: { caseId: grant.id, expectedVersion, actualVersion: Number(c.version) },
+                      },
+                    )
+                  : new GrantlineError(
+                      ErrorCodes.STORE,
+                      `compareAndSetMany: audit events out of sequence for case ${grant.id}: got ${r.prev_seq === null ? null : (r.prev_seq as number) + 1}, expected ${Number(c.audit_seq) + 1}`,
+                      { details: { caseId: grant.id } },
+                    ),
+            };
+          }
+        }
+      }
+      return outcomes as CasOutcome[];
     },
 
     async list(query: ListQueryParsed): Promise<GrantPage> {

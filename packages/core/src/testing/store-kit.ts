@@ -363,6 +363,88 @@ export function describeStoreConformance(runner: TestRunner, options: StoreKitOp
       }),
     );
 
+    it(
+      'compareAndSetMany (when offered) writes each item atomically and independently, in one call',
+      withStore(async (s) => {
+        if (!s.compareAndSetMany) return;
+        const base = Date.UTC(2026, 5, 1);
+        const made: Grant[] = [];
+        for (let i = 0; i < 5; i++) {
+          const m = makeGrant({ dueAt: new Date(base + i).toISOString() });
+          await s.create(m.grant, m.events);
+          made.push(m.grant);
+        }
+        // Lease them all, then move case 1 on behind the batch's back: its item must conflict.
+        await s.claimDue(new Date(base + 60_000), 10, 60_000, 'batcher');
+        const moved = nextVersion(made[1]!, { state: 'approved', dueAt: null });
+        await s.compareAndSet(moved.grant, 1, moved.events);
+        const ok0 = nextVersion(made[0]!, { state: 'approved', dueAt: null }, 2);
+        const stale1 = nextVersion(made[1]!, { state: 'denied' }, 0); // no events: only the version check stops it
+        const ok2 = nextVersion(made[2]!, { state: 'approved' }, 0);
+        const missing = nextVersion(makeGrant().grant, { state: 'approved' });
+        // Case 3: events that do not follow the stored head (seq 3 where 2 is next).
+        const gap = nextVersion(made[3]!, { state: 'approved' });
+        gap.events = gap.events.map((e) => ({ ...e, seq: e.seq + 1 }));
+        const outcomes = await s.compareAndSetMany([
+          { grant: ok0.grant, expectedVersion: 1, events: ok0.events },
+          { grant: stale1.grant, expectedVersion: 1, events: stale1.events },
+          { grant: ok2.grant, expectedVersion: 1, events: ok2.events },
+          { grant: missing.grant, expectedVersion: 1, events: missing.events },
+          { grant: gap.grant, expectedVersion: 1, events: gap.events },
+        ]);
+        assert.equal(outcomes.length, 5);
+        assert.ok(outcomes[0]!.ok && outcomes[0]!.grant.version === 2);
+        assert.ok(!outcomes[1]!.ok && outcomes[1]!.error.code === 'ERR_CONFLICT');
+        assert.ok(outcomes[2]!.ok);
+        assert.ok(!outcomes[3]!.ok && outcomes[3]!.error.code === 'ERR_NOT_FOUND');
+        assert.ok(!outcomes[4]!.ok && outcomes[4]!.error.code === 'ERR_STORE');
+        assert.deepEqual(await s.get(made[0]!.id), ok0.grant);
+        assert.deepEqual(
+          (await s.events(made[0]!.id)).map((e) => e.seq),
+          [1, 2, 3],
+        );
+        assert.equal((await s.get(made[1]!.id))!.state, 'approved', 'the racing commit stands');
+        assert.equal((await s.events(made[1]!.id)).length, 2);
+        assert.equal((await s.get(made[2]!.id))!.version, 2);
+        assert.equal((await s.events(made[2]!.id)).length, 1, 'an item without events writes none');
+        assert.deepEqual(await s.get(made[3]!.id), made[3], 'out-of-sequence item: nothing written');
+        assert.equal((await s.events(made[3]!.id)).length, 1);
+        assert.equal(await s.get(missing.grant.id), null);
+        // Committed items released their leases; the untouched case 4 is still leased to 'batcher'.
+        const again = await s.claimDue(new Date(base + 60_001), 10, 60_000, 'other');
+        assert.deepEqual(
+          again.map((g) => g.id),
+          [made[2]!.id],
+          'only the committed case still due is claimable by another owner',
+        );
+        // The store-wide sequence covers the batch's events in item order.
+        const all = await s.allEvents(0, 1000);
+        const batch = all.filter((e) => e.caseId === made[0]!.id && e.seq > 1);
+        assert.equal(batch.length, 2);
+        assert.ok(batch[0]!.globalSeq! < batch[1]!.globalSeq!);
+      }),
+    );
+
+    it(
+      'compareAndSetMany (when offered) refuses a malformed call and writes nothing',
+      withStore(async (s) => {
+        if (!s.compareAndSetMany) return;
+        const { grant, events } = makeGrant();
+        await s.create(grant, events);
+        const v2 = nextVersion(grant, { state: 'approved' });
+        const item = { grant: v2.grant, expectedVersion: 1, events: v2.events };
+        await rejectsWith(s.compareAndSetMany([item, item]), 'ERR_VALIDATION');
+        await rejectsWith(s.compareAndSetMany('nope' as never), 'ERR_VALIDATION');
+        await rejectsWith(
+          s.compareAndSetMany([item, { grant: { version: 2 } as Grant, expectedVersion: 1, events: [] }]),
+          'ERR_VALIDATION',
+        );
+        assert.deepEqual(await s.get(grant.id), grant);
+        assert.equal((await s.events(grant.id)).length, 1);
+        assert.deepEqual(await s.compareAndSetMany([]), []);
+      }),
+    );
+
     it('fails with ERR_CLOSED after close', async () => {
       const s = await options.create();
       await s.close();
