@@ -65,6 +65,8 @@ import {
   quorumMet,
 } from './policy.js';
 import {
+  type CasItem,
+  type CasOutcome,
   type Clock,
   type Executor,
   type GrantPage,
@@ -208,6 +210,29 @@ function actorOf(p: Principal): Actor {
 }
 
 const SYSTEM: Actor = { id: 'grantline', kind: 'system' };
+
+/**
+ * One removal step (a target revoked or verified, or its failure): committed at once on the per-case
+ * path, applied in memory on the sweeper's batched path. `applies` says whether the step still
+ * holds for a record (after a lost race, the fresh one).
+ */
+type RemovalStep = (g: Grant, cmd: Command, applies: (cur: Grant) => boolean) => Promise<Grant>;
+
+/** Counts what one sweep step did to a case (from the record it was claimed as). */
+function tally(result: SweepResult, g: Grant, after: Grant): void {
+  const before = g.state;
+  if (after.state === 'expired' && before !== 'expired') result.expired++;
+  if (before === 'issuing' && after.state !== 'issuing') result.rolledBack++;
+  if (
+    (after.state === 'revoked' || after.state === 'verified') &&
+    (before === 'issued' || before === 'revoking')
+  )
+    result.revoked++;
+  if (after.state === 'verified' && before !== 'verified') result.verified++;
+  if (after.state === 'failed' && before !== 'failed') result.failed++;
+  if (after.retry && after.retry.attempts > (g.retry?.attempts ?? 0)) result.retried++;
+  if (after.breakGlass?.overdueRaisedAt && !g.breakGlass?.overdueRaisedAt) result.overdueReviews++;
+}
 
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
   const redact = (s: string) =>
@@ -1281,31 +1306,24 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     };
     const claimed = await this.store.claimDue(this.clock.now(), limit, this.leaseMs, this.instanceId);
     result.claimed = claimed.length;
+    // With a store that commits many cases per round trip, the common cases (an expired window, a
+    // revocation due) go through the batched path; what it leaves goes case by case.
+    const rest = this.store.compareAndSetMany
+      ? await this.sweepBatched(claimed, result, concurrency)
+      : claimed;
     let next = 0;
     const worker = async () => {
-      while (next < claimed.length) {
-        const g = claimed[next++]!;
+      while (next < rest.length) {
+        const g = rest[next++]!;
         try {
-          const before = g.state;
-          const after = await this.advance(g, true);
-          if (after.state === 'expired' && before !== 'expired') result.expired++;
-          if (before === 'issuing' && after.state !== 'issuing') result.rolledBack++;
-          if (
-            (after.state === 'revoked' || after.state === 'verified') &&
-            (before === 'issued' || before === 'revoking')
-          )
-            result.revoked++;
-          if (after.state === 'verified' && before !== 'verified') result.verified++;
-          if (after.state === 'failed' && before !== 'failed') result.failed++;
-          if (after.retry && after.retry.attempts > (g.retry?.attempts ?? 0)) result.retried++;
-          if (after.breakGlass?.overdueRaisedAt && !g.breakGlass?.overdueRaisedAt) result.overdueReviews++;
+          tally(result, g, await this.advance(g, true));
         } catch (err) {
           result.errors++;
           this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, claimed.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(concurrency, rest.length) }, worker));
     return result;
   }
 
@@ -1391,6 +1409,158 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * The sweeper's batched path (stores with `compareAndSetMany`). Same steps and the same records as
+   * {@link advance}, fewer round trips:
+   * 1. every claimed case whose window ended gets its revocation intent (`revoke.requested`)
+   *    committed, all in one call, before any executor is called for it;
+   * 2. each revoking case's targets are revoked and then verified by the executors (`concurrency`
+   *    cases at once), and the outcome (`target.revoked` … `verified`, or the failure and its retry)
+   *    is committed as ONE version of the case; commits are grouped: whatever finished while the
+   *    previous group was in flight goes in the next call.
+   * A crash between the executor calls and the commit leaves the case `revoking` with its intent
+   * recorded: the next sweeper repeats the (idempotent) removal. Cases it does not handle (lost
+   * races, break-glass reviews falling due, anything else) are returned for the per-case path.
+   */
+  private async sweepBatched(claimed: Grant[], result: SweepResult, concurrency: number): Promise<Grant[]> {
+    const t = this.clock.now().getTime();
+    const rest: Grant[] = [];
+    const expiring: Grant[] = [];
+    const revoking: { claimed: Grant; current: Grant }[] = [];
+    for (const g of claimed) {
+      if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt) rest.push(g);
+      else if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t)
+        expiring.push(g);
+      else if (g.state === 'revoking' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t))
+        revoking.push({ claimed: g, current: g });
+      else rest.push(g);
+    }
+    const commit = this.groupCommitter();
+    const failedStep = (g: Grant, err: unknown) => {
+      result.errors++;
+      this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
+    };
+    // 1. Intents, all at once (they join one call).
+    await Promise.all(
+      expiring.map(async (g) => {
+        const intent: Command = {
+          type: 'requestRevoke',
+          trigger: 'expiry',
+          actor: SYSTEM,
+          reason: 'window ended',
+          resumeAt: this.resumeAt(),
+        };
+        try {
+          const r = transition(g, intent, this.clock.now());
+          const stored = await commit(g, r.next, r.events, r.effects, [intent.type]);
+          if (stored) revoking.push({ claimed: g, current: stored });
+          else rest.push(g);
+        } catch (err) {
+          failedStep(g, err);
+        }
+      }),
+    );
+    // 2. Removal and verification per case, committed in groups without holding up the workers.
+    const commits: Promise<void>[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < revoking.length) {
+        const { claimed: before, current } = revoking[next++]!;
+        try {
+          const drafts: AuditDraft[] = [];
+          const effects: Effect[] = [];
+          const types: string[] = [];
+          const local: RemovalStep = async (g, cmd, applies) => {
+            if (!applies(g)) return g;
+            const r = transition(g, cmd, this.clock.now());
+            drafts.push(...r.events);
+            effects.push(...r.effects);
+            types.push(cmd.type);
+            return r.next;
+          };
+          let g = await this.revokeTargets(current, local);
+          if (g.state === 'revoked') g = await this.verifyTargets(g, local);
+          if (types.length === 0) {
+            tally(result, before, current);
+            continue;
+          }
+          commits.push(
+            commit(current, g, drafts, effects, types).then(
+              (stored) => {
+                if (stored) tally(result, before, stored);
+                else rest.push(current);
+              },
+              (err) => failedStep(current, err),
+            ),
+          );
+        } catch (err) {
+          failedStep(current, err);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, revoking.length) }, worker));
+    await Promise.all(commits);
+    return rest;
+  }
+
+  /**
+   * Group commit over `compareAndSetMany`: a submitted step waits for the call in flight (if any) and
+   * goes in the next one with everything else submitted meanwhile (at most 1,000 cases a call).
+   * Resolves with the stored case (its effects published), or null when the case moved on.
+   */
+  private groupCommitter() {
+    type Pending = {
+      item: CasItem;
+      done: (outcome: CasOutcome) => void;
+      fail: (err: unknown) => void;
+    };
+    const pending: Pending[] = [];
+    let flushing = false;
+    const flush = async () => {
+      await Promise.resolve(); // let every submit of this tick join the first call
+      while (pending.length > 0) {
+        const batch = pending.splice(0, 1_000);
+        try {
+          const outcomes = await this.store.compareAndSetMany!(batch.map((p) => p.item));
+          batch.forEach((p, i) => p.done(outcomes[i]!));
+        } catch (err) {
+          for (const p of batch) p.fail(err);
+        }
+      }
+      flushing = false;
+    };
+    return async (
+      current: Grant,
+      next: Grant,
+      drafts: AuditDraft[],
+      effects: Effect[],
+      commands: string[],
+    ): Promise<Grant | null> => {
+      const now = this.clock.now();
+      const { record, events } = this.commitRecord(current, next, drafts, now);
+      const outcome = await new Promise<CasOutcome>((done, fail) => {
+        pending.push({ item: { grant: record, expectedVersion: current.version, events }, done, fail });
+        if (!flushing) {
+          flushing = true;
+          void flush();
+        }
+      });
+      if (!outcome.ok) {
+        if (outcome.error.code === ErrorCodes.CONFLICT) return null;
+        throw outcome.error;
+      }
+      this.logger.debug('grantline: transition', {
+        caseId: current.id,
+        command: commands.join('+'),
+        from: current.state,
+        to: outcome.grant.state,
+        version: outcome.grant.version,
+      });
+      this.publishEffects(outcome.grant, effects);
+      return outcome.grant;
+    };
+  }
 
   /**
    * Moves a case one or more steps on from whatever is due now. Used by the sweeper and inline
@@ -1501,7 +1671,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return g;
   }
 
-  private async revokeTargets(grant: Grant): Promise<Grant> {
+  /** Commits one removal step now (the per-case path): `applies` re-checks it on a fresh record. */
+  private readonly commitStep: RemovalStep = (g, cmd, applies) =>
+    this.mutate(g.id, (cur) => (applies(cur) ? cmd : null), g);
+
+  private async revokeTargets(grant: Grant, step: RemovalStep = this.commitStep): Promise<Grant> {
     let g = grant;
     for (const t of grant.targets.filter((x) => !x.revocation?.confirmedAt)) {
       let cmd: Command;
@@ -1535,20 +1709,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         };
       }
       // After a lost race the fresh record decides: a target someone else confirmed is skipped.
-      g = await this.mutate(
-        g.id,
-        (cur) =>
-          cur.state === 'revoking' && !cur.targets.find((x) => x.id === t.id)?.revocation?.confirmedAt
-            ? cmd
-            : null,
+      g = await step(
         g,
+        cmd,
+        (cur) => cur.state === 'revoking' && !cur.targets.find((x) => x.id === t.id)?.revocation?.confirmedAt,
       );
       if (g.state !== 'revoking') break;
     }
     return g;
   }
 
-  private async verifyTargets(grant: Grant): Promise<Grant> {
+  private async verifyTargets(grant: Grant, step: RemovalStep = this.commitStep): Promise<Grant> {
     let g = grant;
     for (const t of grant.targets.filter((x) => x.verification?.result !== 'absent')) {
       let cmd: Command;
@@ -1587,13 +1758,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           exhausted: !error.retryable || attempts >= this.retryOpts.maxAttempts,
         };
       }
-      g = await this.mutate(
-        g.id,
-        (cur) =>
-          cur.state === 'revoked' && cur.targets.find((x) => x.id === t.id)?.verification?.result !== 'absent'
-            ? cmd
-            : null,
+      g = await step(
         g,
+        cmd,
+        (cur) =>
+          cur.state === 'revoked' &&
+          cur.targets.find((x) => x.id === t.id)?.verification?.result !== 'absent',
       );
       if (g.state !== 'revoked') break;
     }
@@ -1795,17 +1965,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
   }
 
-  /** Commits; returns null on a version conflict. */
-  private async commitNext(
+  /** The record and chained events that commit `next` (one version after `current`). */
+  private commitRecord(
     current: Grant,
     next: Grant,
     drafts: AuditDraft[],
     now: Date,
-  ): Promise<Grant | null> {
-    const at = now.toISOString();
+  ): { record: Grant; events: AuditEvent[] } {
     const events = chainEvents(
       current.id,
-      at,
+      now.toISOString(),
       { seq: current.audit.seq, hash: current.audit.head } as AuditEvent,
       drafts,
     );
@@ -1815,6 +1984,17 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       current.version,
       now,
     );
+    return { record, events };
+  }
+
+  /** Commits; returns null on a version conflict. */
+  private async commitNext(
+    current: Grant,
+    next: Grant,
+    drafts: AuditDraft[],
+    now: Date,
+  ): Promise<Grant | null> {
+    const { record, events } = this.commitRecord(current, next, drafts, now);
     try {
       return await this.store.compareAndSet(record, current.version, events);
     } catch (err) {

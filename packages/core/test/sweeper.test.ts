@@ -1,4 +1,4 @@
-import { createMemoryStore } from '@grantline/store-memory';
+import { type MemoryStoreOptions, createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { type Executor, type Grant, GrantlineError, type GrantStore, createGrantline } from '../src/index.js';
@@ -121,10 +121,24 @@ async function drain(
   );
 }
 
-describe('the sweeper under faults', () => {
+// Every scenario runs on both sweeper paths: the batched one (the store offers compareAndSetMany,
+// as the memory and PostgreSQL stores do) and the per-case one (a store without it).
+const storeModes = [
+  { mode: 'batched commits', makeStore: (o?: MemoryStoreOptions): GrantStore => createMemoryStore(o) },
+  {
+    mode: 'per-case commits',
+    makeStore: (o?: MemoryStoreOptions): GrantStore => {
+      const s = createMemoryStore(o);
+      s.compareAndSetMany = undefined;
+      return s;
+    },
+  },
+];
+
+describe.each(storeModes)('the sweeper under faults ($mode)', ({ makeStore }) => {
   it('10,000 cases with an executor failing 30% of the time all reach verified; each removal applied exactly once', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0.3, afterApplyRate: 0.1 });
     const gl = createGrantline({
       store,
@@ -150,7 +164,7 @@ describe('the sweeper under faults', () => {
 
   it('four sweepers on one store revoke each case exactly once (executor calls and audit events counted)', async () => {
     const clock = manualClock();
-    const store = createMemoryStore({ latencyMs: 0 });
+    const store = makeStore({ latencyMs: 0 });
     const sys = flakySystem({ failRate: 0 });
     const make = (i: number) =>
       createGrantline({ store, policy, executors: [sys.executor], clock, instanceId: `sweeper-${i}` });
@@ -172,7 +186,7 @@ describe('the sweeper under faults', () => {
 
   it('four sweepers contending on a store with latency (claims interleave) still revoke each case once', async () => {
     const clock = manualClock();
-    const store = createMemoryStore({ latencyMs: 1 });
+    const store = makeStore({ latencyMs: 1 });
     const sys = flakySystem({ failRate: 0 });
     const make = (i: number) =>
       createGrantline({ store, policy, executors: [sys.executor], clock, instanceId: `contender-${i}` });
@@ -197,7 +211,7 @@ describe('the sweeper under faults', () => {
 
   it('tracks revocation per target: one target failing does not hold back or repeat the other', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const good = flakySystem({ failRate: 0 });
     const bad = flakySystem({ failRate: 0 });
     const badExec = { ...bad.executor, system: 'broken' };
@@ -251,7 +265,7 @@ describe('the sweeper under faults', () => {
 
   it('expires an approved case that was never issued when its activation window passes', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     const gl = createGrantline({ store, policy, executors: [sys.executor], clock });
     const g = await gl.request({
@@ -276,7 +290,7 @@ describe('the sweeper under faults', () => {
 
   it('a sweeper abandoned mid-pass leaves nothing stuck: a later sweep finishes issuing and revoking cases', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     const gl = createGrantline({
       store,
@@ -334,7 +348,7 @@ describe('the sweeper under faults', () => {
 
   it('permanent failures raise revocation:failed and keep the case visible as exposed, retrying', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     let broken = true;
     const denied: Executor<Record<string, unknown>> = {
@@ -377,7 +391,7 @@ describe('the sweeper under faults', () => {
 
   it('verification that keeps finding the access present re-revokes it, never reports verified', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     // A target system that acknowledges the revoke but does not remove the access the first time.
     let lie = true;
@@ -414,7 +428,7 @@ describe('the sweeper under faults', () => {
 
   it('multi-target issuance is all or nothing: a failure rolls back the issued targets', async () => {
     const clock = manualClock();
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     let n = 0;
     const third: Executor<Record<string, unknown>> = {
@@ -434,7 +448,7 @@ describe('the sweeper under faults', () => {
   });
 
   it('the background sweeper wakes at the due time (not a poll) and on changes, and stops cleanly', async () => {
-    const store = createMemoryStore();
+    const store = makeStore();
     const sys = flakySystem({ failRate: 0 });
     const gl = createGrantline({ store, policy, executors: [sys.executor] });
     const ac = new AbortController();

@@ -1,0 +1,225 @@
+import { type MemoryStore, createMemoryStore } from '@grantline/store-memory';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  type AuditEvent,
+  type CasItem,
+  type Executor,
+  type GrantStore,
+  GrantlineError,
+  createGrantline,
+} from '../src/index.js';
+import { manualClock } from './helpers.js';
+
+/**
+ * The sweeper's batched path (stores with compareAndSetMany): same records as the per-case path in
+ * far fewer store calls, and nothing lost when a grouped commit fails or a case moves on meanwhile.
+ */
+
+/** A credential system with real state: live credentials, removed on revoke, looked up on verify. */
+function system(hooks: { onRevoke?: (caseId: string) => Promise<void> } = {}) {
+  const live = new Set<string>();
+  const calls = { revoke: 0, verify: 0 };
+  const executor: Executor<Record<string, unknown>> = {
+    system: 'sys',
+    paramsSchema: z.record(z.string(), z.unknown()),
+    async issue(ctx) {
+      live.add(`${ctx.grant.id}:${ctx.target.id}`);
+      return {
+        ref: { key: `${ctx.grant.id}:${ctx.target.id}` },
+        expiresAt: new Date(ctx.now.getTime() + 3_600_000),
+      };
+    },
+    async revoke(ctx) {
+      calls.revoke++;
+      await hooks.onRevoke?.(ctx.grant.id);
+      return { alreadyGone: !live.delete(`${ctx.grant.id}:${ctx.target.id}`) };
+    },
+    async verify(ctx) {
+      calls.verify++;
+      const key = `${ctx.grant.id}:${ctx.target.id}`;
+      return live.has(key)
+        ? { status: 'present', method: 'lookup', observation: { key } }
+        : { status: 'absent', method: 'lookup', observation: { key } };
+    },
+  };
+  return { executor, live, calls };
+}
+
+const policy = {
+  id: 'batched',
+  version: '1',
+  owner: 'gov',
+  rules: [
+    {
+      id: 'auto',
+      risk: 'low' as const,
+      template: 'auto',
+      operator: 'ops',
+      maxDurationSeconds: 3600,
+      approvals: { count: 0, roles: [] },
+    },
+  ],
+};
+const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
+
+/** Counts the store's write calls; `failMany` decides per compareAndSetMany call whether it throws. */
+function counted(
+  inner: MemoryStore,
+  failMany?: (call: number) => 'before' | 'after' | undefined,
+): GrantStore & { writes: { single: number; many: number; manyItems: number } } {
+  const writes = { single: 0, many: 0, manyItems: 0 };
+  const lost = () =>
+    new GrantlineError('ERR_STORE', 'connection terminated unexpectedly', { retryable: true });
+  return Object.assign(Object.create(inner) as MemoryStore, {
+    writes,
+    capabilities: inner.capabilities,
+    async compareAndSet(...args: Parameters<GrantStore['compareAndSet']>) {
+      writes.single++;
+      return inner.compareAndSet(...args);
+    },
+    async compareAndSetMany(items: CasItem[]) {
+      writes.many++;
+      writes.manyItems += items.length;
+      const fault = failMany?.(writes.many);
+      if (fault === 'before') throw lost();
+      const out = await inner.compareAndSetMany!(items);
+      if (fault === 'after') throw lost(); // committed, but the answer was lost
+      return out;
+    },
+  });
+}
+
+async function issueMany(gl: ReturnType<typeof createGrantline>, n: number, targets = 1) {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const g = await gl.request({
+      requester: bot,
+      subject: bot,
+      justification: { reason: `job ${i}` },
+      targets: Array.from({ length: targets }, (_, t) => ({
+        id: `t${t}`,
+        system: 'sys',
+        resource: `db://${i}/${t}`,
+      })),
+      durationSeconds: 60,
+      template: 'auto',
+    });
+    await gl.issue(g.id);
+    ids.push(g.id);
+  }
+  return ids;
+}
+
+const types = (events: AuditEvent[]) => events.map((e) => e.type);
+
+describe('the batched sweeper path', () => {
+  it('records the same events as the per-case path, in a few grouped store calls', async () => {
+    const run = async (batched: boolean) => {
+      const clock = manualClock();
+      const inner = createMemoryStore();
+      if (!batched) inner.compareAndSetMany = undefined;
+      const store = counted(inner);
+      if (!batched) store.compareAndSetMany = undefined as never;
+      const sys = system();
+      const gl = createGrantline({ store, policy, executors: [sys.executor], clock, instanceId: 'sweeper' });
+      const ids = await issueMany(gl, 300, 2);
+      clock.advance(61_000);
+      const before = { ...store.writes };
+      const res = await gl.sweep({ limit: 500 });
+      const histories = await Promise.all(ids.map((id) => gl.history(id)));
+      const states = await Promise.all(ids.map(async (id) => (await gl.get(id)).state));
+      const checks = await Promise.all(ids.map((id) => gl.checkChain(id)));
+      return {
+        res,
+        sys,
+        states,
+        checks,
+        histories,
+        single: store.writes.single - before.single,
+        many: store.writes.many - before.many,
+        items: store.writes.manyItems - before.manyItems,
+      };
+    };
+    const perCase = await run(false);
+    const batched = await run(true);
+    for (const r of [perCase, batched]) {
+      expect(r.res).toMatchObject({ claimed: 300, revoked: 300, verified: 300, errors: 0 });
+      expect(r.states.every((s) => s === 'verified')).toBe(true);
+      expect(r.checks.every((c) => c.valid)).toBe(true);
+      expect(r.sys.live.size).toBe(0);
+      expect(r.sys.calls).toEqual({ revoke: 600, verify: 600 });
+    }
+    // Same evidence, event for event, on every case.
+    const expected = types(perCase.histories[0]!);
+    expect(expected).toContain('revoke.requested');
+    expect(expected.filter((t) => t === 'target.verified')).toHaveLength(2);
+    for (const h of [...perCase.histories, ...batched.histories]) expect(types(h)).toEqual(expected);
+    // Per case: intent, two target removals, two verifications = 5 commits; batched: 2 per case, grouped.
+    expect(perCase.single).toBe(300 * 5);
+    expect(perCase.many).toBe(0);
+    expect(batched.single).toBe(0);
+    expect(batched.items).toBe(300 * 2);
+    expect(batched.many).toBeLessThanOrEqual(60);
+  });
+
+  it('a grouped commit that fails (before or after committing) loses nothing: the next pass finishes', async () => {
+    for (const fault of ['before', 'after'] as const) {
+      const clock = manualClock();
+      // Call 1 commits the intents; call 2 (the first group of removals) fails.
+      const store = counted(createMemoryStore(), (call) => (call === 2 ? fault : undefined));
+      const sys = system();
+      const gl = createGrantline({ store, policy, executors: [sys.executor], clock, leaseMs: 30_000 });
+      const ids = await issueMany(gl, 40);
+      clock.advance(61_000);
+      const first = await gl.sweep({ limit: 100 });
+      expect(first.errors).toBeGreaterThan(0);
+      expect(sys.live.size).toBe(0); // the executor did remove everything
+      const stuck = (await Promise.all(ids.map((id) => gl.get(id)))).filter((g) => g.state !== 'verified');
+      if (fault === 'before') {
+        expect(stuck.length).toBe(first.errors);
+        // The intent was recorded before any executor call: a failed commit leaves the case revoking.
+        for (const g of stuck) expect(g.state).toBe('revoking');
+      } else expect(stuck.length).toBe(0);
+      clock.advance(31_000); // past the lease
+      await gl.sweep({ limit: 100 });
+      for (const id of ids) {
+        const g = await gl.get(id);
+        expect(g.state).toBe('verified');
+        const h = types(await gl.history(id));
+        expect(h.filter((t) => t === 'revoke.requested')).toHaveLength(1);
+        expect(h.filter((t) => t === 'target.revoked')).toHaveLength(1);
+        expect(h.filter((t) => t === 'verified')).toHaveLength(1);
+        expect((await gl.checkChain(id)).valid).toBe(true);
+      }
+    }
+  });
+
+  it('a case moved on by someone else during the pass is left to the per-case path, recorded once', async () => {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    let other: ReturnType<typeof createGrantline> | undefined;
+    let raced: string | undefined;
+    const sys = system({
+      async onRevoke(caseId) {
+        // The first removal the sweeper makes: another instance revokes the same case by hand, now.
+        if (raced || !other) return;
+        raced = caseId;
+        await other.revoke(caseId, { actor: { id: 'rita', kind: 'human', roles: [] }, reason: 'by hand' });
+      },
+    });
+    const gl = createGrantline({ store, policy, executors: [sys.executor], clock, instanceId: 'sweeper' });
+    const ids = await issueMany(gl, 20);
+    other = createGrantline({ store, policy, executors: [system().executor], clock, instanceId: 'other' });
+    clock.advance(61_000);
+    const res = await gl.sweep({ limit: 100 });
+    expect(raced).toBeDefined();
+    expect(res.errors).toBe(0);
+    for (const id of ids) {
+      expect((await gl.get(id)).state).toBe('verified');
+      const h = types(await gl.history(id));
+      expect(h.filter((t) => t === 'target.revoked')).toHaveLength(1);
+      expect(h.filter((t) => t === 'verified')).toHaveLength(1);
+    }
+  });
+});
