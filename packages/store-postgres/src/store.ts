@@ -453,7 +453,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
           const grant = items[ord]!.grant;
           if (done.has(grant.id)) {
             changed(grant.id);
-            outcomes[ord] = { ok: true, grant: structuredClone(grant) };
+            // The caller's object: what is stored is in the database, so no copy is needed for isolation.
+            outcomes[ord] = { ok: true, grant };
           } else missed.push(grant.id);
         }
         if (missed.length > 0) {
