@@ -57,19 +57,16 @@ export function chainEvents(
   let prevHash = prev?.hash ?? GENESIS_HASH;
   for (const d of drafts) {
     seq += 1;
-    const base = {
-      seq,
-      caseId,
-      type: d.type,
-      at,
-      actor: d.actor,
-      ...(d.actingRole === undefined ? {} : { actingRole: d.actingRole }),
-      data: d.data,
-      prevHash,
-    };
-    const hash = eventHash(base);
-    out.push({ ...base, hash });
-    prevHash = hash;
+    // Built once, in the stored key order, and hashed as it is: its fields are exactly those of
+    // `hashedPart` (canonical JSON sorts keys), so the hash is `eventHash` of the event.
+    const e = (
+      d.actingRole === undefined
+        ? { seq, caseId, type: d.type, at, actor: d.actor, data: d.data, prevHash }
+        : { seq, caseId, type: d.type, at, actor: d.actor, actingRole: d.actingRole, data: d.data, prevHash }
+    ) as AuditEvent;
+    e.hash = sha256Hex(canonicalJson(e));
+    out.push(e);
+    prevHash = e.hash;
   }
   return out;
 }

@@ -1,6 +1,15 @@
 import type { AuditDraft } from './audit.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
-import type { Actor, Approval, BreakGlass, Grant, GrantState, Issuance, RevocationTrigger } from './model.js';
+import type {
+  Actor,
+  Approval,
+  BreakGlass,
+  Grant,
+  GrantState,
+  Issuance,
+  RevocationTrigger,
+  TargetState,
+} from './model.js';
 import type { DecisionReason } from './policy.js';
 import { quorumMet } from './policy.js';
 
@@ -208,25 +217,99 @@ function actorOf(p: { id: string; kind: 'human' | 'workload' }): Actor {
 }
 
 /**
- * Copies exactly the parts of a record that `transition` may change (copy-on-write), so the input is
- * never mutated and unchanged parts (principals, justification, policy) are shared, not deep-copied.
+ * ISO text of `now`, memoised for the last instant seen: a transition, its commit and its record
+ * all format the same `now`, and formatting a Date costs more than comparing one.
  */
-function copyForTransition(grant: Grant): Grant {
-  return {
-    ...grant,
-    window: { ...grant.window },
-    usage: { ...grant.usage },
-    approvals: [...grant.approvals],
-    targets: grant.targets.map((t) => ({
-      ...t,
-      ...(t.revocation ? { revocation: { ...t.revocation } } : {}),
-      ...(t.verification ? { verification: { ...t.verification } } : {}),
-    })),
-    ...(grant.revocation ? { revocation: { ...grant.revocation } } : {}),
-    ...(grant.breakGlass ? { breakGlass: { ...grant.breakGlass } } : {}),
-    ...(grant.retry ? { retry: { ...grant.retry } } : {}),
-    ...(grant.decision ? { decision: { ...grant.decision } } : {}),
-  };
+let lastIsoDate: Date | undefined;
+let lastIsoTime = Number.NaN;
+let lastIso = '';
+function isoOf(now: Date): string {
+  const t = now.getTime();
+  if (now !== lastIsoDate || t !== lastIsoTime) {
+    lastIso = now.toISOString(); // throws RangeError for an invalid Date, as before
+    lastIsoDate = now;
+    lastIsoTime = t;
+  }
+  return lastIso;
+}
+
+/**
+ * Shallow copy for a part that may gain keys. Not `{ ...x }`: in V8 an object copied by spread takes
+ * a slow path (new hidden class per added key) as soon as a key is added to it, ten times the cost.
+ */
+function copyOf<T extends object>(x: T): T {
+  return Object.assign({}, x);
+}
+
+/**
+ * The record a transition works on, copy-on-write: the top level is copied at once and every nested
+ * part only just before the command first changes it, so the input is never mutated and untouched
+ * parts (principals, justification, policy, the targets of an approval) are shared, not copied.
+ */
+interface Draft {
+  /** The input record; never written. */
+  readonly from: Grant;
+  /** The next record (a shallow copy of `from` until a part is owned). */
+  readonly g: Grant;
+  readonly at: string;
+  readonly events: AuditDraft[];
+  readonly effects: Effect[];
+}
+
+function ownWindow(d: Draft): Grant['window'] {
+  if (d.g.window === d.from.window) d.g.window = copyOf(d.from.window);
+  return d.g.window;
+}
+
+/** The case's revocation, owned by the draft (callers only use it once it exists). */
+function ownRevocation(d: Draft): NonNullable<Grant['revocation']> {
+  if (d.g.revocation === d.from.revocation) d.g.revocation = copyOf(d.from.revocation!);
+  return d.g.revocation!;
+}
+
+function ownBreakGlass(d: Draft): NonNullable<Grant['breakGlass']> {
+  if (d.g.breakGlass === d.from.breakGlass) d.g.breakGlass = copyOf(d.from.breakGlass!);
+  return d.g.breakGlass!;
+}
+
+/** The target with that id, owned by the draft (with its revocation and verification). */
+function ownTarget(d: Draft, id: string): TargetState {
+  const { g, from } = d;
+  const i = g.targets.findIndex((x) => x.id === id);
+  if (i < 0)
+    throw new GrantlineError(ErrorCodes.VALIDATION, `case ${g.id} has no target ${id}`, {
+      details: { caseId: g.id, targetId: id },
+    });
+  if (g.targets === from.targets) g.targets = from.targets.slice();
+  let t = g.targets[i]!;
+  if (t === from.targets[i]) {
+    t = copyOf(t);
+    if (t.revocation) t.revocation = copyOf(t.revocation);
+    if (t.verification) t.verification = copyOf(t.verification);
+    g.targets[i] = t;
+  }
+  return t;
+}
+
+function emit(d: Draft, event: string, payload: Record<string, unknown> = {}): void {
+  d.effects.push({ type: 'emit', event, payload: { caseId: d.g.id, ...payload } });
+}
+
+// `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
+// (normally now + lease): it keeps a second process from racing the one already at work.
+function startRevocation(
+  d: Draft,
+  trigger: RevocationTrigger,
+  actor: Actor,
+  reason: string,
+  resumeAt: string,
+): void {
+  const { g } = d;
+  g.state = 'revoking';
+  g.revocation = { trigger, reason, actor, requestedAt: d.at };
+  g.retry = { attempts: 0, nextAt: resumeAt };
+  d.effects.push({ type: 'revoke', targetIds: pendingRevocation(g) });
+  emit(d, 'grant:revoking', { trigger, reason });
 }
 
 function pendingRevocation(g: Grant): string[] {
@@ -259,33 +342,15 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       { details: { caseId: grant.id, state: grant.state, command: command.type } },
     );
   }
-  const at = now.toISOString();
-  const g = copyForTransition(grant);
+  const at = isoOf(now);
+  const g = copyOf(grant);
   const events: AuditDraft[] = [];
   const effects: Effect[] = [];
-  const emit = (event: string, payload: Record<string, unknown> = {}) =>
-    effects.push({ type: 'emit', event, payload: { caseId: g.id, ...payload } });
-  const target = (id: string) => {
-    const t = g.targets.find((x) => x.id === id);
-    if (!t)
-      throw new GrantlineError(ErrorCodes.VALIDATION, `case ${g.id} has no target ${id}`, {
-        details: { caseId: g.id, targetId: id },
-      });
-    return t;
-  };
-  // `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
-  // (normally now + lease): it keeps a second process from racing the one already at work.
-  const startRevocation = (trigger: RevocationTrigger, actor: Actor, reason: string, resumeAt: string) => {
-    g.state = 'revoking';
-    g.revocation = { trigger, reason, actor, requestedAt: at };
-    g.retry = { attempts: 0, nextAt: resumeAt };
-    effects.push({ type: 'revoke', targetIds: pendingRevocation(g) });
-    emit('grant:revoking', { trigger, reason });
-  };
+  const d: Draft = { from: grant, g, at, events, effects };
 
   switch (command.type) {
     case 'approve': {
-      g.approvals.push(command.approval);
+      g.approvals = [...grant.approvals, command.approval];
       events.push({
         type: 'approval',
         actor: actorOf(command.approval.approver),
@@ -297,7 +362,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           ...(command.approval.proof ? { proof: command.approval.proof } : {}),
         },
       });
-      emit('grant:approval', { approverId: command.approval.approver.id, role: command.approval.role });
+      emit(d, 'grant:approval', { approverId: command.approval.approver.id, role: command.approval.role });
       if (quorumMet(g.policy, g.approvals)) {
         g.state = 'approved';
         events.push({
@@ -305,7 +370,9 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           actor: SYSTEM,
           data: { approvals: g.approvals.length, rule: g.policy.ruleId },
         });
-        emit('grant:approved', { approvals: g.approvals.map((a) => ({ id: a.approver.id, role: a.role })) });
+        emit(d, 'grant:approved', {
+          approvals: g.approvals.map((a) => ({ id: a.approver.id, role: a.role })),
+        });
       }
       break;
     }
@@ -314,14 +381,14 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       g.state = command.type === 'deny' ? 'denied' : 'cancelled';
       g.decision = { by: command.actor, outcome: g.state, reason: command.reason, at };
       events.push({ type: g.state, actor: command.actor, data: { reason: command.reason } });
-      emit(`grant:${g.state}`, { by: command.actor.id, reason: command.reason });
+      emit(d, `grant:${g.state}`, { by: command.actor.id, reason: command.reason });
       break;
     }
     case 'expire': {
       g.state = 'expired';
       g.decision = { by: SYSTEM, outcome: 'expired', reason: command.reason, at };
       events.push({ type: 'expired', actor: SYSTEM, data: { reason: command.reason } });
-      emit('grant:expired', { reason: command.reason });
+      emit(d, 'grant:expired', { reason: command.reason });
       break;
     }
     case 'beginIssue': {
@@ -337,16 +404,17 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     }
     case 'issued': {
       for (const { targetId, issuance } of command.issued) {
-        target(targetId).issuance = issuance;
+        ownTarget(d, targetId).issuance = issuance;
         events.push({ type: 'target.issued', actor: command.actor, data: { targetId, ...issuance } });
       }
       g.state = 'issued';
-      g.window.issuedAt = at;
-      g.window.expiresAt = command.expiresAt;
-      g.window.hardLimitAt = new Date(now.getTime() + g.policy.maxDurationSeconds * 1000).toISOString();
+      const w = ownWindow(d);
+      w.issuedAt = at;
+      w.expiresAt = command.expiresAt;
+      w.hardLimitAt = new Date(now.getTime() + g.policy.maxDurationSeconds * 1000).toISOString();
       delete g.retry;
       events.push({ type: 'issued', actor: command.actor, data: { expiresAt: command.expiresAt } });
-      emit('grant:issued', {
+      emit(d, 'grant:issued', {
         expiresAt: command.expiresAt,
         targets: command.issued.map((i) => ({ id: i.targetId, ref: i.issuance.ref })),
       });
@@ -354,7 +422,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     }
     case 'issueFailed': {
       for (const { targetId, issuance } of command.issued) {
-        target(targetId).issuance = issuance;
+        ownTarget(d, targetId).issuance = issuance;
         events.push({ type: 'target.issued', actor: command.actor, data: { targetId, ...issuance } });
       }
       events.push({
@@ -362,8 +430,8 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         actor: command.actor,
         data: { failedTargetId: command.failedTargetId ?? null, error: command.error },
       });
-      emit('issuance:failed', { targetId: command.failedTargetId, error: command.error });
-      startRevocation('rollback', SYSTEM, `issuance failed: ${command.error.message}`, command.resumeAt);
+      emit(d, 'issuance:failed', { targetId: command.failedTargetId, error: command.error });
+      startRevocation(d, 'rollback', SYSTEM, `issuance failed: ${command.error.message}`, command.resumeAt);
       events.push({
         type: 'revoke.requested',
         actor: SYSTEM,
@@ -372,21 +440,23 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       break;
     }
     case 'recordUsage': {
-      g.usage.count += 1;
-      g.usage.lastAt = String(command.usage.at ?? at);
+      const usage = copyOf(grant.usage);
+      usage.count += 1;
+      usage.lastAt = String(command.usage.at ?? at);
+      g.usage = usage;
       const afterRevocation = grant.state !== 'issued';
       events.push({
         type: 'usage',
         actor: command.actor,
         data: { ...command.usage, ...(afterRevocation ? { afterRevocation: true } : {}) },
       });
-      emit('grant:used', { usage: command.usage, afterRevocation });
+      emit(d, 'grant:used', { usage: command.usage, afterRevocation });
       if (command.violation.length > 0) {
         events.push({ type: 'violation', actor: SYSTEM, data: { reasons: command.violation } });
-        emit('policy:violation', { reasons: command.violation });
+        emit(d, 'policy:violation', { reasons: command.violation });
         if (grant.state === 'issued') {
           const reason = command.violation.map((r) => r.message).join('; ');
-          startRevocation('violation', SYSTEM, reason, command.resumeAt);
+          startRevocation(d, 'violation', SYSTEM, reason, command.resumeAt);
           events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'violation', reason } });
         }
       }
@@ -402,10 +472,10 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           },
         );
       }
-      startRevocation(command.trigger, command.actor, command.reason, command.resumeAt);
+      startRevocation(d, command.trigger, command.actor, command.reason, command.resumeAt);
       // A detector's report (reportViolation) is announced like a violating use (recordUsage).
       if (command.trigger === 'violation' && grant.state === 'issued')
-        emit('policy:violation', {
+        emit(d, 'policy:violation', {
           reasons: [
             { code: 'VIOLATION_REPORTED', message: command.reason, path: ['detector', command.actor.id] },
           ],
@@ -419,7 +489,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       break;
     }
     case 'targetRevoked': {
-      const t = target(command.targetId);
+      const t = ownTarget(d, command.targetId);
       if (t.revocation?.confirmedAt) break; // idempotent: a second confirmation changes nothing
       t.revocation = {
         attempts: (t.revocation?.attempts ?? 0) + 1,
@@ -438,23 +508,24 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         },
       });
       if (pendingRevocation(g).length === 0) {
+        const rev = ownRevocation(d);
         g.state = 'revoked';
-        g.revocation!.revokedAt = at;
-        g.revocation!.lagToRevokedMs = lagMs(g, now);
-        delete g.revocation!.exposed;
+        rev.revokedAt = at;
+        rev.lagToRevokedMs = lagMs(g, now);
+        delete rev.exposed;
         g.retry = { attempts: 0, nextAt: command.resumeAt };
         events.push({
           type: 'revoked',
           actor: SYSTEM,
-          data: { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs },
+          data: { trigger: rev.trigger, lagMs: rev.lagToRevokedMs },
         });
-        emit('grant:revoked', { trigger: g.revocation!.trigger, lagMs: g.revocation!.lagToRevokedMs });
+        emit(d, 'grant:revoked', { trigger: rev.trigger, lagMs: rev.lagToRevokedMs });
         effects.push({ type: 'verify', targetIds: pendingVerification(g) });
       }
       break;
     }
     case 'targetRevokeFailed': {
-      const t = target(command.targetId);
+      const t = ownTarget(d, command.targetId);
       t.revocation = { attempts: (t.revocation?.attempts ?? 0) + 1, lastError: command.error };
       g.retry = { attempts: (g.retry?.attempts ?? 0) + 1, nextAt: command.nextAt };
       events.push({
@@ -469,13 +540,17 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         },
       });
       if (command.exhausted && !g.revocation!.exposed) {
-        g.revocation!.exposed = true;
-        emit('revocation:failed', { targetId: t.id, error: command.error, attempts: t.revocation.attempts });
+        ownRevocation(d).exposed = true;
+        emit(d, 'revocation:failed', {
+          targetId: t.id,
+          error: command.error,
+          attempts: t.revocation.attempts,
+        });
       }
       break;
     }
     case 'targetVerified': {
-      const t = target(command.targetId);
+      const t = ownTarget(d, command.targetId);
       if (t.verification?.result === 'absent') break;
       t.verification = {
         attempts: (t.verification?.attempts ?? 0) + 1,
@@ -491,19 +566,20 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         data: { targetId: t.id, method: command.method, observation: command.observation },
       });
       if (pendingVerification(g).length === 0) {
-        const rollback = g.revocation!.trigger === 'rollback';
+        const rev = ownRevocation(d);
+        const rollback = rev.trigger === 'rollback';
         g.state = rollback ? 'failed' : 'verified';
-        g.revocation!.verifiedAt = at;
-        g.revocation!.lagToVerifiedMs = lagMs(g, now);
-        delete g.revocation!.exposed;
+        rev.verifiedAt = at;
+        rev.lagToVerifiedMs = lagMs(g, now);
+        delete rev.exposed;
         delete g.retry;
-        events.push({ type: g.state, actor: SYSTEM, data: { lagMs: g.revocation!.lagToVerifiedMs } });
-        emit(rollback ? 'grant:failed' : 'grant:verified', { lagMs: g.revocation!.lagToVerifiedMs });
+        events.push({ type: g.state, actor: SYSTEM, data: { lagMs: rev.lagToVerifiedMs } });
+        emit(d, rollback ? 'grant:failed' : 'grant:verified', { lagMs: rev.lagToVerifiedMs });
       }
       break;
     }
     case 'targetVerifyFailed': {
-      const t = target(command.targetId);
+      const t = ownTarget(d, command.targetId);
       t.verification = {
         attempts: (t.verification?.attempts ?? 0) + 1,
         ...(command.present ? { result: 'present' as const } : {}),
@@ -526,8 +602,8 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         },
       });
       if (command.exhausted && !g.revocation!.exposed) {
-        g.revocation!.exposed = true;
-        emit('verification:failed', { targetId: t.id, present: command.present, error: command.error });
+        ownRevocation(d).exposed = true;
+        emit(d, 'verification:failed', { targetId: t.id, present: command.present, error: command.error });
       }
       if (command.present && command.exhausted) {
         // Still there after every retry: revoke that target again rather than trusting the first answer.
@@ -548,7 +624,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           details: { caseId: g.id, command: 'review' },
         });
       }
-      g.breakGlass.review = command.review;
+      ownBreakGlass(d).review = command.review;
       events.push({
         type: 'review',
         actor: actorOf(command.review.reviewer),
@@ -558,9 +634,10 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           ...(command.review.notes ? { notes: command.review.notes } : {}),
         },
       });
-      emit('review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
+      emit(d, 'review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
       if (command.review.outcome === 'rejected' && grant.state === 'issued') {
         startRevocation(
+          d,
           'review',
           actorOf(command.review.reviewer),
           'break-glass review rejected',
@@ -576,13 +653,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
     }
     case 'reviewOverdue': {
       if (!g.breakGlass || g.breakGlass.review || g.breakGlass.overdueRaisedAt) break;
-      g.breakGlass.overdueRaisedAt = at;
+      ownBreakGlass(d).overdueRaisedAt = at;
       events.push({
         type: 'review.overdue',
         actor: SYSTEM,
         data: { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt },
       });
-      emit('review:overdue', { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt });
+      emit(d, 'review:overdue', { actorId: g.breakGlass.actor.id, reviewDueAt: g.breakGlass.reviewDueAt });
       break;
     }
     case 'lateIssuance': {
@@ -604,25 +681,26 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       if (g.state === 'failed') {
         // Terminal: the state stays `failed`, but the sweeper keeps removing what was issued late
         // (`pendingLate`, due at `retry.nextAt`) and the case is flagged exposed until it is gone.
-        for (const r of left) target(r.targetId).issuance = r.issuance;
+        for (const r of left) ownTarget(d, r.targetId).issuance = r.issuance;
         const pending = new Set(g.revocation!.pendingLate ?? []);
         for (const r of command.results) {
           if (r.removed) pending.delete(r.targetId);
           else pending.add(r.targetId);
         }
+        const rev = ownRevocation(d);
         if (pending.size === 0) {
-          delete g.revocation!.pendingLate;
-          delete g.revocation!.exposed;
+          delete rev.pendingLate;
+          delete rev.exposed;
           delete g.retry;
           break;
         }
         const attempts = (g.retry?.attempts ?? 0) + 1;
-        g.revocation!.pendingLate = [...pending];
+        rev.pendingLate = [...pending];
         g.retry = { attempts, nextAt: command.nextAt ?? command.resumeAt };
-        if (!g.revocation!.exposed) {
-          g.revocation!.exposed = true;
+        if (!rev.exposed) {
+          rev.exposed = true;
           for (const r of left)
-            emit('revocation:failed', {
+            emit(d, 'revocation:failed', {
               targetId: r.targetId,
               error: r.error ?? { code: 'PRESENT', message: 'still present after revoke', retryable: true },
               lateIssuance: true,
@@ -633,23 +711,24 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       if (left.length === 0) break;
       // Still revoking: put the late credentials into the revocation so the sweeper removes them.
       for (const r of left) {
-        const t = target(r.targetId);
+        const t = ownTarget(d, r.targetId);
         t.issuance = r.issuance;
         if (t.revocation) delete t.revocation.confirmedAt;
         delete t.verification;
       }
       g.state = 'revoking';
-      delete g.revocation!.revokedAt;
+      delete ownRevocation(d).revokedAt;
       g.retry = { attempts: 0, nextAt: command.resumeAt };
       effects.push({ type: 'revoke', targetIds: left.map((r) => r.targetId) });
       break;
     }
     case 'extend': {
-      const from = g.window.expiresAt!;
-      g.window.expiresAt = command.expiresAt;
-      g.window.extensions += 1;
+      const w = ownWindow(d);
+      const from = w.expiresAt!;
+      w.expiresAt = command.expiresAt;
+      w.extensions += 1;
       for (const r of command.renewed) {
-        const t = target(r.targetId);
+        const t = ownTarget(d, r.targetId);
         if (t.issuance)
           t.issuance = {
             ...t.issuance,
@@ -673,7 +752,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           renewed: command.renewed,
         },
       });
-      emit('grant:extended', { from, to: command.expiresAt });
+      emit(d, 'grant:extended', { from, to: command.expiresAt });
       break;
     }
   }
@@ -692,36 +771,37 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
 
 /** Next time the sweeper must look at the case, or null when nothing is pending. */
 export function computeDue(g: Grant): string | null {
-  const candidates: string[] = [];
+  let due: string | undefined;
   switch (g.state) {
     case 'requested':
     case 'approved':
-      candidates.push(g.window.requestExpiresAt);
+      due = g.window.requestExpiresAt;
       break;
     case 'issuing':
     case 'revoking':
     case 'revoked':
-      if (g.retry?.nextAt) candidates.push(g.retry.nextAt);
-      else candidates.push(g.updatedAt);
+      due = g.retry?.nextAt ? g.retry.nextAt : g.updatedAt;
       break;
     case 'issued':
-      if (g.window.expiresAt) candidates.push(g.window.expiresAt);
+      if (g.window.expiresAt) due = g.window.expiresAt;
       break;
     case 'failed':
-      if (g.revocation?.pendingLate?.length && g.retry?.nextAt) candidates.push(g.retry.nextAt);
+      if (g.revocation?.pendingLate?.length && g.retry?.nextAt) due = g.retry.nextAt;
       break;
     default:
       break;
   }
-  if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt)
-    candidates.push(g.breakGlass.reviewDueAt);
-  if (candidates.length === 0) return null;
-  return candidates.reduce((a, b) => (Date.parse(a) <= Date.parse(b) ? a : b));
+  // The earlier of the step's time and a pending break-glass review (the step's on a tie).
+  if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt) {
+    const review = g.breakGlass.reviewDueAt;
+    if (due === undefined || !(Date.parse(due) <= Date.parse(review))) due = review;
+  }
+  return due ?? null;
 }
 
 /** Bumps version and `updatedAt` and recomputes `dueAt`: the record as it will be stored. */
 export function finalizeGrant(next: Grant, prevVersion: number, now: Date): Grant {
-  const g: Grant = { ...next, version: prevVersion + 1, updatedAt: now.toISOString() };
+  const g: Grant = { ...next, version: prevVersion + 1, updatedAt: isoOf(now) };
   g.dueAt = computeDue(g);
   return g;
 }
