@@ -1523,7 +1523,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         const batch = pending.splice(0, 1_000);
         try {
           const outcomes = await this.store.compareAndSetMany!(batch.map((p) => p.item));
-          batch.forEach((p, i) => p.done(outcomes[i]!));
+          for (const [i, p] of batch.entries()) p.done(outcomes[i]!);
         } catch (err) {
           for (const p of batch) p.fail(err);
         }
