@@ -3,16 +3,17 @@ import { benchLifecycle } from './lifecycle.js';
 
 const n = Number(process.env.BENCH_N ?? 3000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+const warmup = Number(process.env.BENCH_WARMUP ?? n);
 const method = [
   `${n} sequential lifecycles (request, 2 approvals with distinct roles, issue, complete → revoked → verified)`,
-  'with a no-op executor, after 200 warm-up cases; baseline = a plain loop doing the same number of',
+  `with a no-op executor, after ${warmup} warm-up cases; baseline = a plain loop doing the same number of`,
   'record updates (object copy + Map.set) and SHA-256 chain steps over the canonical JSON of the same',
   'event payloads (taken from a real case; counts taken from the timed run), warmed up with one full',
   `run of ${n}; both timed in ${rounds} alternating slices of ${Math.ceil(n / rounds)} cases, every slice counted.`,
 ];
 console.log('Grantline core benchmark — full lifecycles on the memory store');
 console.log(`method: ${method.join('\n        ')}`);
-const r = await benchLifecycle(n, rounds);
+const r = await benchLifecycle(n, rounds, warmup);
 const lines = [
   `node ${process.version}, ${new Date().toISOString()}`,
   `record writes per case: ${r.writesPerCase}, audit events (chain steps) per case: ${r.eventsPerCase}`,
