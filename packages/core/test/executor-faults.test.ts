@@ -2,7 +2,7 @@ import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type Executor, GrantlineError, createGrantline, isGrantlineError } from '../src/index.js';
-import { manualClock } from './helpers.js';
+import { autoPolicy, bot, manualClock } from './helpers.js';
 
 /**
  * Executor failure paths the happy-path tests never reach: an `issue` that answers after the sweeper
@@ -67,22 +67,7 @@ function slowSystem() {
   };
 }
 
-const policy = {
-  id: 'faults',
-  version: '1',
-  owner: 'gov',
-  rules: [
-    {
-      id: 'auto',
-      risk: 'low' as const,
-      template: 'auto',
-      operator: 'ops',
-      maxDurationSeconds: 3600,
-      approvals: { count: 0, roles: [] },
-    },
-  ],
-};
-const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
+const policy = autoPolicy('faults');
 
 function setup(extra: { executorTimeoutMs?: number } = {}) {
   const sys = slowSystem();

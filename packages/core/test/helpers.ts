@@ -7,6 +7,25 @@ import {
   createTokenAuthority,
 } from '../src/index.js';
 
+/** One pre-approved low-risk rule (template `auto`, no approvers): the sweeper and fault tests' policy. */
+export const autoPolicy = (id: string) => ({
+  id,
+  version: '1',
+  owner: 'gov',
+  rules: [
+    {
+      id: 'auto',
+      risk: 'low' as const,
+      template: 'auto',
+      operator: 'ops',
+      maxDurationSeconds: 3600,
+      approvals: { count: 0, roles: [] },
+    },
+  ],
+});
+/** The workload that requests (and is the subject of) the sweeper and fault tests' cases. */
+export const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
+
 export const policy: PolicyInput = {
   id: 'acme-jit',
   version: '2026-12-01',

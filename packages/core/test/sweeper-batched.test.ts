@@ -9,7 +9,7 @@ import {
   GrantlineError,
   createGrantline,
 } from '../src/index.js';
-import { manualClock } from './helpers.js';
+import { autoPolicy, bot, manualClock } from './helpers.js';
 
 /**
  * The sweeper's batched path (stores with compareAndSetMany): same records as the per-case path in
@@ -46,22 +46,7 @@ function system(hooks: { onRevoke?: (caseId: string) => Promise<void> } = {}) {
   return { executor, live, calls };
 }
 
-const policy = {
-  id: 'batched',
-  version: '1',
-  owner: 'gov',
-  rules: [
-    {
-      id: 'auto',
-      risk: 'low' as const,
-      template: 'auto',
-      operator: 'ops',
-      maxDurationSeconds: 3600,
-      approvals: { count: 0, roles: [] },
-    },
-  ],
-};
-const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
+const policy = autoPolicy('batched');
 
 /** Counts the store's write calls; `failMany` decides per compareAndSetMany call whether it throws. */
 function counted(

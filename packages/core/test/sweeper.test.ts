@@ -2,7 +2,7 @@ import { type MemoryStoreOptions, createMemoryStore } from '@grantline/store-mem
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { type Executor, type Grant, GrantlineError, type GrantStore, createGrantline } from '../src/index.js';
-import { manualClock } from './helpers.js';
+import { autoPolicy, bot, manualClock } from './helpers.js';
 
 /**
  * A fake credential system with real state: it keeps live credentials, removes them on revoke and
@@ -57,22 +57,7 @@ function flakySystem(opts: { failRate: number; seed?: number; afterApplyRate?: n
   return { executor, live, stats };
 }
 
-const policy = {
-  id: 'sweep',
-  version: '1',
-  owner: 'gov',
-  rules: [
-    {
-      id: 'auto',
-      risk: 'low' as const,
-      template: 'auto',
-      operator: 'ops',
-      maxDurationSeconds: 3600,
-      approvals: { count: 0, roles: [] },
-    },
-  ],
-};
-const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
+const policy = autoPolicy('sweep');
 
 async function issueMany(
   gl: ReturnType<typeof createGrantline>,
