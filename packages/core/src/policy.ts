@@ -196,8 +196,30 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
+/**
+ * A small memo for what a policy compiles from its text (globs, reference patterns, CIDR lists):
+ * rules are evaluated on every request and every usage record, their text rarely changes. Bounded:
+ * emptied when full, so texts from many policies over time cannot grow it without limit.
+ */
+function memo<V>(build: (key: string) => V, max = 1000): (key: string) => V {
+  const cache = new Map<string, V>();
+  return (key) => {
+    let v = cache.get(key);
+    if (v === undefined) {
+      if (cache.size >= max) cache.clear();
+      v = build(key);
+      cache.set(key, v);
+    }
+    return v;
+  };
+}
+
+// Cached RegExps are only used with `test` and have no `g`/`y` flag: `lastIndex` is never read.
+const globRegExp = memo(globToRegExp);
+const patternRegExp = memo((source) => new RegExp(source));
+
 function globMatch(patterns: readonly string[] | undefined, value: string): boolean {
-  return patterns === undefined || patterns.some((p) => globToRegExp(p).test(value));
+  return patterns === undefined || patterns.some((p) => globRegExp(p).test(value));
 }
 
 function ruleMatches(rule: Rule, target: Target, requester: Principal, subject: Principal): boolean {
@@ -305,7 +327,7 @@ function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
         message: `rule ${rule.id} requires a ticket reference`,
         path: ['justification', 'ticket'],
       });
-    } else if (ticket.pattern && !new RegExp(ticket.pattern).test(req.justification.ticket)) {
+    } else if (ticket.pattern && !patternRegExp(ticket.pattern).test(req.justification.ticket)) {
       out.push({
         code: 'TICKET_PATTERN',
         message: `ticket does not match the pattern ${ticket.pattern} required by rule ${rule.id}`,
@@ -322,7 +344,7 @@ function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {
       });
     } else if (
       changeRecord.pattern &&
-      !new RegExp(changeRecord.pattern).test(req.justification.changeRecord)
+      !patternRegExp(changeRecord.pattern).test(req.justification.changeRecord)
     ) {
       out.push({
         code: 'CHANGE_RECORD_PATTERN',
@@ -454,6 +476,17 @@ export function parseCidr(value: string): [string, number, 'ipv4' | 'ipv6'] | nu
   return null;
 }
 
+// One BlockList per distinct CIDR list (only `check` is called on it), keyed by the list's exact JSON.
+const blockLists = memo((key) => {
+  const list = new BlockList();
+  for (const c of JSON.parse(key) as string[]) {
+    const parsed = parseCidr(c);
+    if (parsed) list.addSubnet(parsed[0], parsed[1], parsed[2]);
+  }
+  return list;
+});
+const blockListOf = (cidrs: readonly string[]): BlockList => blockLists(JSON.stringify(cidrs));
+
 /** Usage event as checked against constraints. */
 export interface UsageFacts {
   sourceIp: string;
@@ -469,11 +502,7 @@ export function checkUsage(constraints: UsageConstraints | undefined, usage: Usa
   const reasons: DecisionReason[] = [];
   if (constraints?.sourceCidrs && constraints.sourceCidrs.length > 0) {
     // node's BlockList does the address arithmetic (v4, v6, v4-mapped) instead of hand-written code.
-    const list = new BlockList();
-    for (const c of constraints.sourceCidrs) {
-      const parsed = parseCidr(c);
-      if (parsed) list.addSubnet(parsed[0], parsed[1], parsed[2]);
-    }
+    const list = blockListOf(constraints.sourceCidrs);
     const family = isIPv6(usage.sourceIp) ? 'ipv6' : 'ipv4';
     if (!list.check(usage.sourceIp, family)) {
       reasons.push({
