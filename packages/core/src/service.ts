@@ -15,6 +15,7 @@ import {
   type Effect,
   type FailureInfo,
   type LateIssuanceResult,
+  computeDue,
   finalizeGrant,
   isTerminal,
   transition,
@@ -232,6 +233,28 @@ function tally(result: SweepResult, g: Grant, after: Grant): void {
   if (after.state === 'failed' && before !== 'failed') result.failed++;
   if (after.retry && after.retry.attempts > (g.retry?.attempts ?? 0)) result.retried++;
   if (after.breakGlass?.overdueRaisedAt && !g.breakGlass?.overdueRaisedAt) result.overdueReviews++;
+}
+
+/**
+ * The abort signal of one executor call, created only when the executor reads `ctx.signal` (a no-op
+ * or synchronous executor never does): an AbortController per call cost more than the call.
+ */
+class CallSignal {
+  private ac: AbortController | undefined;
+  private aborted = false;
+  private reason: unknown;
+  get signal(): AbortSignal {
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.aborted) this.ac.abort(this.reason);
+    }
+    return this.ac.signal;
+  }
+  abort(reason: unknown): void {
+    this.aborted = true;
+    this.reason = reason;
+    this.ac?.abort(reason);
+  }
 }
 
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
@@ -752,13 +775,24 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     let failure: { targetId: string; error: FailureInfo } | undefined;
     const window = {
       ...started,
-      window: { ...started.window, expiresAt: expiresAt.toISOString(), issuedAt: now.toISOString() },
+      // Object.assign, not spread: keys added to a spread copy take V8's slow path.
+      window: Object.assign({}, started.window, {
+        expiresAt: expiresAt.toISOString(),
+        issuedAt: now.toISOString(),
+      }),
     };
     for (const t of started.targets) {
       try {
         const exec = this.executorFor(t.system);
-        const res = await this.callExecutor(t.system, 'issue', (signal) =>
-          exec.issue({ grant: window, target: { ...t, params: t.params ?? {} }, now, signal }),
+        const res = await this.callExecutor(t.system, 'issue', (s) =>
+          exec.issue({
+            grant: window,
+            target: { ...t, params: t.params ?? {} },
+            now,
+            get signal() {
+              return s.signal;
+            },
+          }),
         );
         const secret = res.secret ?? {};
         credentials[t.id] = secret;
@@ -1092,14 +1126,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const exec = this.executorFor(t.system);
       if (!exec.renew || !t.issuance) continue;
       const issuance = t.issuance;
-      const res = await this.callExecutor(t.system, 'renew', (signal) =>
+      const res = await this.callExecutor(t.system, 'renew', (s) =>
         exec.renew!({
           grant: g,
           target: { ...t, params: t.params ?? {} },
           now: this.clock.now(),
           issuance,
           expiresAt: to,
-          signal,
+          get signal() {
+            return s.signal;
+          },
         }),
       );
       if (res.secret) credentials[t.id] = res.secret;
@@ -1681,8 +1717,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       let cmd: Command;
       try {
         const exec = this.executorFor(t.system);
-        const res = await this.callExecutor(t.system, 'revoke', (signal) =>
-          exec.revoke(this.removalContext(g, t, signal)),
+        const res = await this.callExecutor(t.system, 'revoke', (s) =>
+          exec.revoke(this.removalContext(g, t, s)),
         );
         cmd = {
           type: 'targetRevoked',
@@ -1726,8 +1762,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const attempts = (t.verification?.attempts ?? 0) + 1;
       try {
         const exec = this.executorFor(t.system);
-        const res = await this.callExecutor(t.system, 'verify', (signal) =>
-          exec.verify(this.removalContext(g, t, signal)),
+        const res = await this.callExecutor(t.system, 'verify', (s) =>
+          exec.verify(this.removalContext(g, t, s)),
         );
         cmd =
           res.status === 'absent'
@@ -1777,27 +1813,39 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private async callExecutor<T>(
     system: string,
     op: 'issue' | 'revoke' | 'verify' | 'renew',
-    call: (signal: AbortSignal) => Promise<T>,
+    call: (s: CallSignal) => Promise<T>,
   ): Promise<T> {
-    const ac = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    const s = new CallSignal();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
         const err = new GrantlineError(
           ErrorCodes.EXECUTOR,
           `executor ${system}: ${op} did not answer within ${this.executorTimeoutMs} ms`,
           { retryable: true, details: { system, op, timeoutMs: this.executorTimeoutMs } },
         );
-        ac.abort(err);
+        s.abort(err);
         reject(err);
       }, this.executorTimeoutMs);
       timer.unref?.();
+      let pending: Promise<T>;
+      try {
+        pending = Promise.resolve(call(s));
+      } catch (err) {
+        clearTimeout(timer);
+        reject(err);
+        return;
+      }
+      pending.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
-    try {
-      return await Promise.race([call(ac.signal), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /**
@@ -1825,11 +1873,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       };
       try {
         const exec = this.executorFor(t.system);
-        await this.callExecutor(t.system, 'revoke', (signal) =>
-          exec.revoke({ ...ctx, now: this.clock.now(), signal }),
+        await this.callExecutor(t.system, 'revoke', (s) =>
+          exec.revoke({ ...ctx, now: this.clock.now(), signal: s.signal }),
         );
-        const v = await this.callExecutor(t.system, 'verify', (signal) =>
-          exec.verify({ ...ctx, now: this.clock.now(), signal }),
+        const v = await this.callExecutor(t.system, 'verify', (s) =>
+          exec.verify({ ...ctx, now: this.clock.now(), signal: s.signal }),
         );
         results.push({
           targetId,
@@ -1861,16 +1909,18 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /** The context of a `revoke` or `verify` call for one target of a case being revoked. */
-  private removalContext(g: Grant, t: Grant['targets'][number], signal: AbortSignal) {
-    return {
+  private removalContext(g: Grant, t: Grant['targets'][number], s: CallSignal) {
+    const ctx = {
       grant: g,
       target: { ...t, params: t.params ?? {} },
       now: this.clock.now(),
-      ...(t.issuance ? { issuance: t.issuance } : {}),
       trigger: g.revocation!.trigger,
       reason: g.revocation!.reason,
-      signal,
+      get signal() {
+        return s.signal;
+      },
     };
+    return t.issuance ? Object.assign(ctx, { issuance: t.issuance }) : ctx;
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
@@ -2010,7 +2060,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const events = chainEvents(grant.id, grant.createdAt, undefined, drafts);
     const last = events[events.length - 1]!;
     const record = { ...grant, audit: { seq: last.seq, head: last.hash } };
-    record.dueAt = finalizeGrant(record, 0, new Date(grant.createdAt)).dueAt;
+    record.dueAt = computeDue(record); // a new case: updatedAt is its createdAt
     const res = await this.store.create(record, events);
     if (res.created) return { grant: res.grant, fresh: true };
     const first = (await this.store.events(res.grant.id))[0];
@@ -2064,7 +2114,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           },
         );
       }
-      return { ...t, params: parsed.data as Record<string, unknown> };
+      return Object.assign({}, t, { params: parsed.data as Record<string, unknown> });
     });
   }
 
@@ -2165,6 +2215,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
 
   /** Emits after commit; a listener's exception (or rejected promise) is logged, never propagated. */
   private publish(event: GrantlineEventName, grant: Grant, extra: Record<string, unknown> = {}): void {
+    if (this.listenerCount(event) === 0) return; // nobody listens: build no payload
     const payload: GrantlineEventPayload = { ...extra, caseId: grant.id, grant };
     for (const listener of this.listeners(event)) {
       try {
