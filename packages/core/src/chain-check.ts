@@ -17,6 +17,11 @@ export const sha256Text = (text: string): string =>
   typeof oneShotHash === 'function'
     ? oneShotHash('sha256', text, 'hex')
     : createHash('sha256').update(text).digest('hex');
+/** Hex SHA-256 of bytes (one-shot where node has it). */
+export const sha256Bytes = (bytes: Uint8Array): string =>
+  typeof oneShotHash === 'function'
+    ? oneShotHash('sha256', bytes, 'hex')
+    : createHash('sha256').update(bytes).digest('hex');
 
 function sortedDeep(v: unknown): boolean {
   if (v === null || typeof v !== 'object') return true;

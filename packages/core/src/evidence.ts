@@ -1,7 +1,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { z } from 'zod';
 import { GENESIS_HASH, canonicalJson, sha256Hex } from './audit.js';
-import { canonicalHashMatches, checkChain, sha256Text } from './chain-check.js';
+import { canonicalHashMatches, checkChain, sha256Bytes, sha256Text } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
 import {
@@ -336,7 +336,8 @@ export async function verifyEvidence(
   const b = shaped.data;
   // The signature check of a large payload runs on the threadpool (signer.ts) while this thread parses
   // the payload and checks its shape; problems are reported in the same order either way.
-  const pendingSig = verifyDetached(b.payload, b, options?.keys, EVIDENCE_TYP);
+  const signingInput: { input?: Buffer } = {};
+  const pendingSig = verifyDetached(b.payload, b, options?.keys, EVIDENCE_TYP, signingInput);
   let parsed: unknown;
   let parseFailed = false;
   try {
@@ -345,21 +346,30 @@ export async function verifyEvidence(
     parseFailed = true;
   }
   const shapeIssue = parseFailed ? undefined : payloadShapeIssue(parsed);
+  const sig = await pendingSig;
   let eventIssue: { index: number; issue: string } | undefined;
+  // Event hashes are confirmed on the signed text (see TextHashes) when the signature holds, in the
+  // same pass as each event's shape check; else every hash is recomputed canonically, so a tampered
+  // bundle reports exactly what the serialiser finds. verifyDetached is done with the signing input
+  // once settled: its payload bytes are TextHashes' to rewrite.
+  let hashed: true[] | undefined;
   if (!parseFailed && !shapeIssue) {
     const events = (parsed as { events: unknown[] }).events;
-    for (let i = 0; i < events.length && !eventIssue; i++) {
+    const input = signingInput.input;
+    let onText =
+      sig.ok && input
+        ? TextHashes.start(b.payload, parsed as EvidencePayload, input, b.protected.length + 1)
+        : undefined;
+    for (let i = 0; i < events.length; i++) {
       const issue = eventShapeIssue(events[i]);
-      if (issue) eventIssue = { index: i, issue };
+      if (issue) {
+        eventIssue = { index: i, issue };
+        break;
+      }
+      if (onText && !onText.next(events[i] as AuditEvent, i === events.length - 1)) onText = undefined;
     }
+    if (!eventIssue && onText?.end()) hashed = new Array<true>(events.length).fill(true);
   }
-  // Confirmed on the signed text only when the signature holds (see confirmEventHashes); else every
-  // hash is recomputed canonically, so a tampered bundle reports exactly what the serialiser finds.
-  const hashed =
-    parseFailed || shapeIssue || eventIssue
-      ? undefined
-      : confirmEventHashes(b.payload, parsed as EvidencePayload);
-  const sig = await pendingSig;
   if (!sig.ok) err(sig.code, sig.message);
   if (parseFailed) {
     err('BUNDLE_MALFORMED', 'payload is not valid JSON');
@@ -393,7 +403,7 @@ export async function verifyEvidence(
   }
 
   try {
-    checkStructure(p, err, sig.ok ? hashed : undefined);
+    checkStructure(p, err, hashed);
     checkLifecycle(p, problems, options?.now ?? new Date(p.generatedAt));
   } catch (e) {
     // A field of an unexpected type deep inside the record or an event's data: never throw, report.
@@ -411,14 +421,15 @@ const EVENTS_OPEN = ',"events":[';
  * payload made by a Grantline signer are canonical JSON (RFC 8785), so event i's text is its canonical
  * form, and that text without its `globalSeq` and `hash` members is exactly what its hash was made
  * over (audit.ts `hashedPart`; members sort … `data`, `globalSeq`, `hash`, `prevHash`, `seq`, `type`).
- * Returns true for every event, or undefined (the caller then recomputes every hash canonically):
- * never a mismatch, so a reported mismatch always comes from the canonical serialiser.
+ * Fed the events in order ({@link TextHashes.next}, then {@link TextHashes.end}), it confirms all of
+ * them or none (the caller then recomputes every hash canonically): never a mismatch, so a reported
+ * mismatch always comes from the canonical serialiser.
  *
  * How the texts are found, and why a confirmation is the canonical verdict:
  * - the payload must start with the canonical `{"caseId":…,"chain":…,"events":[` rebuilt from the
  *   parsed values, and no `caseId`, `chain` or `events` key follows the events (nor a `\u` escape
  *   that could spell one): so the array there is the one `JSON.parse` returned.
- * - event i's text runs from the end of event i-1 (`,`) to an occurrence of exactly
+ * - event i's text runs from the end of event i-1 (`,`) to an occurrence (any one) of exactly
  *   `,"globalSeq":G,"hash":H,"prevHash":P,"seq":N,"type":T}` as the parsed event i spells it
  *   canonically (H and P are hex digests, so their JSON text is the digest in quotes); after the last
  *   event comes `]`. Its hash is taken over that text with `,"globalSeq":G,"hash":H` cut out.
@@ -431,92 +442,212 @@ const EVENTS_OPEN = ',"events":[';
  *   to confirm what the canonical serialiser would not; a checkpoint's head, or any canonical hash
  *   after it in the chain, excludes that.
  */
-function confirmEventHashes(text: string, p: EvidencePayload): true[] | undefined {
-  try {
-    return confirmOnText(text, p);
-  } catch {
-    return undefined; // content of an unexpected type: the general path reports it
-  }
-}
+class TextHashes {
+  private pos: number;
+  private prev = GENESIS_HASH;
+  /** Where event i's hash sits after its start: event i+1's is searched from about as far on. */
+  private lead = 0;
 
-function confirmOnText(text: string, p: EvidencePayload): true[] | undefined {
-  const events = p.events;
-  const prefix = `{"caseId":${JSON.stringify(p.caseId)},"chain":${canonicalJson(p.chain)}${EVENTS_OPEN}`;
-  if (events.length === 0 || !text.startsWith(prefix)) return undefined;
-  const typeTexts = new Map<string, string>();
-  let pos = prefix.length;
-  let prev = GENESIS_HASH;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
+  /**
+   * @param bytes the payload's UTF-8 bytes when it is ASCII (as many bytes as characters, each at the
+   * same offset as in `text`): then the comparisons below read bytes, which is cheaper than
+   * startsWith, and each event's hashed text is made and hashed in place (see hashCut).
+   */
+  private constructor(
+    private readonly text: string,
+    private readonly bytes: Uint8Array | undefined,
+    start: number,
+  ) {
+    this.pos = start;
+  }
+
+  /**
+   * Undefined when the payload does not start as the canonical text of `p` would.
+   * @param input the signing input, the payload's UTF-8 bytes from `offset` on, no longer used by its
+   * signature check: rewritten in place by {@link TextHashes.hashCut}.
+   */
+  static start(text: string, p: EvidencePayload, input: Buffer, offset: number): TextHashes | undefined {
+    const { seq, head } = p.chain;
+    // The canonical text of p.chain when it is exactly { head, seq } (an integer prints as canonical
+    // JSON); any other chain does not match the text, and every hash is recomputed.
+    const prefix = `{"caseId":${JSON.stringify(p.caseId)},"chain":{"head":${JSON.stringify(head)},"seq":${seq}}${EVENTS_OPEN}`;
+    if (p.events.length === 0 || !Number.isSafeInteger(seq) || !text.startsWith(prefix)) return undefined;
+    const ascii = input.length - offset === text.length;
+    const bytes = ascii ? new Uint8Array(input.buffer, input.byteOffset + offset, text.length) : undefined;
+    return new TextHashes(text, bytes, prefix.length);
+  }
+
+  /**
+   * Confirms the hash of the next event (shape-checked already), whose text must come next.
+   * @returns false when it cannot be confirmed on the text (then no later event can).
+   */
+  next(e: AuditEvent, last: boolean): boolean {
+    try {
+      return this.step(e, last);
+    } catch {
+      return false; // content of an unexpected type: the general path reports it
+    }
+  }
+
+  /** Code unit at `k` (NaN or undefined past the end, which equals nothing). */
+  private code(k: number): number {
+    return this.bytes === undefined ? this.text.charCodeAt(k) : (this.bytes[k] as number);
+  }
+
+  /** True when the text at `k` is `lit` (ASCII). */
+  private has(k: number, lit: string): boolean {
+    const b = this.bytes;
+    if (b === undefined) return this.text.startsWith(lit, k);
+    if (k < 0 || k + lit.length > b.length) return false;
+    for (let i = 0; i < lit.length; i++) if (b[k + i] !== lit.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /**
+   * Where the decimal digits at `k` end when they spell exactly `n` (a positive integer, so with no
+   * leading zero), as `String(n)` would: else -1. More than 15 digits are refused (-1).
+   */
+  private uintEnd(k: number, n: number): number {
+    let v = 0;
+    let i = k;
+    for (let c = this.code(i); c >= 0x30 && c <= 0x39; c = this.code(++i)) {
+      if (i === k ? c === 0x30 : i - k >= 15) return -1;
+      v = v * 10 + (c - 0x30);
+    }
+    return i > k && v === n ? i : -1;
+  }
+
+  /** True when the 64 characters at `k` are the previous event's hash. */
+  private prevAtIs(k: number): boolean {
+    const b = this.bytes;
+    const prev = this.prev;
+    if (b === undefined) return this.text.slice(k, k + 64) === prev;
+    if (k + 64 > b.length) return false;
+    for (let i = 0; i < 64; i++) if (b[k + i] !== prev.charCodeAt(i)) return false;
+    return true;
+  }
+
+  private step(e: AuditEvent, last: boolean): boolean {
+    const { text, pos } = this;
     // prevHash is the previous event's hash, confirmed below (so hex), or the genesis hash: its JSON
     // text is itself in quotes. Same for hash, which must equal a hex digest to be confirmed.
-    if (e.prevHash !== prev || e.hash.length !== 64) return undefined;
-    const h = text.indexOf(e.hash, pos);
-    const g = e.globalSeq === undefined ? '' : `,"globalSeq":${e.globalSeq}`;
-    const cutFrom = h - 9 - g.length;
-    if (h < 0 || cutFrom <= pos || !text.startsWith(g, cutFrom) || !text.startsWith(',"hash":"', h - 9))
-      return undefined;
-    const cutTo = h + 65; // after the closing quote of hash
-    let type = typeTexts.get(e.type);
-    if (type === undefined) {
-      type = JSON.stringify(e.type);
-      typeTexts.set(e.type, type);
+    if (e.prevHash !== this.prev || e.hash.length !== 64) return false;
+    // The search may start anywhere in the event: the checks below and the hash decide, not where it
+    // was found. A guess that finds nothing usable searches again from the event's start.
+    let h = this.lead > 64 ? text.indexOf(e.hash, pos + this.lead - 64) : -1;
+    if (h < 0 || !this.has(h - 9, ',"hash":"')) {
+      h = text.indexOf(e.hash, pos);
+      if (h < 0 || !this.has(h - 9, ',"hash":"')) return false;
     }
-    const seq = String(e.seq);
-    // The rest must read exactly `,"prevHash":"P","seq":N,"type":T}`.
-    let k = cutTo;
-    if (!text.startsWith(',"prevHash":"', k) || !text.startsWith(e.prevHash, k + 13)) return undefined;
-    k += 13 + e.prevHash.length;
-    if (!text.startsWith('","seq":', k) || !text.startsWith(seq, k + 8)) return undefined;
-    k += 8 + seq.length;
-    if (!text.startsWith(',"type":', k) || !text.startsWith(type, k + 8)) return undefined;
+    // `,"globalSeq":G` before it when the event has one.
+    let cutFrom = h - 9;
+    if (e.globalSeq !== undefined) {
+      let digits = 1;
+      for (let x = e.globalSeq; x >= 10; x = Math.floor(x / 10)) digits += 1;
+      cutFrom -= 13 + digits;
+      if (!this.has(cutFrom, ',"globalSeq":') || this.uintEnd(cutFrom + 13, e.globalSeq) !== h - 9)
+        return false;
+    }
+    if (cutFrom <= pos) return false;
+    const cutTo = h + 65; // after the closing quote of hash
+    // From that closing quote on, exactly `","prevHash":"P","seq":N,"type":T}`, with P the previous
+    // hash, N and T as the parsed event spells them canonically.
+    if (!this.has(h + 64, '","prevHash":"') || !this.prevAtIs(h + 78) || !this.has(h + 142, '","seq":'))
+      return false;
+    let k = this.uintEnd(h + 150, e.seq);
+    const type = typeText(e.type);
+    if (k < 0 || !this.has(k, ',"type":') || !text.startsWith(type, k + 8)) return false;
     k += 8 + type.length;
-    if (text.charCodeAt(k) !== 0x7d /* } */) return undefined;
+    if (this.code(k) !== 0x7d /* } */) return false;
     k += 1;
-    if (sha256Text(text.slice(pos, cutFrom) + text.slice(cutTo, k)) !== e.hash) return undefined;
-    prev = e.hash;
-    if (text.charCodeAt(k) !== (i === events.length - 1 ? 0x5d /* ] */ : 0x2c) /* , */) return undefined;
-    pos = k + 1;
+    if (this.code(k) !== (last ? 0x5d /* ] */ : 0x2c) /* , */) return false;
+    if (this.hashCut(pos, cutFrom, cutTo, k) !== e.hash) return false;
+    this.prev = e.hash;
+    this.lead = h - pos;
+    this.pos = k + 1;
+    return true;
   }
-  // No second `caseId`, `chain` or `events` member after the events (JSON.parse keeps the last one).
-  // Checked on the text, conservatively: no such key anywhere after them, nor any \u escape that
-  // could spell one.
-  if (text.charCodeAt(pos) !== 0x2c /* , */) return undefined;
-  for (const key of ['"events"', '"caseId"', '"chain"', '\\u']) if (text.includes(key, pos)) return undefined;
-  return new Array<true>(events.length).fill(true);
+
+  /**
+   * Hex SHA-256 of the text from `from` to `to` without the part from `cutFrom` to `cutTo`. On bytes,
+   * the part after the cut is moved over it (`copyWithin`, no copy elsewhere) and the result hashed
+   * through a view: that rewrites only bytes of the current event, which no later step reads (they
+   * read the text from `to` on, and compare with the parsed values, not with earlier bytes).
+   */
+  private hashCut(from: number, cutFrom: number, cutTo: number, to: number): string {
+    const b = this.bytes;
+    if (b === undefined) return sha256Text(this.text.slice(from, cutFrom) + this.text.slice(cutTo, to));
+    b.copyWithin(cutFrom, cutTo, to);
+    return sha256Bytes(b.subarray(from, to - (cutTo - cutFrom)));
+  }
+
+  /**
+   * After the last event: no second `caseId`, `chain` or `events` member follows (JSON.parse keeps the
+   * last one). Checked on the text, conservatively: no such key anywhere after the events, nor any
+   * `\u` escape that could spell one.
+   */
+  end(): boolean {
+    if (this.code(this.pos) !== 0x2c /* , */) return false;
+    LATER_KEY.lastIndex = this.pos;
+    return !LATER_KEY.test(this.text);
+  }
 }
 
-const EVENT_KEYS = new Set([
-  'seq',
-  'caseId',
-  'type',
-  'at',
-  'actor',
-  'actingRole',
-  'data',
-  'prevHash',
-  'hash',
-  'globalSeq',
-]);
+/** JSON text of event types, which are few: kept between calls (bounded). */
+const typeTexts = new Map<string, string>();
+function typeText(type: string): string {
+  let t = typeTexts.get(type);
+  if (t === undefined) {
+    if (typeTexts.size >= 256) typeTexts.clear();
+    t = JSON.stringify(type);
+    typeTexts.set(type, t);
+  }
+  return t;
+}
+
+/** A `caseId`, `chain` or `events` key, or a `\u` escape that could spell one. */
+const LATER_KEY = /"(?:events|caseId|chain)"|\\u/g;
+
+/** The members of an audit event (a switch: cheaper than a Set for the keys of 10,000 events). */
+function isEventKey(k: string): boolean {
+  switch (k) {
+    case 'seq':
+    case 'caseId':
+    case 'type':
+    case 'at':
+    case 'actor':
+    case 'actingRole':
+    case 'data':
+    case 'prevHash':
+    case 'hash':
+    case 'globalSeq':
+      return true;
+    default:
+      return false;
+  }
+}
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 const isObj = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+const ACTOR_KINDS: ReadonlySet<unknown> = new Set(['human', 'workload', 'system']);
+/** Number of own enumerable keys, as `Object.keys(o).length` without the array. */
+function ownKeyCount(o: object): number {
+  let n = 0;
+  for (const k in o) if (Object.hasOwn(o, k)) n += 1;
+  return n;
+}
+
 /** The audit event schema (model.ts `auditEventSchema`) checked by hand; undefined when the shape is right. */
 function eventShapeIssue(e: unknown): string | undefined {
   if (!isObj(e)) return 'not an object';
-  for (const k in e) if (!EVENT_KEYS.has(k)) return `unknown member ${k}`;
+  for (const k in e) if (!isEventKey(k)) return `unknown member ${k}`;
   if (!isInt(e.seq)) return 'seq must be a positive integer';
   if (typeof e.caseId !== 'string' || typeof e.type !== 'string') return 'caseId and type must be strings';
   if (typeof e.at !== 'string' || !ISO.test(e.at)) return 'at must be an ISO-8601 UTC time';
   const a = e.actor;
-  if (
-    !isObj(a) ||
-    typeof a.id !== 'string' ||
-    !['human', 'workload', 'system'].includes(a.kind as string) ||
-    Object.keys(a).length !== 2
-  ) {
+  if (!isObj(a) || typeof a.id !== 'string' || !ACTOR_KINDS.has(a.kind) || ownKeyCount(a) !== 2) {
     return 'actor must be { id, kind }';
   }
   if (e.actingRole !== undefined && typeof e.actingRole !== 'string') return 'actingRole must be a string';
@@ -531,7 +662,7 @@ type Report = (code: EvidenceProblemCode, message: string, extra?: Partial<Evide
 
 /**
  * Chain, chain head, record and policy snapshot agree with each other.
- * @param hashed events whose hash {@link confirmEventHashes} already confirmed.
+ * @param hashed events whose hash {@link TextHashes} already confirmed.
  */
 function checkStructure(p: EvidencePayload, err: Report, hashed?: readonly boolean[]): void {
   const chain = checkChain(p.caseId, p.events, hashed);

@@ -211,15 +211,40 @@ function canonicalB64url(s: unknown): s is string {
   return Buffer.from(s, 'base64url').toString('base64url') === s;
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * ASCII(protected) "." UTF-8(payload). Encoded first as if the payload were ASCII, the usual case
+ * (one pass, no length count); when it is not (a character takes several bytes, so not all of it
+ * fits), encoded again at its exact UTF-8 length.
+ */
+function signingInput(protectedHeader: string, payload: string): Buffer {
+  const prefix = protectedHeader.length + 1;
+  let input = Buffer.allocUnsafe(prefix + payload.length);
+  const ascii = utf8.encodeInto(payload, input.subarray(prefix));
+  if (ascii.read !== payload.length || ascii.written !== payload.length) {
+    input = Buffer.allocUnsafe(prefix + Buffer.byteLength(payload, 'utf8'));
+    input.write(payload, prefix, 'utf8');
+  }
+  input.write(protectedHeader, 0, 'latin1');
+  input[prefix - 1] = 0x2e; // "."
+  return input;
+}
+
 /**
  * Verifies a detached, unencoded-payload JWS over `payload` against a public JWKS. Only EdDSA and ES256
  * are accepted; the key is selected by `kid` and must be in `keys`.
+ * @param bytes when given, `bytes.input` is set to the signing input (ASCII of the protected header,
+ * `.`, then the payload's UTF-8 bytes) when it is built (not when the header or key is refused). The
+ * caller may read it meanwhile, and do what it likes with it once the returned promise settles:
+ * nothing here touches it after that.
  */
 export async function verifyDetached(
   payload: string,
   sig: unknown,
   keys: JSONWebKeySet,
   typ: string,
+  bytes?: { input?: Buffer },
 ): Promise<DetachedVerification> {
   const s = sig as Partial<DetachedSignature> | null;
   if (
@@ -297,11 +322,8 @@ export async function verifyDetached(
   // RFC 7515 §5.2 with RFC 7797: the signing input is ASCII(protected) "." payload bytes, built with one
   // UTF-8 encoding of the payload and no intermediate copy. node:crypto (OpenSSL) is about 5x faster
   // per bundle than the WebCrypto path jose takes.
-  const prefix = s.protected.length + 1;
-  const input = Buffer.allocUnsafe(prefix + Buffer.byteLength(payload, 'utf8'));
-  input.write(s.protected, 0, 'latin1');
-  input[prefix - 1] = 0x2e; // "."
-  input.write(payload, prefix, 'utf8');
+  const input = signingInput(s.protected, payload);
+  if (bytes) bytes.input = input;
   const signature = Buffer.from(s.signature, 'base64url');
   let ok = false;
   if (signature.length === 64) {
