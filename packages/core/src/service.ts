@@ -199,6 +199,12 @@ export interface SweepResult {
   rolledBack: number;
   overdueReviews: number;
   errors: number;
+  /**
+   * Claimed cases this pass did not start because it had run for 80% of `leaseMs` (slow executors,
+   * a large `limit`): their leases run out, and another pass (of any instance) takes them instead
+   * of two instances working on one case.
+   */
+  deferred: number;
 }
 // #endregion
 
@@ -1339,18 +1345,27 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       rolledBack: 0,
       overdueReviews: 0,
       errors: 0,
+      deferred: 0,
     };
-    const claimed = await this.store.claimDue(this.clock.now(), limit, this.leaseMs, this.instanceId);
+    const claimedAt = this.clock.now();
+    // Start no case once most of the claim's lease is spent: after it, another instance may claim it.
+    const cutoff = claimedAt.getTime() + this.leaseMs * 0.8;
+    const late = () => this.clock.now().getTime() >= cutoff;
+    const claimed = await this.store.claimDue(claimedAt, limit, this.leaseMs, this.instanceId);
     result.claimed = claimed.length;
     // With a store that commits many cases per round trip, the common cases (an expired window, a
     // revocation due) go through the batched path; what it leaves goes case by case.
     const rest = this.store.compareAndSetMany
-      ? await this.sweepBatched(claimed, result, concurrency)
+      ? await this.sweepBatched(claimed, result, concurrency, late)
       : claimed;
     let next = 0;
     const worker = async () => {
       while (next < rest.length) {
         const g = rest[next++]!;
+        if (late()) {
+          result.deferred++;
+          continue;
+        }
         try {
           tally(result, g, await this.advance(g, true));
         } catch (err) {
@@ -1459,7 +1474,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * recorded: the next sweeper repeats the (idempotent) removal. Cases it does not handle (lost
    * races, break-glass reviews falling due, anything else) are returned for the per-case path.
    */
-  private async sweepBatched(claimed: Grant[], result: SweepResult, concurrency: number): Promise<Grant[]> {
+  private async sweepBatched(
+    claimed: Grant[],
+    result: SweepResult,
+    concurrency: number,
+    late: () => boolean,
+  ): Promise<Grant[]> {
     const t = this.clock.now().getTime();
     const rest: Grant[] = [];
     const expiring: Grant[] = [];
@@ -1503,6 +1523,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const worker = async () => {
       while (next < revoking.length) {
         const { claimed: before, current } = revoking[next++]!;
+        if (late()) {
+          // Its intent is recorded and it is due again when that intent's resumeAt passes.
+          result.deferred++;
+          continue;
+        }
         try {
           const drafts: AuditDraft[] = [];
           const effects: Effect[] = [];

@@ -432,6 +432,43 @@ describe.each(storeModes)('the sweeper under faults ($mode)', ({ makeStore }) =>
     expect(g!.targets.every((t) => t.verification?.result === 'absent')).toBe(true);
   });
 
+  it('a pass starts no case once 80% of the lease is spent: the rest is left to the next pass, removed once', async () => {
+    const clock = manualClock();
+    const store = makeStore();
+    const sys = flakySystem({ failRate: 0 });
+    // A slow system: every removal takes 3 s of the (injected) clock.
+    const slow: Executor<Record<string, unknown>> = {
+      ...sys.executor,
+      async revoke(ctx) {
+        clock.advance(3_000);
+        return sys.executor.revoke(ctx);
+      },
+    };
+    const gl = createGrantline({ store, policy, executors: [slow], clock, leaseMs: 10_000, instanceId: 'a' });
+    const other = createGrantline({
+      store,
+      policy,
+      executors: [slow],
+      clock,
+      leaseMs: 10_000,
+      instanceId: 'b',
+    });
+    const ids = await issueMany(gl, 10);
+    clock.advance(61_000);
+    const first = await gl.sweep({ limit: 10, concurrency: 1 });
+    // Cases started at +0, +3 and +6 s; at +9 s (past 8 s, 80% of the lease) no new one is started.
+    expect(first).toMatchObject({ claimed: 10, revoked: 3, verified: 3, deferred: 7, errors: 0 });
+    // Until the lease (or the recorded intent's resumeAt) passes, nobody else takes them...
+    expect((await other.sweep({ limit: 10 })).claimed).toBe(0);
+    clock.advance(1_000);
+    // ...then another instance does.
+    await drain([other], clock, store);
+    for (const id of ids) expect((await store.get(id))!.state).toBe('verified');
+    expect(sys.stats.removals.size).toBe(10);
+    expect([...sys.stats.removals.values()].every((n) => n === 1)).toBe(true);
+    expect(sys.stats.revokeCalls).toBe(10);
+  });
+
   it('the background sweeper wakes at the due time (not a poll) and on changes, and stops cleanly', async () => {
     const store = makeStore();
     const sys = flakySystem({ failRate: 0 });

@@ -30,6 +30,7 @@ export async function runScheduledSweep(options: {
     rolledBack: 0,
     overdueReviews: 0,
     errors: 0,
+    deferred: 0,
   };
   try {
     // A full batch means more may be due now; a short one means everything due was claimed.
