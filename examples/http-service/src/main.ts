@@ -26,6 +26,7 @@ const server = await startServer({
   evidenceKey: json<JWK>('EVIDENCE_KEY') ?? (await devKey()),
   accessTokenKey: json<JWK>('ACCESS_TOKEN_KEY') ?? (await devKey()),
   sweepLimit: Number(env.SWEEP_LIMIT ?? 100),
+  drainTimeoutMs: Number(env.DRAIN_TIMEOUT_MS ?? 10_000),
   logger: {
     debug() {},
     info: (m, d) => console.log(m, JSON.stringify(d ?? {})),

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   type Logger,
@@ -32,6 +33,12 @@ export interface ServerConfig {
   accessTokenKey: JWK;
   /** Cases the sweeper claims per pass (small values spread the work across instances). */
   sweepLimit?: number;
+  /**
+   * How long `close()` waits for requests in flight (default 10,000 ms). Past it, the connections
+   * still open are closed (a client that never finishes its request cannot hold the shutdown) and
+   * the rest of the shutdown goes on.
+   */
+  drainTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -128,7 +135,20 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         // Stop listening (new connections are refused) and close idle keep-alive connections; the
         // callback runs once the requests in flight have been answered and their connections closed.
         inflight.draining = true;
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<'deadline'>((resolve) => {
+          timer = setTimeout(() => resolve('deadline'), config.drainTimeoutMs ?? 10_000);
+        });
+        if ((await Promise.race([closed, deadline])) === 'deadline') {
+          config.logger?.warn('drain deadline passed: closing the connections still open', {
+            inflight: inflight.n,
+            drainTimeoutMs: config.drainTimeoutMs ?? 10_000,
+          });
+          (server as Server).closeAllConnections();
+          await closed;
+        }
+        clearTimeout(timer);
         // A client that hung up does not end its handler: give those a moment before the pool goes.
         for (let i = 0; i < 200 && inflight.n > 0; i++) await new Promise((r) => setTimeout(r, 25));
         await sweeper.stop(); // finishes the pass in progress; leases cover anything cut short

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import { verifyEvidence } from '@grantline/core';
 import { type CryptoKey, type JWK, SignJWT, exportJWK, generateKeyPair } from 'jose';
 import pg from 'pg';
@@ -100,6 +101,8 @@ async function start(name: string, env: Record<string, string>): Promise<Instanc
   return { url, proc, output };
 }
 
+let baseEnv: Record<string, string> = {};
+
 beforeAll(async () => {
   if (!available) return;
   const idp = await keyPair();
@@ -122,6 +125,7 @@ beforeAll(async () => {
     ACCESS_TOKEN_KEY: JSON.stringify(await priv()),
     SWEEP_LIMIT: '2',
   };
+  baseEnv = env;
   // Both start at once: migrations must be safe when several instances race.
   instances.push(...(await Promise.all([start('a', env), start('b', env)])));
 });
@@ -497,6 +501,34 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     a.proc.kill('SIGTERM');
     expect(await exitA).toBe(0);
     expect(a.output.join('')).toContain('stopped');
+  });
+
+  it('on SIGTERM does not wait past DRAIN_TIMEOUT_MS for a request that never ends', async () => {
+    const c = await start('c', { ...baseEnv, DRAIN_TIMEOUT_MS: '500' });
+    instances.push(c);
+    // A client that sends headers and part of the body, then nothing: its request never ends (it is
+    // authenticated, so the handler goes on to read the body and stays in flight).
+    const token = await workload('ci:stuck');
+    const { hostname: host, port } = new URL(c.url);
+    const stuck = net.connect(Number(port), host);
+    await new Promise<void>((resolve, reject) => stuck.once('connect', resolve).once('error', reject));
+    stuck.write(
+      `POST /cases HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"re`,
+    );
+    const ended = new Promise<void>((resolve) => stuck.once('close', () => resolve()));
+    await new Promise((r) => setTimeout(r, 200)); // the request is being read
+    expect(stuck.destroyed).toBe(false);
+    const exit = new Promise<number | null>((resolve) => c.proc.once('exit', (code) => resolve(code)));
+    const t0 = Date.now();
+    c.proc.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    const took = Date.now() - t0;
+    await ended; // the server closed the stuck connection
+    expect(c.output.join('')).toContain('drain deadline passed');
+    expect(c.output.join('')).toContain('stopped');
+    // It waited for the deadline (not less), and not much more (no hang).
+    expect(took).toBeGreaterThanOrEqual(450);
+    expect(took).toBeLessThan(8_000);
   });
 });
 
