@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { writeSection } from './results.js';
 import { type Executor, createGrantline } from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
 import { z } from 'zod';
@@ -100,7 +100,7 @@ for (const n of [1, Number(process.env.BENCH_LAG_N ?? 100_000)]) {
   console.log(line);
   lines.push(line);
 }
-const file = new URL('./RESULTS.md', import.meta.url).pathname;
-if (!existsSync(file))
-  writeFileSync(file, '# Benchmark results\n\nEach section is appended by the benchmark that produced it.\n');
-appendFileSync(file, `\n## sweeper lag (pnpm bench:lag)\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`);
+writeSection(
+  'sweeper lag (pnpm bench:lag)',
+  lines.map((l) => `- ${l}`),
+);

@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { writeSection } from '../../../bench/results.js';
 import { performance } from 'node:perf_hooks';
 import { CreateRoleCommand, IAMClient, PutRolePolicyCommand } from '@aws-sdk/client-iam';
 import { STSClient } from '@aws-sdk/client-sts';
@@ -140,7 +140,7 @@ try {
   await moto.stop();
 }
 for (const l of lines) console.log(l);
-appendFileSync(
-  new URL('../../../bench/RESULTS.md', import.meta.url).pathname,
-  `\n## aws executor on moto (pnpm bench:aws)\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`,
+writeSection(
+  'aws executor on moto (pnpm bench:aws)',
+  lines.map((l) => `- ${l}`),
 );
