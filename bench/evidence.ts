@@ -32,7 +32,7 @@ import { z } from 'zod';
  *   loop. The raw floor of one bundle verification is what any verifier must do at least: one Ed25519
  *   verification over the signed bytes plus one SHA-256 per event over its canonical bytes, timed with
  *   node:crypto on the same bytes. ratio = floor time / verifyEvidence time (target ≥ 0.6), wall clock:
- *   verifyEvidence checks the signature of a payload over 32 KiB on the libuv threadpool while the main
+ *   verifyEvidence checks the signature of a payload of 1 MiB or more on the libuv threadpool while the main
  *   thread parses it, so the CPU-time ratio (process CPU time, all threads, per floor run / per
  *   verifyEvidence) is printed next to it.
  * - store audit: 100,000 cases × 10 chained events written straight into the memory store (1,000,000
@@ -334,5 +334,5 @@ if (!existsSync(file))
   writeFileSync(file, '# Benchmark results\n\nEach section is appended by the benchmark that produced it.\n');
 appendFileSync(
   file,
-  `\n## evidence (pnpm bench:evidence)\n\nMethod: raw node:crypto Ed25519 and SHA-256 rates measured first in the same process; bundles from real service runs (memory store, no-op executor) signed and verified in a loop, each compared with its raw floor (one Ed25519 verification over the signed bytes + one SHA-256 per event over the same canonical bytes), by wall clock (verifyEvidence checks the signature of payloads over 32 KiB on the libuv threadpool while it parses) and by CPU time on all threads; a 1,000,000-event memory store audited against a signed checkpoint; lifecycles with and without the background checkpointer, best of 5 alternating rounds, yielding to the event loop after each lifecycle so background checkpoints run inside the timed window.\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`,
+  `\n## evidence (pnpm bench:evidence)\n\nMethod: raw node:crypto Ed25519 and SHA-256 rates measured first in the same process; bundles from real service runs (memory store, no-op executor) signed and verified in a loop, each compared with its raw floor (one Ed25519 verification over the signed bytes + one SHA-256 per event over the same canonical bytes), by wall clock (verifyEvidence checks the signature of payloads of 1 MiB or more on the libuv threadpool while it parses) and by CPU time on all threads; a 1,000,000-event memory store audited against a signed checkpoint; lifecycles with and without the background checkpointer, best of 5 alternating rounds, yielding to the event loop after each lifecycle so background checkpoints run inside the timed window.\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`,
 );

@@ -517,14 +517,14 @@ class TextHashes {
     return i > k && v === n ? i : -1;
   }
 
-  /** True when the 64 characters at `k` are the previous event's hash. */
+  /** True when `,"hash":"` and then `hash` (64 characters) are at `k - 9`: a guess checked in place. */
+  private hashAt(k: number, hash: string): boolean {
+    return this.has(k - 9, ',"hash":"') && this.text.slice(k, k + 64) === hash;
+  }
+
+  /** True when the 64 characters at `k` are the previous event's hash (a slice compares as memory). */
   private prevAtIs(k: number): boolean {
-    const b = this.bytes;
-    const prev = this.prev;
-    if (b === undefined) return this.text.slice(k, k + 64) === prev;
-    if (k + 64 > b.length) return false;
-    for (let i = 0; i < 64; i++) if (b[k + i] !== prev.charCodeAt(i)) return false;
-    return true;
+    return this.text.slice(k, k + 64) === this.prev;
   }
 
   private step(e: AuditEvent, last: boolean): boolean {
@@ -532,9 +532,12 @@ class TextHashes {
     // prevHash is the previous event's hash, confirmed below (so hex), or the genesis hash: its JSON
     // text is itself in quotes. Same for hash, which must equal a hex digest to be confirmed.
     if (e.prevHash !== this.prev || e.hash.length !== 64) return false;
-    // The search may start anywhere in the event: the checks below and the hash decide, not where it
-    // was found. A guess that finds nothing usable searches again from the event's start.
-    let h = this.lead > 64 ? text.indexOf(e.hash, pos + this.lead - 64) : -1;
+    // The hash may be taken from anywhere in the event: the checks below and the hash decide, not
+    // where it was found. First guess: as far from the event's start as the previous event's was
+    // (events of a case are much alike); then a search from a little before that; then from the start.
+    let h = this.lead > 0 ? pos + this.lead : -1;
+    if (h < 0 || !this.hashAt(h, e.hash))
+      h = this.lead > 64 ? text.indexOf(e.hash, pos + this.lead - 64) : -1;
     if (h < 0 || !this.has(h - 9, ',"hash":"')) {
       h = text.indexOf(e.hash, pos);
       if (h < 0 || !this.has(h - 9, ',"hash":"')) return false;
