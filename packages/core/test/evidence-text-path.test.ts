@@ -69,8 +69,8 @@ describe.each([
    * (it hashes the text as it stands); the canonical serialiser reports the event. The text path
    * confirms all events or none, so no report at all means it ran through to the end.
    */
-  const probe = (k: number) => {
-    const p = payloadOf(bundle) as unknown as {
+  const probe = (k: number, source = bundle.payload) => {
+    const p = JSON.parse(source) as {
       events: (AuditEvent & { data: Record<string, unknown> })[];
       chain: { seq: number; head: string };
       record: { audit: { seq: number; head: string } };
@@ -174,6 +174,46 @@ describe.each([
       assert.deepEqual(reported(r), []);
       assert.equal(r.valid, true);
     }
+  });
+
+  it('a payload over 1 MiB (signature checked on the threadpool): the same verdicts', async () => {
+    const p = payloadOf(bundle) as unknown as {
+      events: AuditEvent[];
+      chain: { seq: number; head: string };
+      record: { audit: { seq: number; head: string } };
+    };
+    let prev = p.events[p.events.length - 1]!;
+    for (let i = 0; i < 260; i++) {
+      const { hash: _h, ...rest } = prev;
+      const next = {
+        ...rest,
+        data: { blob: `${'x'.repeat(4000)}${i}`, n: i },
+        globalSeq: (prev.globalSeq ?? 0) + 1,
+        prevHash: prev.hash,
+        seq: prev.seq + 1,
+        type: 'usage',
+      };
+      const e = { ...next, hash: eventHash(next) };
+      p.events.push(e);
+      prev = e;
+    }
+    p.chain = { head: prev.hash, seq: prev.seq };
+    p.record.audit = { ...p.record.audit, seq: prev.seq, head: prev.hash };
+    const text = canonicalJson(p);
+    assert.ok(Buffer.byteLength(text) > 1024 * 1024);
+    assert.deepEqual((await signed(text)).problems, []);
+    // The text path runs: the probe goes unreported.
+    const probed = probe(p.events.length - 3, text);
+    assert.deepEqual(reported(await verifyEvidence(await sign(probed.text), { keys })), []);
+    // One character of a blob edited, hashes kept: found; the same edit without re-signing: refused.
+    const at = text.indexOf('xxxx', text.indexOf(`"seq":${prev.seq - 100}`) - 5000);
+    const edited = `${text.slice(0, at)}y${text.slice(at + 1)}`;
+    const r = await signed(edited);
+    assert.equal(r.valid, false);
+    assert.equal(reported(r).length, 1);
+    const unsigned = await verifyEvidence({ ...(await sign(text)), payload: edited }, { keys });
+    assert.ok(unsigned.problems.some((x) => x.code === 'SIGNATURE_INVALID'));
+    assert.equal(unsigned.valid, false);
   });
 
   it('property: any one-character edit inside the events, re-signed, gets the canonical verdict', async () => {
