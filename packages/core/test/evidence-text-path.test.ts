@@ -242,3 +242,72 @@ describe.each([
     assert.ok(parsed > 20, `${parsed} edits still have the evidence shape`);
   });
 });
+
+describe('evidence: bundle shape and protected header checked by hand when they are the common case', () => {
+  let env: Env;
+  let bundle: EvidenceBundle;
+  let keys: ReturnType<typeof createJwks>;
+
+  beforeAll(async () => {
+    env = await setup();
+    const { caseId } = await runFullCase(env);
+    bundle = await env.service.evidence(caseId);
+    keys = createJwks(env.signer!);
+  });
+
+  it('a header seen before is still checked against the signature, the key set and its own members', async () => {
+    assert.equal((await verifyEvidence(bundle, { keys })).valid, true); // the header is now known
+    const sig = bundle.signature;
+    const flipped = `${sig[0] === 'A' ? 'B' : 'A'}${sig.slice(1)}`;
+    const r = await verifyEvidence({ ...bundle, signature: flipped }, { keys });
+    assert.deepEqual(
+      r.problems.map((p) => p.code),
+      ['SIGNATURE_INVALID'],
+    );
+    const other = createJwks((await setup()).signer!);
+    assert.ok((await verifyEvidence(bundle, { keys: other })).problems.some((p) => p.code === 'KEY_UNKNOWN'));
+    // The same header re-encoded with its last character's unused bits set: another string, refused.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const h = bundle.protected;
+    const idx = alphabet.indexOf(h[h.length - 1]!);
+    const twin = alphabet[(idx & ~0b11) | ((idx + 1) & 0b11)]!;
+    if (h.length % 4 !== 0 && twin !== h[h.length - 1]) {
+      const r2 = await verifyEvidence({ ...bundle, protected: h.slice(0, -1) + twin }, { keys });
+      assert.ok(r2.problems.some((p) => p.code === 'SIGNATURE_MALFORMED'));
+    }
+    // Another typ in an otherwise equal header: refused.
+    const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+    const typ = Buffer.from(JSON.stringify({ ...header, typ: 'other+jws' })).toString('base64url');
+    const r3 = await verifyEvidence({ ...bundle, protected: typ }, { keys });
+    assert.ok(r3.problems.some((p) => p.code === 'SIGNATURE_TYPE_MISMATCH'));
+  });
+
+  it('bundles that are not exactly three own string members go to the schema, as before', async () => {
+    for (const b of [
+      { ...bundle, extra: 1 },
+      { ...bundle, signature: 1 },
+      { payload: bundle.payload, protected: bundle.protected },
+    ]) {
+      const r = await verifyEvidence(b, { keys });
+      assert.equal(r.valid, false);
+      assert.ok(r.problems.some((p) => p.code === 'BUNDLE_MALFORMED'));
+    }
+    // What the schema accepts besides plain objects stays accepted: inherited members, no prototype,
+    // a class instance.
+    class Carrier {
+      payload = bundle.payload;
+      protected = bundle.protected;
+      signature = bundle.signature;
+    }
+    for (const b of [
+      Object.assign(Object.create({ signature: bundle.signature }), {
+        payload: bundle.payload,
+        protected: bundle.protected,
+      }),
+      Object.assign(Object.create(null), bundle),
+      new Carrier(),
+    ]) {
+      assert.equal((await verifyEvidence(b, { keys })).valid, true);
+    }
+  });
+});
