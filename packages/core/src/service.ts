@@ -1353,11 +1353,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const late = () => this.clock.now().getTime() >= cutoff;
     const claimed = await this.store.claimDue(claimedAt, limit, this.leaseMs, this.instanceId);
     result.claimed = claimed.length;
-    // With a store that commits many cases per round trip, the common cases (an expired window, a
-    // revocation due) go through the batched path; what it leaves goes case by case.
-    const rest = this.store.compareAndSetMany
-      ? await this.sweepBatched(claimed, result, concurrency, late)
-      : claimed;
+    // With a store that commits many cases per round trip, the common steps (an expired window, a
+    // revocation due) are committed in groups; everything else goes case by case, in due order.
+    if (this.store.compareAndSetMany) {
+      await this.sweepBatched(claimed, result, concurrency, cutoff);
+      return result;
+    }
+    const rest = claimed;
     let next = 0;
     const worker = async () => {
       while (next < rest.length) {
@@ -1462,107 +1464,147 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   // ---------------------------------------------------------------- internals
 
   /**
-   * The sweeper's batched path (stores with `compareAndSetMany`). Same steps and the same records as
-   * {@link advance}, fewer round trips:
-   * 1. every claimed case whose window ended gets its revocation intent (`revoke.requested`)
-   *    committed, all in one call, before any executor is called for it;
-   * 2. each revoking case's targets are revoked and then verified by the executors (`concurrency`
-   *    cases at once), and the outcome (`target.revoked` … `verified`, or the failure and its retry)
-   *    is committed as ONE version of the case; commits are grouped: whatever finished while the
-   *    previous group was in flight goes in the next call.
+   * The sweeper's pass for stores with `compareAndSetMany`: the same steps and records as
+   * {@link advance}, in fewer round trips.
+   * 1. Every claimed case whose window ended gets its revocation intent (`revoke.requested`)
+   *    committed, all in one call, before any executor is called for it. The intent's `resumeAt`
+   *    (when other sweepers may take the case over) is a full `leaseMs` after the last moment this
+   *    pass may start a case, so a case started in this pass keeps at least that long to itself.
+   * 2. Then the claimed cases are taken in due order, `concurrency` at once. A revoking case's
+   *    targets are revoked and verified (re-revoked when verification keeps finding them, as in
+   *    `advance`), and the outcome (`target.revoked` … `verified`, or the failure and its retry) is
+   *    committed as ONE version of the case, each event keeping the time of its step. Commits are
+   *    grouped: whatever finished while the previous group was in flight goes in the next call.
+   *    Any other case (a request or issuance deadline, a break-glass review, a verification retry,
+   *    late issuance) is advanced case by case, in its turn.
+   * 3. A case whose grouped commit lost a race is re-read and advanced case by case.
    * A crash between the executor calls and the commit leaves the case `revoking` with its intent
-   * recorded: the next sweeper repeats the (idempotent) removal. Cases it does not handle (lost
-   * races, break-glass reviews falling due, anything else) are returned for the per-case path.
+   * recorded: the next sweeper repeats the (idempotent) removal.
    */
   private async sweepBatched(
     claimed: Grant[],
     result: SweepResult,
     concurrency: number,
-    late: () => boolean,
-  ): Promise<Grant[]> {
+    cutoff: number,
+  ): Promise<void> {
     const t = this.clock.now().getTime();
-    const rest: Grant[] = [];
-    const expiring: Grant[] = [];
-    const revoking: { claimed: Grant; current: Grant }[] = [];
-    for (const g of claimed) {
-      if (g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt) rest.push(g);
-      else if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t)
-        expiring.push(g);
-      else if (g.state === 'revoking' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t))
-        revoking.push({ claimed: g, current: g });
-      else rest.push(g);
-    }
+    const late = () => this.clock.now().getTime() >= cutoff;
+    type Item = { claimed: Grant; current: Grant; grouped: boolean; skip?: boolean };
+    const items: Item[] = claimed.map((g) => ({
+      claimed: g,
+      current: g,
+      grouped:
+        !(g.breakGlass && !g.breakGlass.review && !g.breakGlass.overdueRaisedAt) &&
+        ((g.state === 'issued' && !!g.window.expiresAt && Date.parse(g.window.expiresAt) <= t) ||
+          (g.state === 'revoking' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t))),
+    }));
     const commit = this.groupCommitter();
     const failedStep = (g: Grant, err: unknown) => {
       result.errors++;
       this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
     };
     // 1. Intents, all at once (they join one call).
+    const resumeAt = new Date(cutoff + this.leaseMs).toISOString();
     await Promise.all(
-      expiring.map(async (g) => {
-        const intent: Command = {
-          type: 'requestRevoke',
-          trigger: 'expiry',
-          actor: SYSTEM,
-          reason: 'window ended',
-          resumeAt: this.resumeAt(),
-        };
-        try {
-          const r = transition(g, intent, this.clock.now());
-          const stored = await commit(g, r.next, r.events, r.effects, [intent.type]);
-          if (stored) revoking.push({ claimed: g, current: stored });
-          else rest.push(g);
-        } catch (err) {
-          failedStep(g, err);
-        }
-      }),
+      items
+        .filter((it) => it.grouped && it.claimed.state === 'issued')
+        .map(async (it) => {
+          const intent: Command = {
+            type: 'requestRevoke',
+            trigger: 'expiry',
+            actor: SYSTEM,
+            reason: 'window ended',
+            resumeAt,
+          };
+          try {
+            const now = this.clock.now();
+            const r = transition(it.claimed, intent, now);
+            const stored = await commit(it.claimed, r.next, [{ at: now, drafts: r.events }], r.effects, [
+              intent.type,
+            ]);
+            if (stored) it.current = stored;
+            else it.grouped = false; // lost a race: advance() re-reads and decides again
+          } catch (err) {
+            it.skip = true; // still leased: claimed again when the lease ends
+            failedStep(it.claimed, err);
+          }
+        }),
     );
-    // 2. Removal and verification per case, committed in groups without holding up the workers.
+    // 2. In due order: grouped removals, and everything else case by case.
     const commits: Promise<void>[] = [];
+    const lostRaces: Item[] = [];
     let next = 0;
     const worker = async () => {
-      while (next < revoking.length) {
-        const { claimed: before, current } = revoking[next++]!;
+      while (next < items.length) {
+        const it = items[next++]!;
+        if (it.skip) continue;
         if (late()) {
-          // Its intent is recorded and it is due again when that intent's resumeAt passes.
-          result.deferred++;
+          result.deferred++; // due again when its lease (or recorded intent) ends
           continue;
         }
         try {
-          const drafts: AuditDraft[] = [];
+          if (!it.grouped) {
+            tally(result, it.claimed, await this.advance(it.current, true));
+            continue;
+          }
+          const steps: { at: Date; drafts: AuditDraft[] }[] = [];
           const effects: Effect[] = [];
           const types: string[] = [];
           const local: RemovalStep = async (g, cmd, applies) => {
             if (!applies(g)) return g;
-            const r = transition(g, cmd, this.clock.now());
-            drafts.push(...r.events);
+            const now = this.clock.now();
+            const r = transition(g, cmd, now);
+            steps.push({ at: now, drafts: r.events });
             effects.push(...r.effects);
             types.push(cmd.type);
             return r.next;
           };
-          let g = await this.revokeTargets(current, local);
-          if (g.state === 'revoked') g = await this.verifyTargets(g, local);
+          // As advance(): revoke, verify, and revoke again when verification gave up on a target.
+          let g = it.current;
+          for (let step = 0; step < 4 * g.targets.length + 6; step++) {
+            const applied = types.length;
+            if (g.state === 'revoking') {
+              g = await this.revokeTargets(g, local);
+              if (g.state === 'revoking' || types.length === applied) break;
+            } else if (g.state === 'revoked') {
+              g = await this.verifyTargets(g, local);
+              if (g.state === 'revoked' || types.length === applied) break;
+            } else break;
+          }
           if (types.length === 0) {
-            tally(result, before, current);
+            tally(result, it.claimed, it.current);
             continue;
           }
+          const base = it.current;
           commits.push(
-            commit(current, g, drafts, effects, types).then(
+            commit(base, g, steps, effects, types).then(
               (stored) => {
-                if (stored) tally(result, before, stored);
-                else rest.push(current);
+                if (stored) tally(result, it.claimed, stored);
+                else lostRaces.push(it);
               },
-              (err) => failedStep(current, err),
+              (err) => failedStep(base, err),
             ),
           );
         } catch (err) {
-          failedStep(current, err);
+          failedStep(it.current, err);
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, revoking.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
     await Promise.all(commits);
-    return rest;
+    // 3. Someone else moved these on while their removal ran: decide again on what is stored now.
+    for (const it of lostRaces) {
+      if (late()) {
+        result.deferred++;
+        continue;
+      }
+      try {
+        const fresh = await this.store.get(it.claimed.id);
+        if (fresh) tally(result, it.claimed, await this.advance(fresh, true));
+      } catch (err) {
+        failedStep(it.claimed, err);
+      }
+    }
   }
 
   /**
@@ -1594,12 +1636,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     return async (
       current: Grant,
       next: Grant,
-      drafts: AuditDraft[],
+      steps: { at: Date; drafts: AuditDraft[] }[],
       effects: Effect[],
       commands: string[],
     ): Promise<Grant | null> => {
       const now = this.clock.now();
-      const { record, events } = this.commitRecord(current, next, drafts, now);
+      const { record, events } = this.commitRecord(current, next, steps, now);
       const outcome = await new Promise<CasOutcome>((done, fail) => {
         pending.push({ item: { grant: record, expectedVersion: current.version, events }, done, fail });
         if (!flushing) {
@@ -2040,19 +2082,23 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
   }
 
-  /** The record and chained events that commit `next` (one version after `current`). */
+  /**
+   * The record and chained events that commit `next` (one version after `current`); each step's
+   * events carry that step's time (several steps commit together on the sweeper's grouped path).
+   */
   private commitRecord(
     current: Grant,
     next: Grant,
-    drafts: AuditDraft[],
+    steps: { at: Date; drafts: AuditDraft[] }[],
     now: Date,
   ): { record: Grant; events: AuditEvent[] } {
-    const events = chainEvents(
-      current.id,
-      now.toISOString(),
-      { seq: current.audit.seq, hash: current.audit.head } as AuditEvent,
-      drafts,
-    );
+    const events: AuditEvent[] = [];
+    let prev = { seq: current.audit.seq, hash: current.audit.head } as AuditEvent;
+    for (const step of steps) {
+      const chained = chainEvents(current.id, step.at.toISOString(), prev, step.drafts);
+      for (const e of chained) events.push(e);
+      if (chained.length > 0) prev = chained[chained.length - 1]!;
+    }
     const last = events[events.length - 1];
     const record = finalizeGrant(
       { ...next, audit: last ? { seq: last.seq, head: last.hash } : current.audit },
@@ -2069,7 +2115,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     drafts: AuditDraft[],
     now: Date,
   ): Promise<Grant | null> {
-    const { record, events } = this.commitRecord(current, next, drafts, now);
+    const { record, events } = this.commitRecord(current, next, [{ at: now, drafts }], now);
     try {
       return await this.store.compareAndSet(record, current.version, events);
     } catch (err) {

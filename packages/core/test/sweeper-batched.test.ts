@@ -166,7 +166,8 @@ describe('the batched sweeper path', () => {
         // The intent was recorded before any executor call: a failed commit leaves the case revoking.
         for (const g of stuck) expect(g.state).toBe('revoking');
       } else expect(stuck.length).toBe(0);
-      clock.advance(31_000); // past the lease
+      // Past the recorded intent's resumeAt: 80% of the lease (the last start) plus a whole lease.
+      clock.advance(55_000);
       await gl.sweep({ limit: 100 });
       for (const id of ids) {
         const g = await gl.get(id);
@@ -206,5 +207,179 @@ describe('the batched sweeper path', () => {
       expect(h.filter((t) => t === 'target.revoked')).toHaveLength(1);
       expect(h.filter((t) => t === 'verified')).toHaveLength(1);
     }
+  });
+});
+
+// Found by review of the batched path; each holds on both paths (the per-case one is the reference).
+const modes = [
+  { mode: 'batched', batched: true },
+  { mode: 'per-case', batched: false },
+];
+const storeFor = (batched: boolean) => {
+  const s = createMemoryStore();
+  if (!batched) s.compareAndSetMany = undefined;
+  return s;
+};
+
+describe.each(modes)('sweeper parity ($mode)', ({ batched }) => {
+  it('a case started in a pass is not taken over by another instance while its removal runs', async () => {
+    const clock = manualClock();
+    const store = storeFor(batched);
+    const live = new Set<string>();
+    const revokers = new Map<string, Set<string>>();
+    let other: ReturnType<typeof createGrantline> | undefined;
+    let otherSwept = false;
+    let t0 = 0;
+    const exec = (who: string, slow: boolean): Executor<Record<string, unknown>> => ({
+      system: 'sys',
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue(ctx) {
+        live.add(ctx.grant.id);
+        return { ref: { key: ctx.grant.id }, expiresAt: new Date(ctx.now.getTime() + 3_600_000) };
+      },
+      async revoke(ctx) {
+        const set = revokers.get(ctx.grant.id) ?? new Set<string>();
+        revokers.set(ctx.grant.id, set.add(who));
+        if (slow) clock.advance(4_000);
+        return { alreadyGone: !live.delete(ctx.grant.id) };
+      },
+      async verify(ctx) {
+        if (slow) {
+          clock.advance(6_000);
+          // 30 s into A's pass (its claim lease is over), B sweeps.
+          if (!otherSwept && clock.now().getTime() - t0 >= 30_000) {
+            otherSwept = true;
+            await other!.sweep({ limit: 100 });
+          }
+        }
+        return live.has(ctx.grant.id)
+          ? { status: 'present', method: 'm', observation: {} }
+          : { status: 'absent', method: 'm', observation: {} };
+      },
+    });
+    const gl = createGrantline({
+      store,
+      policy,
+      executors: [exec('A', true)],
+      clock,
+      instanceId: 'A',
+      leaseMs: 30_000,
+    });
+    other = createGrantline({
+      store,
+      policy,
+      executors: [exec('B', false)],
+      clock,
+      instanceId: 'B',
+      leaseMs: 30_000,
+    });
+    const ids = await issueMany(gl, 10);
+    clock.advance(61_000);
+    t0 = clock.now().getTime();
+    await gl.sweep({ limit: 100, concurrency: 1 });
+    expect(otherSwept).toBe(true);
+    expect(ids.filter((id) => (revokers.get(id)?.size ?? 0) > 1)).toEqual([]);
+  });
+
+  it('cheap due steps are not put off behind slow removals: cases are taken in due order', async () => {
+    const clock = manualClock();
+    const store = storeFor(batched);
+    const exec: Executor<Record<string, unknown>> = {
+      system: 'sys',
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue(ctx) {
+        return { ref: { k: ctx.grant.id }, expiresAt: new Date(ctx.now.getTime() + 3_600_000) };
+      },
+      async revoke() {
+        clock.advance(3_000);
+        return { alreadyGone: false };
+      },
+      async verify() {
+        clock.advance(3_000);
+        return { status: 'absent', method: 'm', observation: {} };
+      },
+    };
+    const gl = createGrantline({
+      store,
+      policy: { ...autoPolicy('order'), activationTtlSeconds: 30 },
+      executors: [exec],
+      clock,
+      leaseMs: 30_000,
+    });
+    const req = (i: number) =>
+      gl.request({
+        requester: bot,
+        subject: bot,
+        justification: { reason: `j${i}` },
+        targets: [{ id: 't', system: 'sys', resource: `db://${i}` }],
+        durationSeconds: 60,
+        template: 'auto',
+      });
+    const pending = await req(99); // approved, never issued: its deadline comes at +30 s
+    for (let i = 0; i < 6; i++) await gl.issue((await req(i)).id); // windows end at +60 s
+    clock.advance(61_000);
+    const res = await gl.sweep({ limit: 100, concurrency: 1 });
+    expect((await gl.get(pending.id)).state).toBe('expired');
+    expect(res.expired).toBe(1);
+  });
+
+  it('events keep the time of their step, as the record does', async () => {
+    const clock = manualClock();
+    const store = storeFor(batched);
+    const sys = system();
+    const slow: Executor<Record<string, unknown>> = {
+      ...sys.executor,
+      async revoke(ctx) {
+        clock.advance(1_000);
+        return sys.executor.revoke(ctx);
+      },
+      async verify(ctx) {
+        clock.advance(1_000);
+        return sys.executor.verify(ctx);
+      },
+    };
+    const gl = createGrantline({ store, policy, executors: [slow], clock });
+    const [id] = await issueMany(gl, 1, 2);
+    clock.advance(61_000);
+    await gl.sweep();
+    const h = await gl.history(id!);
+    const g = await gl.get(id!);
+    expect(g.state).toBe('verified');
+    expect(h.filter((e) => e.type === 'target.revoked').map((e) => e.at)).toEqual(
+      g.targets.map((t) => t.revocation!.confirmedAt),
+    );
+    expect(h.find((e) => e.type === 'revoked')!.at).toBe(g.revocation!.revokedAt);
+    expect(new Set(h.filter((e) => e.type.startsWith('target.')).map((e) => e.at)).size).toBeGreaterThan(1);
+  });
+
+  it('access still present after the last verification is revoked again in the same pass', async () => {
+    const clock = manualClock();
+    const store = storeFor(batched);
+    const live = new Set<string>();
+    let revokes = 0;
+    const exec: Executor<Record<string, unknown>> = {
+      system: 'sys',
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue(ctx) {
+        live.add(ctx.grant.id);
+        return { ref: { k: ctx.grant.id }, expiresAt: new Date(ctx.now.getTime() + 3_600_000) };
+      },
+      async revoke(ctx) {
+        revokes++;
+        // The first removal silently does nothing (a replica that had not caught up).
+        if (revokes > 1) live.delete(ctx.grant.id);
+        return {};
+      },
+      async verify(ctx) {
+        return live.has(ctx.grant.id)
+          ? { status: 'present', method: 'm', observation: {} }
+          : { status: 'absent', method: 'm', observation: {} };
+      },
+    };
+    const gl = createGrantline({ store, policy, executors: [exec], clock, retry: { maxAttempts: 1 } });
+    const [id] = await issueMany(gl, 1);
+    clock.advance(61_000);
+    await gl.sweep();
+    expect({ state: (await gl.get(id!)).state, revokes }).toEqual({ state: 'verified', revokes: 2 });
   });
 });
