@@ -107,6 +107,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
   /** Checks and writes one compare-and-set synchronously; throws without writing anything. */
   const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
+    // Checked first, as the PostgreSQL store does (it needs no read for it).
+    if (grant.version !== expectedVersion + 1) {
+      throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
+        details: { caseId: grant.id },
+      });
+    }
     const row = rows.get(grant.id);
     if (!row)
       throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
@@ -121,11 +127,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
           details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
         },
       );
-    }
-    if (grant.version !== expectedVersion + 1) {
-      throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
-        details: { caseId: grant.id },
-      });
     }
     const list = events.get(grant.id) ?? [];
     const next = (list[list.length - 1]?.seq ?? 0) + 1;
@@ -203,6 +204,15 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const seen = new Set<string>();
       items.forEach((item, i) => {
         checkGrant(item?.grant);
+        const bad = !Number.isInteger(item.expectedVersion)
+          ? 'expectedVersion must be an integer'
+          : !Array.isArray(item.events)
+            ? 'events must be an array'
+            : null;
+        if (bad)
+          throw new GrantlineError(ErrorCodes.VALIDATION, `compareAndSetMany: ${bad}`, {
+            details: { where: 'compareAndSetMany', path: ['items', i] },
+          });
         if (seen.has(item.grant.id))
           throw new GrantlineError(
             ErrorCodes.VALIDATION,

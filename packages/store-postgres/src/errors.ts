@@ -70,7 +70,9 @@ export function toStoreError(
   if (isRetryablePgError(err)) {
     return new GrantlineError(
       ErrorCodes.STORE,
-      `${where}: PostgreSQL is unavailable (${code ?? 'connection lost'}); retry later`,
+      code?.startsWith('40')
+        ? `${where}: PostgreSQL aborted the statement (${code}: ${code === '40P01' ? 'deadlock' : 'serialization failure'}); nothing was written; retry`
+        : `${where}: PostgreSQL is unavailable (${code ?? 'connection lost'}); retry later`,
       {
         retryable: true,
         details: { where, ...details, ...(code ? { sqlstate: code } : {}) },

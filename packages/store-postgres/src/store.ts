@@ -105,6 +105,9 @@ function checkEvents(caseId: string, events: AuditEvent[], first: number | undef
       !isObject(e) ||
       e.caseId !== caseId ||
       !Number.isInteger(e.seq) ||
+      typeof e.type !== 'string' ||
+      typeof e.at !== 'string' ||
+      Number.isNaN(Date.parse(e.at)) ||
       (first !== undefined && e.seq !== first + i)
     ) {
       throw new GrantlineError(
@@ -236,13 +239,16 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         requester_id text, created_at timestamptz, updated_at timestamptz, audit_seq int, doc jsonb,
         expected int, prev_seq int, events jsonb)
     ),
+    -- Row locks in id order, whatever plan the UPDATE gets: two overlapping batches cannot deadlock.
+    lk AS (SELECT g.id FROM ${s}.grants AS g WHERE g.id IN (SELECT id FROM i) ORDER BY g.id FOR UPDATE),
     u AS (
       UPDATE ${s}.grants AS g SET version = i.version, state = i.state, due_at = i.due_at,
         idempotency_key = i.idempotency_key, subject_id = i.subject_id, requester_id = i.requester_id,
         created_at = i.created_at, updated_at = i.updated_at, audit_seq = coalesce(i.audit_seq, g.audit_seq),
         doc = i.doc, lease_owner = NULL, lease_until = NULL
       FROM i
-      WHERE g.id = i.id AND g.version = i.expected AND (i.prev_seq IS NULL OR g.audit_seq = i.prev_seq)
+      WHERE g.id = i.id AND g.id IN (SELECT id FROM lk) AND g.version = i.expected
+        AND (i.prev_seq IS NULL OR g.audit_seq = i.prev_seq)
       RETURNING g.id
     ),
     l AS (SELECT pg_advisory_xact_lock_shared(${seqLock})),
@@ -390,6 +396,14 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       items.forEach((item, i) => {
         if (!isObject(item)) throw badInput('compareAndSetMany', 'each item must be an object', ['items', i]);
         checkGrant(item.grant, 'compareAndSetMany');
+        if (!Number.isInteger(item.expectedVersion))
+          throw badInput('compareAndSetMany', 'expectedVersion must be an integer', [
+            'items',
+            i,
+            'expectedVersion',
+          ]);
+        if (!Array.isArray(item.events))
+          throw badInput('compareAndSetMany', 'events must be an array', ['items', i, 'events']);
         if (seen.has(item.grant.id))
           throw badInput('compareAndSetMany', `case ${item.grant.id} appears twice`, [
             'items',
@@ -404,12 +418,6 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       items.forEach((item, ord) => {
         const { grant, expectedVersion, events } = item;
         try {
-          if (!Number.isInteger(expectedVersion))
-            throw badInput('compareAndSetMany', 'expectedVersion must be an integer', [
-              'items',
-              ord,
-              'expectedVersion',
-            ]);
           if (grant.version !== expectedVersion + 1)
             throw new GrantlineError(
               ErrorCodes.STORE,

@@ -439,9 +439,17 @@ export function describeStoreConformance(runner: TestRunner, options: StoreKitOp
           s.compareAndSetMany([item, { grant: { version: 2 } as Grant, expectedVersion: 1, events: [] }]),
           'ERR_VALIDATION',
         );
+        await rejectsWith(s.compareAndSetMany([{ ...item, expectedVersion: 1.5 }]), 'ERR_VALIDATION');
+        await rejectsWith(s.compareAndSetMany([{ ...item, events: 'x' as never }]), 'ERR_VALIDATION');
         assert.deepEqual(await s.get(grant.id), grant);
         assert.equal((await s.events(grant.id)).length, 1);
         assert.deepEqual(await s.compareAndSetMany([]), []);
+        // A new version that does not follow the expected one is the item's ERR_STORE, on any store.
+        const ghost = nextVersion(makeGrant().grant, {}, 0);
+        const [wrong] = await s.compareAndSetMany([
+          { grant: { ...ghost.grant, version: 9 }, expectedVersion: 1, events: [] },
+        ]);
+        assert.ok(wrong && !wrong.ok && wrong.error.code === 'ERR_STORE');
       }),
     );
 
