@@ -1,5 +1,5 @@
+import { writeSection } from './results.js';
 import { createHash, generateKeyPairSync, sign as edSign, verify as edVerify } from 'node:crypto';
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import {
   type AuditEvent,
@@ -329,10 +329,8 @@ say(
     .join(' ')} (the machine is shared; absolute times scale with it, ratios less so)`,
 );
 
-const file = new URL('./RESULTS.md', import.meta.url).pathname;
-if (!existsSync(file))
-  writeFileSync(file, '# Benchmark results\n\nEach section is appended by the benchmark that produced it.\n');
-appendFileSync(
-  file,
-  `\n## evidence (pnpm bench:evidence)\n\nMethod: raw node:crypto Ed25519 and SHA-256 rates measured first in the same process; bundles from real service runs (memory store, no-op executor) signed and verified in a loop, each compared with its raw floor (one Ed25519 verification over the signed bytes + one SHA-256 per event over the same canonical bytes), by wall clock (verifyEvidence checks the signature of payloads of 1 MiB or more on the libuv threadpool while it parses) and by CPU time on all threads; a 1,000,000-event memory store audited against a signed checkpoint; lifecycles with and without the background checkpointer, best of 5 alternating rounds, yielding to the event loop after each lifecycle so background checkpoints run inside the timed window.\n\n${lines.map((l) => `- ${l}`).join('\n')}\n`,
-);
+writeSection('evidence (pnpm bench:evidence)', [
+  `Method: raw node:crypto Ed25519 and SHA-256 rates measured first in the same process; bundles from real service runs (memory store, no-op executor) signed and verified in a loop, each compared with its raw floor (one Ed25519 verification over the signed bytes + one SHA-256 per event over the same canonical bytes), by wall clock (verifyEvidence checks the signature of payloads of 1 MiB or more on the libuv threadpool while it parses) and by CPU time on all threads; a 1,000,000-event memory store audited against a signed checkpoint; lifecycles with and without the background checkpointer, best of 5 alternating rounds, yielding to the event loop after each lifecycle so background checkpoints run inside the timed window.`,
+  '',
+  ...lines.map((l) => `- ${l}`),
+]);

@@ -26,6 +26,32 @@ export const autoPolicy = (id: string) => ({
 /** The workload that requests (and is the subject of) the sweeper and fault tests' cases. */
 export const bot = { id: 'bot', kind: 'workload' as const, roles: [] };
 
+/** Requests (template `auto`, as `bot`) and issues `n` cases with `targets` targets on `system`. */
+export async function issueCases(
+  gl: ReturnType<typeof createGrantline>,
+  n: number,
+  opts: { system: string; durationSeconds?: number; targets?: number },
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const g = await gl.request({
+      requester: bot,
+      subject: bot,
+      justification: { reason: `job ${i}` },
+      targets: Array.from({ length: opts.targets ?? 1 }, (_, t) => ({
+        id: `t${t}`,
+        system: opts.system,
+        resource: `db://${i}/${t}`,
+      })),
+      durationSeconds: opts.durationSeconds ?? 60,
+      template: 'auto',
+    });
+    await gl.issue(g.id);
+    ids.push(g.id);
+  }
+  return ids;
+}
+
 export const policy: PolicyInput = {
   id: 'acme-jit',
   version: '2026-12-01',

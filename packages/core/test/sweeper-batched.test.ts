@@ -9,7 +9,7 @@ import {
   GrantlineError,
   createGrantline,
 } from '../src/index.js';
-import { autoPolicy, bot, manualClock } from './helpers.js';
+import { autoPolicy, bot, issueCases, manualClock } from './helpers.js';
 
 /**
  * The sweeper's batched path (stores with compareAndSetMany): same records as the per-case path in
@@ -75,26 +75,8 @@ function counted(
   });
 }
 
-async function issueMany(gl: ReturnType<typeof createGrantline>, n: number, targets = 1) {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const g = await gl.request({
-      requester: bot,
-      subject: bot,
-      justification: { reason: `job ${i}` },
-      targets: Array.from({ length: targets }, (_, t) => ({
-        id: `t${t}`,
-        system: 'sys',
-        resource: `db://${i}/${t}`,
-      })),
-      durationSeconds: 60,
-      template: 'auto',
-    });
-    await gl.issue(g.id);
-    ids.push(g.id);
-  }
-  return ids;
-}
+const issueMany = (gl: ReturnType<typeof createGrantline>, n: number, targets = 1) =>
+  issueCases(gl, n, { system: 'sys', targets });
 
 const types = (events: AuditEvent[]) => events.map((e) => e.type);
 

@@ -2,7 +2,7 @@ import { type MemoryStoreOptions, createMemoryStore } from '@grantline/store-mem
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { type Executor, type Grant, GrantlineError, type GrantStore, createGrantline } from '../src/index.js';
-import { autoPolicy, bot, manualClock } from './helpers.js';
+import { autoPolicy, bot, issueCases, manualClock } from './helpers.js';
 
 /**
  * A fake credential system with real state: it keeps live credentials, removes them on revoke and
@@ -59,31 +59,8 @@ function flakySystem(opts: { failRate: number; seed?: number; afterApplyRate?: n
 
 const policy = autoPolicy('sweep');
 
-async function issueMany(
-  gl: ReturnType<typeof createGrantline>,
-  n: number,
-  durationSeconds = 60,
-  targets = 1,
-) {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const g = await gl.request({
-      requester: bot,
-      subject: bot,
-      justification: { reason: `job ${i}` },
-      targets: Array.from({ length: targets }, (_, t) => ({
-        id: `t${t}`,
-        system: 'flaky',
-        resource: `db://${i}/${t}`,
-      })),
-      durationSeconds,
-      template: 'auto',
-    });
-    await gl.issue(g.id);
-    ids.push(g.id);
-  }
-  return ids;
-}
+const issueMany = (gl: ReturnType<typeof createGrantline>, n: number, durationSeconds = 60, targets = 1) =>
+  issueCases(gl, n, { system: 'flaky', durationSeconds, targets });
 
 async function drain(
   gls: ReturnType<typeof createGrantline>[],
