@@ -225,6 +225,19 @@ const SYSTEM: Actor = { id: 'grantline', kind: 'system' };
  */
 type RemovalStep = (g: Grant, cmd: Command, applies: (cur: Grant) => boolean) => Promise<Grant>;
 
+/** Runs `fn` over `items` with at most `concurrency` calls in flight, in item order. */
+async function forEachConcurrently<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
 /** Counts what one sweep step did to a case (from the record it was claimed as). */
 function tally(result: SweepResult, g: Grant, after: Grant): void {
   const before = g.state;
@@ -1359,24 +1372,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       await this.sweepBatched(claimed, result, concurrency, cutoff);
       return result;
     }
-    const rest = claimed;
-    let next = 0;
-    const worker = async () => {
-      while (next < rest.length) {
-        const g = rest[next++]!;
-        if (late()) {
-          result.deferred++;
-          continue;
-        }
-        try {
-          tally(result, g, await this.advance(g, true));
-        } catch (err) {
-          result.errors++;
-          this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, rest.length) }, worker));
+    await forEachConcurrently(claimed, concurrency, async (g) => {
+      if (late()) result.deferred++;
+      else await this.advanceInPass(result, g, g);
+    });
     return result;
   }
 
@@ -1499,10 +1498,6 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           (g.state === 'revoking' && (!g.retry?.nextAt || Date.parse(g.retry.nextAt) <= t))),
     }));
     const commit = this.groupCommitter();
-    const failedStep = (g: Grant, err: unknown) => {
-      result.errors++;
-      this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
-    };
     // 1. Intents, all at once (they join one call).
     const resumeAt = new Date(cutoff + this.leaseMs).toISOString();
     await Promise.all(
@@ -1526,71 +1521,38 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             else it.grouped = false; // lost a race: advance() re-reads and decides again
           } catch (err) {
             it.skip = true; // still leased: claimed again when the lease ends
-            failedStep(it.claimed, err);
+            this.sweepStepFailed(result, it.claimed, err);
           }
         }),
     );
     // 2. In due order: grouped removals, and everything else case by case.
     const commits: Promise<void>[] = [];
     const lostRaces: Item[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) {
-        const it = items[next++]!;
-        if (it.skip) continue;
-        if (late()) {
-          result.deferred++; // due again when its lease (or recorded intent) ends
-          continue;
-        }
-        try {
-          if (!it.grouped) {
-            tally(result, it.claimed, await this.advance(it.current, true));
-            continue;
-          }
-          const steps: { at: Date; drafts: AuditDraft[] }[] = [];
-          const effects: Effect[] = [];
-          const types: string[] = [];
-          const local: RemovalStep = async (g, cmd, applies) => {
-            if (!applies(g)) return g;
-            const now = this.clock.now();
-            const r = transition(g, cmd, now);
-            steps.push({ at: now, drafts: r.events });
-            effects.push(...r.effects);
-            types.push(cmd.type);
-            return r.next;
-          };
-          // As advance(): revoke, verify, and revoke again when verification gave up on a target.
-          let g = it.current;
-          for (let step = 0; step < 4 * g.targets.length + 6; step++) {
-            const applied = types.length;
-            if (g.state === 'revoking') {
-              g = await this.revokeTargets(g, local);
-              if (g.state === 'revoking' || types.length === applied) break;
-            } else if (g.state === 'revoked') {
-              g = await this.verifyTargets(g, local);
-              if (g.state === 'revoked' || types.length === applied) break;
-            } else break;
-          }
-          if (types.length === 0) {
-            tally(result, it.claimed, it.current);
-            continue;
-          }
-          const base = it.current;
-          commits.push(
-            commit(base, g, steps, effects, types).then(
-              (stored) => {
-                if (stored) tally(result, it.claimed, stored);
-                else lostRaces.push(it);
-              },
-              (err) => failedStep(base, err),
-            ),
-          );
-        } catch (err) {
-          failedStep(it.current, err);
-        }
+    await forEachConcurrently(items, concurrency, async (it) => {
+      if (it.skip) return;
+      if (late()) {
+        result.deferred++; // due again when its lease (or recorded intent) ends
+        return;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+      if (!it.grouped) return this.advanceInPass(result, it.claimed, it.current);
+      const base = it.current;
+      try {
+        const removal = await this.removeInMemory(base);
+        if (removal.types.length === 0) return tally(result, it.claimed, base);
+        // Not awaited: the worker goes on to its next case while the group commits.
+        commits.push(
+          commit(base, removal.next, removal.steps, removal.effects, removal.types).then(
+            (stored) => {
+              if (stored) tally(result, it.claimed, stored);
+              else lostRaces.push(it);
+            },
+            (err) => this.sweepStepFailed(result, base, err),
+          ),
+        );
+      } catch (err) {
+        this.sweepStepFailed(result, base, err);
+      }
+    });
     await Promise.all(commits);
     // 3. Someone else moved these on while their removal ran: decide again on what is stored now.
     for (const it of lostRaces) {
@@ -1600,11 +1562,62 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       }
       try {
         const fresh = await this.store.get(it.claimed.id);
-        if (fresh) tally(result, it.claimed, await this.advance(fresh, true));
+        if (fresh) await this.advanceInPass(result, it.claimed, fresh);
       } catch (err) {
-        failedStep(it.claimed, err);
+        this.sweepStepFailed(result, it.claimed, err);
       }
     }
+  }
+
+  /**
+   * A revoking case's removal as `advance` does it (revoke, verify, and revoke again when
+   * verification gave up on a target), with every step applied in memory: the steps (each with its
+   * time and events), effects and command types to commit as one version.
+   */
+  private async removeInMemory(grant: Grant): Promise<{
+    next: Grant;
+    steps: { at: Date; drafts: AuditDraft[] }[];
+    effects: Effect[];
+    types: string[];
+  }> {
+    const steps: { at: Date; drafts: AuditDraft[] }[] = [];
+    const effects: Effect[] = [];
+    const types: string[] = [];
+    const local: RemovalStep = async (g, cmd, applies) => {
+      if (!applies(g)) return g;
+      const now = this.clock.now();
+      const r = transition(g, cmd, now);
+      steps.push({ at: now, drafts: r.events });
+      effects.push(...r.effects);
+      types.push(cmd.type);
+      return r.next;
+    };
+    let g = grant;
+    for (let step = 0; step < 4 * g.targets.length + 6; step++) {
+      const applied = types.length;
+      if (g.state === 'revoking') {
+        g = await this.revokeTargets(g, local);
+        if (g.state === 'revoking' || types.length === applied) break;
+      } else if (g.state === 'revoked') {
+        g = await this.verifyTargets(g, local);
+        if (g.state === 'revoked' || types.length === applied) break;
+      } else break;
+    }
+    return { next: g, steps, effects, types };
+  }
+
+  /** One case advanced case by case inside a sweeper pass; a failure is counted and logged. */
+  private async advanceInPass(result: SweepResult, claimed: Grant, current: Grant): Promise<void> {
+    try {
+      tally(result, claimed, await this.advance(current, true));
+    } catch (err) {
+      this.sweepStepFailed(result, claimed, err);
+    }
+  }
+
+  private sweepStepFailed(result: SweepResult, g: Grant, err: unknown): void {
+    result.errors++;
+    this.logger.error('grantline: sweep step failed', { caseId: g.id, error: failureOf(err) });
   }
 
   /**
@@ -1931,20 +1944,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const results: LateIssuanceResult[] = [];
     for (const { targetId, issuance } of issued) {
       const t = current.targets.find((x) => x.id === targetId)!;
-      const ctx = {
-        grant: current,
-        target: { ...t, params: t.params ?? {} },
-        issuance,
-        trigger: 'rollback',
-        reason: 'issued after the case was rolled back',
-      };
+      const why = { trigger: 'rollback', reason: 'issued after the case was rolled back' };
       try {
         const exec = this.executorFor(t.system);
         await this.callExecutor(t.system, 'revoke', (s) =>
-          exec.revoke({ ...ctx, now: this.clock.now(), signal: s.signal }),
+          exec.revoke(this.removalContext(current, t, s, why, issuance)),
         );
         const v = await this.callExecutor(t.system, 'verify', (s) =>
-          exec.verify({ ...ctx, now: this.clock.now(), signal: s.signal }),
+          exec.verify(this.removalContext(current, t, s, why, issuance)),
         );
         results.push({
           targetId,
@@ -1975,19 +1982,28 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     );
   }
 
-  /** The context of a `revoke` or `verify` call for one target of a case being revoked. */
-  private removalContext(g: Grant, t: Grant['targets'][number], s: CallSignal) {
+  /**
+   * The context of a `revoke` or `verify` call for one target: by default of a case being revoked
+   * (its trigger and reason, the target's issuance); a late issuance passes its own.
+   */
+  private removalContext(
+    g: Grant,
+    t: Grant['targets'][number],
+    s: CallSignal,
+    why: { trigger: string; reason: string } = g.revocation!,
+    issuance: Issuance | undefined = t.issuance,
+  ) {
     const ctx = {
       grant: g,
       target: { ...t, params: t.params ?? {} },
       now: this.clock.now(),
-      trigger: g.revocation!.trigger,
-      reason: g.revocation!.reason,
+      trigger: why.trigger,
+      reason: why.reason,
       get signal() {
         return s.signal;
       },
     };
-    return t.issuance ? Object.assign(ctx, { issuance: t.issuance }) : ctx;
+    return issuance ? Object.assign(ctx, { issuance }) : ctx;
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
