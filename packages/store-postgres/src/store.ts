@@ -131,6 +131,40 @@ function eventJson(events: AuditEvent[]): string {
   return JSON.stringify(events.map(({ globalSeq: _drop, ...rest }) => rest));
 }
 
+/** The new version must follow the expected one (a caller's bug, not a race). */
+function checkNextVersion(grant: Grant, expectedVersion: number, where: string): void {
+  if (grant.version !== expectedVersion + 1)
+    throw new GrantlineError(ErrorCodes.STORE, `${where}: new version must be ${expectedVersion + 1}`, {
+      details: { caseId: grant.id },
+    });
+}
+
+/**
+ * Why a compare-and-set matched no row, from the case's row read afterwards in a fresh snapshot
+ * (undefined: no such case): the version moved on, or the events do not follow the stored head.
+ */
+function notWritten(
+  where: string,
+  grant: Grant,
+  expectedVersion: number,
+  firstSeq: number | null,
+  cur: Row | undefined,
+): GrantlineError {
+  if (!cur)
+    return new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, { details: { caseId: grant.id } });
+  if (Number(cur.version) !== expectedVersion)
+    return new GrantlineError(
+      ErrorCodes.CONFLICT,
+      `case ${grant.id} is at version ${cur.version}, not ${expectedVersion}`,
+      { retryable: true, details: { caseId: grant.id, expectedVersion, actualVersion: Number(cur.version) } },
+    );
+  return new GrantlineError(
+    ErrorCodes.STORE,
+    `${where}: audit events out of sequence for case ${grant.id}: got ${firstSeq}, expected ${Number(cur.audit_seq) + 1}`,
+    { details: { caseId: grant.id } },
+  );
+}
+
 function toEvent(row: Row): AuditEvent {
   return { ...parseJson<AuditEvent>(row.doc), globalSeq: Number(row.global_seq) };
 }
@@ -335,13 +369,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       checkGrant(grant, 'compareAndSet');
       if (!Number.isInteger(expectedVersion))
         throw badInput('compareAndSet', 'expectedVersion must be an integer', ['expectedVersion']);
-      if (grant.version !== expectedVersion + 1) {
-        throw new GrantlineError(
-          ErrorCodes.STORE,
-          `compareAndSet: new version must be ${expectedVersion + 1}`,
-          { details: { caseId: grant.id } },
-        );
-      }
+      checkNextVersion(grant, expectedVersion, 'compareAndSet');
       checkEvents(grant.id, events, undefined, 'compareAndSet');
       const first = events[0]?.seq ?? null;
       const lastSeq = events.length > 0 ? events[events.length - 1]!.seq : null;
@@ -368,25 +396,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         [grant.id],
         { caseId: grant.id },
       );
-      if (!cur)
-        throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
-          details: { caseId: grant.id },
-        });
-      if (Number(cur.version) !== expectedVersion) {
-        throw new GrantlineError(
-          ErrorCodes.CONFLICT,
-          `case ${grant.id} is at version ${cur.version}, not ${expectedVersion}`,
-          {
-            retryable: true,
-            details: { caseId: grant.id, expectedVersion, actualVersion: Number(cur.version) },
-          },
-        );
-      }
-      throw new GrantlineError(
-        ErrorCodes.STORE,
-        `compareAndSet: audit events out of sequence for case ${grant.id}: got ${first}, expected ${Number(cur.audit_seq) + 1}`,
-        { details: { caseId: grant.id } },
-      );
+      throw notWritten('compareAndSet', grant, expectedVersion, first, cur);
     },
 
     async compareAndSetMany(items) {
@@ -418,14 +428,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       items.forEach((item, ord) => {
         const { grant, expectedVersion, events } = item;
         try {
-          if (grant.version !== expectedVersion + 1)
-            throw new GrantlineError(
-              ErrorCodes.STORE,
-              `compareAndSetMany: new version must be ${expectedVersion + 1}`,
-              {
-                details: { caseId: grant.id },
-              },
-            );
+          checkNextVersion(grant, expectedVersion, 'compareAndSetMany');
           checkEvents(grant.id, events, undefined, 'compareAndSetMany');
         } catch (err) {
           outcomes[ord] = { ok: false, error: err as GrantlineError };
@@ -477,27 +480,10 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
             const ord = r.ord as number;
             if (outcomes[ord]) continue;
             const { grant, expectedVersion } = items[ord]!;
-            const c = byId.get(grant.id);
+            const first = r.prev_seq === null ? null : (r.prev_seq as number) + 1;
             outcomes[ord] = {
               ok: false,
-              error: !c
-                ? new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
-                    details: { caseId: grant.id },
-                  })
-                : Number(c.version) !== expectedVersion
-                  ? new GrantlineError(
-                      ErrorCodes.CONFLICT,
-                      `case ${grant.id} is at version ${c.version}, not ${expectedVersion}`,
-                      {
-                        retryable: true,
-                        details: { caseId: grant.id, expectedVersion, actualVersion: Number(c.version) },
-                      },
-                    )
-                  : new GrantlineError(
-                      ErrorCodes.STORE,
-                      `compareAndSetMany: audit events out of sequence for case ${grant.id}: got ${r.prev_seq === null ? null : (r.prev_seq as number) + 1}, expected ${Number(c.audit_seq) + 1}`,
-                      { details: { caseId: grant.id } },
-                    ),
+              error: notWritten('compareAndSetMany', grant, expectedVersion, first, byId.get(grant.id)),
             };
           }
         }
