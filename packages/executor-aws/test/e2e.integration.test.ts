@@ -3,13 +3,7 @@ import { GetUserCommand } from '@aws-sdk/client-iam';
 import { ListAccountAssignmentsCommand } from '@aws-sdk/client-sso-admin';
 import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import {
-  awsCredentialsOf,
-  createAwsExecutor,
-  createStoreAssignmentHolders,
-  feedUsage,
-  syncCloudTrailUsage,
-} from '../src/index.js';
+import { awsCredentialsOf, createAwsExecutor, feedUsage, syncCloudTrailUsage } from '../src/index.js';
 import { lookupEvents, trailRecord } from './fixtures/aws-responses.js';
 import { FixtureHandler, fixtureClients } from './support/fixture-handler.js';
 import {
@@ -20,7 +14,7 @@ import {
   createRole,
   skipWithoutMoto,
 } from './support/moto.js';
-import { alice, bob, deployBot, manualClock, service } from './support/service.js';
+import { alice, bob, deployBot, manualClock, service, storeBackedService } from './support/service.js';
 
 const fast = { consecutiveRejections: 3, backoffMs: 20, maxBackoffMs: 80 };
 
@@ -279,18 +273,7 @@ describe.skipIf(skipWithoutMoto())('Identity Center end to end on moto_server', 
     const { iam, sts, ssoAdmin } = adminClients();
     const { instanceArn, permissionSetArn } = await createPermissionSet(ssoAdmin);
     const store = createMemoryStore();
-    const gl = service(
-      [
-        createAwsExecutor({
-          sts,
-          iam,
-          ssoAdmin,
-          poll: { intervalMs: 10 },
-          assignmentHolders: createStoreAssignmentHolders(store),
-        }),
-      ],
-      { store },
-    );
+    const gl = storeBackedService({ sts, iam, ssoAdmin }, store);
     const principalId = randomUUID();
     const target = {
       id: 'console',

@@ -13,12 +13,11 @@ import {
   awsParamsSchema,
   createAwsExecutor,
   createMemoryAssignmentHolders,
-  createStoreAssignmentHolders,
   deriveNames,
 } from '../src/index.js';
 import { awsCase, ctxOf } from './support/grants.js';
 import { adminClients, createBoundary, createPermissionSet, skipWithoutMoto } from './support/moto.js';
-import { alice, bob, deployBot, service } from './support/service.js';
+import { alice, bob, deployBot, storeBackedService } from './support/service.js';
 
 const parse = (v: unknown) => awsParamsSchema.parse(v) as AwsParams;
 const ACCOUNT = '123456789012';
@@ -127,15 +126,7 @@ describe.skipIf(skipWithoutMoto())(
     it('through the service with store-backed holders: a case over standing access is verified and the access stays', async () => {
       const { iam, sts, ssoAdmin } = adminClients();
       const s = await standing(ssoAdmin);
-      const store = createMemoryStore();
-      const executor = createAwsExecutor({
-        iam,
-        sts,
-        ssoAdmin,
-        poll: { intervalMs: 10 },
-        assignmentHolders: createStoreAssignmentHolders(store),
-      });
-      const gl = service([executor], { store });
+      const gl = storeBackedService({ iam, sts, ssoAdmin }, createMemoryStore());
       const c = await gl.request({
         requester: alice,
         subject: deployBot,
@@ -159,15 +150,7 @@ describe.skipIf(skipWithoutMoto())(
       const { iam, sts, ssoAdmin } = adminClients();
       const s = await standing(ssoAdmin);
       const boundary = await createBoundary(iam);
-      const store = createMemoryStore();
-      const executor = createAwsExecutor({
-        iam,
-        sts,
-        ssoAdmin,
-        poll: { intervalMs: 10 },
-        assignmentHolders: createStoreAssignmentHolders(store),
-      });
-      const gl = service([executor], { store });
+      const gl = storeBackedService({ iam, sts, ssoAdmin }, createMemoryStore());
       const c = await gl.request({
         requester: alice,
         subject: deployBot,
@@ -212,19 +195,7 @@ describe.skipIf(skipWithoutMoto())('Identity Center holders shared across instan
     const { instanceArn, permissionSetArn } = await createPermissionSet(ssoAdmin);
     const store = createMemoryStore();
     // Two instances over one store, each with its own executor (and nothing else shared).
-    const instance = () =>
-      service(
-        [
-          createAwsExecutor({
-            iam,
-            sts,
-            ssoAdmin,
-            poll: { intervalMs: 10 },
-            assignmentHolders: createStoreAssignmentHolders(store),
-          }),
-        ],
-        { store },
-      );
+    const instance = () => storeBackedService({ iam, sts, ssoAdmin }, store);
     const one = instance();
     const two = instance();
     const principalId = randomUUID();

@@ -1,5 +1,6 @@
-import { type Clock, createGrantline, type GrantlineOptions } from '@grantline/core';
+import { type Clock, createGrantline, type GrantlineOptions, type GrantStore } from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
+import { type AwsExecutorOptions, createAwsExecutor, createStoreAssignmentHolders } from '../../src/index.js';
 
 /** A clock the test moves by hand. */
 export function manualClock(start = new Date()): Clock & { advance(ms: number): void } {
@@ -46,6 +47,26 @@ export function service(
       ],
     },
   });
+}
+
+/**
+ * The service over `store` with one AWS executor whose Identity Center assignment holders are read
+ * from that same store (what a deployment runs: nothing kept in process memory).
+ */
+export function storeBackedService(
+  clients: Pick<AwsExecutorOptions, 'iam' | 'sts' | 'ssoAdmin'>,
+  store: GrantStore,
+) {
+  return service(
+    [
+      createAwsExecutor({
+        ...clients,
+        poll: { intervalMs: 10 },
+        assignmentHolders: createStoreAssignmentHolders(store),
+      }),
+    ],
+    { store },
+  );
 }
 
 export const alice = { id: 'alice', kind: 'human' as const, roles: ['developer'], teams: ['payments'] };
