@@ -93,16 +93,27 @@ export function createMemoryCheckpointSink(): MemoryCheckpointSink {
 
 /** Digest binding the heads to a checkpoint's signature. */
 export function headsDigest(heads: CaseHeads): string {
-  const h = createHash('sha256');
   const ids = Object.keys(heads);
   let sorted = true;
   for (let i = 1; i < ids.length && sorted; i++) sorted = ids[i - 1]! < ids[i]!;
   if (!sorted) ids.sort();
-  // The line of each case is `JSON.stringify([id, seq, hash])`, spelled out (seq is an integer);
-  // hashed in chunks rather than one update per case.
+  return digestSorted(ids.length, (i) => {
+    const id = ids[i]!;
+    const head = heads[id]!;
+    return [id, head[0], head[1]];
+  });
+}
+
+/**
+ * {@link headsDigest} of `n` heads handed out in ascending case id order by `at(i)`: one line
+ * `JSON.stringify([id, seq, hash])` + "\n" per case, spelled out (seq is an integer), hashed in chunks
+ * rather than one update per case.
+ */
+function digestSorted(n: number, at: (i: number) => [string, number, string]): string {
+  const h = createHash('sha256');
   let chunk = '';
-  for (const id of ids) {
-    const [seq, hash] = heads[id]!;
+  for (let i = 0; i < n; i++) {
+    const [id, seq, hash] = at(i);
     chunk += `[${JSON.stringify(id)},${JSON.stringify(seq)},${JSON.stringify(hash)}]\n`;
     if (chunk.length >= 65_536) {
       h.update(chunk);
@@ -111,6 +122,22 @@ export function headsDigest(heads: CaseHeads): string {
   }
   h.update(chunk);
   return h.digest('hex');
+}
+
+/** `sorted` (cursors in ascending case id order) with `fresh` (cursors of other cases) merged in. */
+function mergeByCase(sorted: readonly ChainCursor[], fresh: ChainCursor[]): ChainCursor[] {
+  if (fresh.length === 0) return sorted as ChainCursor[];
+  fresh.sort((a, b) => (a.caseId < b.caseId ? -1 : a.caseId > b.caseId ? 1 : 0));
+  const out = new Array<ChainCursor>(sorted.length + fresh.length);
+  let i = 0;
+  let j = 0;
+  for (let k = 0; k < out.length; k++) {
+    out[k] =
+      j >= fresh.length || (i < sorted.length && sorted[i]!.caseId < fresh[j]!.caseId)
+        ? sorted[i++]!
+        : fresh[j++]!;
+  }
+  return out;
 }
 
 /** A problem found in a checkpoint. */
@@ -277,6 +304,12 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const everyChanges = options.everyChanges ?? 1_000;
   const intervalMs = options.intervalMs ?? 10_000;
   const heads = new Map<string, ChainCursor>();
+  /**
+   * The cursors of `heads` in ascending case id order, the digest's: merged with each run's new cases
+   * instead of sorting every case at every checkpoint (which cost more than the rest of a checkpoint,
+   * and a checkpoint runs every `everyChanges` transitions).
+   */
+  let order: ChainCursor[] = [];
   let upTo = 0;
   let events = 0;
   let loaded = false;
@@ -303,12 +336,15 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     }
     upTo = v.checkpoint.upTo;
     events = v.checkpoint.events;
+    const resumed: ChainCursor[] = [];
     for (const [id, [seq, hash]] of Object.entries(v.checkpoint.heads)) {
       const c = new ChainCursor(id, false);
       c.seq = seq;
       c.head = hash;
       heads.set(id, c);
+      resumed.push(c);
     }
+    order = mergeByCase([], resumed);
     loaded = true;
   };
 
@@ -317,31 +353,47 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     let after = upTo;
     let count = 0;
     const pending = new Map<string, { seq: number; head: string }>();
+    const fresh: ChainCursor[] = [];
     const problems: { caseId: string; code: string; seq: number }[] = [];
-    for (;;) {
-      const page: AuditEvent[] = await store.allEvents(after, pageSize);
-      for (const e of page) {
-        let c = heads.get(e.caseId);
-        if (!c) {
-          // Links only: the checkpoint attests (seq, hash) heads; content is re-hashed by every audit.
-          c = new ChainCursor(e.caseId, false);
-          heads.set(e.caseId, c);
+    try {
+      for (;;) {
+        const page: AuditEvent[] = await store.allEvents(after, pageSize);
+        for (const e of page) {
+          let c = heads.get(e.caseId);
+          if (!c) {
+            // Links only: the checkpoint attests (seq, hash) heads; content is re-hashed by every audit.
+            c = new ChainCursor(e.caseId, false);
+            heads.set(e.caseId, c);
+            fresh.push(c);
+          }
+          if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });
+          const found: ChainProblem[] = [];
+          c.push(e, found);
+          for (const f of found) problems.push({ caseId: e.caseId, code: f.code, seq: f.seq });
+          after = e.globalSeq ?? after;
+          count += 1;
         }
-        if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });
-        const found: ChainProblem[] = [];
-        c.push(e, found);
-        for (const f of found) problems.push({ caseId: e.caseId, code: f.code, seq: f.seq });
-        after = e.globalSeq ?? after;
-        count += 1;
+        if (page.length < pageSize) break;
       }
-      if (page.length < pageSize) break;
-    }
-    if (problems.length > 0) {
-      // Roll the cursors back: never sign over a stream that does not extend the last checkpoint.
+      return await signAndSink(after, count, fresh, problems);
+    } catch (err) {
+      // Roll the cursors back to the last checkpoint: never sign over a stream that does not extend
+      // it, and after a failed read, signature or sink, read the same events again next time.
       for (const [id, prev] of pending) {
         if (prev.seq === 0) heads.delete(id);
         else Object.assign(heads.get(id)!, prev);
       }
+      throw err;
+    }
+  };
+
+  const signAndSink = async (
+    after: number,
+    count: number,
+    fresh: ChainCursor[],
+    problems: { caseId: string; code: string; seq: number }[],
+  ): Promise<SignedCheckpoint | null> => {
+    if (problems.length > 0) {
       logger.error('grantline: checkpoint refused, audit stream does not extend the last checkpoint', {
         problems: problems.slice(0, 20),
       });
@@ -354,14 +406,18 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       );
     }
     if (count === 0) return null;
+    const sorted = mergeByCase(order, fresh);
     const snapshot: CaseHeads = {};
-    for (const [id, c] of heads) snapshot[id] = [c.seq, c.head];
+    for (const c of sorted) snapshot[c.caseId] = [c.seq, c.head];
     const body: CheckpointBody = {
       format: CHECKPOINT_FORMAT,
       upTo: after,
       events: events + count,
       cases: heads.size,
-      headsDigest: headsDigest(snapshot),
+      headsDigest: digestSorted(sorted.length, (i) => {
+        const c = sorted[i]!;
+        return [c.caseId, c.seq, c.head];
+      }),
       at: clock.now().toISOString(),
       signer: { kid: signer.kid, alg: signer.alg },
     };
@@ -374,6 +430,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       heads: snapshot,
     };
     await sink.put(cp);
+    order = sorted;
     upTo = after;
     events += count;
     return cp;

@@ -161,6 +161,64 @@ describe('signed checkpoints', () => {
     await expect(w.service.checkpoint()).rejects.toMatchObject({ code: 'ERR_EVIDENCE' });
     assert.equal(w.sink.all().length, 1, 'no checkpoint was signed over the tampered stream');
   });
+
+  it('a failed read or sink leaves the checkpointer at its last checkpoint: the next run signs the same events', async () => {
+    const w = await world(2);
+    const inner = createMemoryCheckpointSink();
+    let failPut = true;
+    const sink = {
+      latest: () => inner.latest(),
+      async put(cp: Parameters<typeof inner.put>[0]) {
+        if (failPut) throw new Error('sink down');
+        await inner.put(cp);
+      },
+    };
+    let failRead = true;
+    const store = {
+      ...w.store,
+      async allEvents(after: number, limit: number) {
+        if (failRead) throw new Error('store down');
+        return w.store.allEvents(after, limit);
+      },
+    };
+    const cpr = createCheckpointer({ store, signer: w.signer!, sink });
+    await expect(cpr.run()).rejects.toThrow('store down');
+    failRead = false;
+    await expect(cpr.run()).rejects.toThrow('sink down');
+    failPut = false;
+    const cp = (await cpr.run())!;
+    const all = await w.store.allEvents(0, 1e6);
+    const v = await verifyCheckpoint(cp, w.keys);
+    assert.deepEqual(v.problems, []);
+    assert.equal(v.checkpoint!.events, all.length);
+    assert.equal(v.checkpoint!.cases, 2);
+    assert.deepEqual(codes(await auditStore(w.store, { checkpoint: cp, keys: w.keys })), []);
+  });
+
+  it('cases whose ids sort before earlier ones are digested in id order across checkpoints', async () => {
+    const w = await world(1);
+    let n = 100;
+    const env = {
+      ...w,
+      service: createGrantline({
+        store: w.store,
+        policy,
+        executors: [w.authority.executor],
+        clock: w.clock,
+        ids: () => `case-${String(--n).padStart(4, '0')}`,
+      }),
+    };
+    const cpr = createCheckpointer({ store: w.store, signer: w.signer!, sink: w.sink });
+    for (let i = 0; i < 3; i++) {
+      await runFullCase(env, ` #${i}`);
+      await runFullCase(w, ` again #${i}`);
+      const cp = (await cpr.run())!;
+      const v = await verifyCheckpoint(cp, w.keys);
+      assert.deepEqual(v.problems, [], `checkpoint ${i}`);
+      assert.deepEqual(codes(await auditStore(w.store, { checkpoint: cp, keys: w.keys })), []);
+    }
+    assert.equal((await verifyCheckpoint((await w.sink.latest())!, w.keys)).checkpoint!.cases, 7);
+  });
 });
 
 describe('checkpoints and content edits', () => {
