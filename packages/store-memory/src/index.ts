@@ -1,6 +1,5 @@
 import {
   type AuditEvent,
-  cloneJson,
   type CasOutcome,
   type CreateResult,
   ErrorCodes,
@@ -40,7 +39,10 @@ export interface MemoryStore extends GrantStore {
 /**
  * The embedded store: everything in process memory, with the same semantics as a database store
  * (compare-and-set, atomic audit append, idempotency keys, leased claims, store-wide sequence).
- * Values are deep-copied on the way in and out, so callers cannot mutate stored state.
+ * Stored values are immutable: what comes in is copied into frozen objects (only the parts that are
+ * not already such a frozen value), and what goes out is that frozen value, shared, with no copy per
+ * read. Callers can neither change stored state through an object they passed in nor through one
+ * they were handed (a write to a frozen object throws in strict mode).
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const rows = new Map<string, Row>();
@@ -55,7 +57,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   const guard = () => {
     if (closed) throw new GrantlineError(ErrorCodes.CLOSED, 'memory store is closed');
   };
-  const copy = cloneJson;
+  const copy = seal;
   // Case ids in ascending (createdAt, id) order, for `list`: pages are read by binary search instead
   // of sorting every case on every call (an audit reading 100,000 records page by page was O(n²)).
   // createdAt never changes after `create`; out-of-order creates (an injected clock) mark it unsorted.
@@ -136,9 +138,11 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       });
     }
     // Both writes happen in one synchronous block: no reader can observe one without the other.
-    rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+    const stored = copy(grant, row.grant); // shares what is unchanged since the stored version
+    rows.set(grant.id, { grant: stored, due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
     append(grant.id, evs);
     notify(grant.id);
+    return stored;
   };
 
   return {
@@ -147,11 +151,11 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async create(grant, evs): Promise<CreateResult> {
       guard();
       checkGrant(grant);
-      await pause();
+      if (latency > 0) await pause(); // no extra turn of the event loop per call without latency
       guard();
       if (grant.idempotencyKey !== undefined) {
         const existing = byKey.get(grant.idempotencyKey);
-        if (existing !== undefined) return { grant: copy(rows.get(existing)!.grant), created: false };
+        if (existing !== undefined) return { grant: rows.get(existing)!.grant, created: false };
       }
       if (rows.has(grant.id)) {
         throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} exists already`, {
@@ -169,30 +173,30 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
           details: { caseId: grant.id },
         });
       }
-      rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+      const stored = copy(grant);
+      rows.set(grant.id, { grant: stored, due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
       append(grant.id, evs);
       const key = { createdAt: grant.createdAt, id: grant.id };
       if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
       order.push(key);
       if (grant.idempotencyKey !== undefined) byKey.set(grant.idempotencyKey, grant.id);
       notify(grant.id);
-      return { grant: copy(grant), created: true };
+      return { grant: stored, created: true };
     },
 
     async get(id) {
       guard();
-      await pause();
+      if (latency > 0) await pause();
       const row = rows.get(id);
-      return row ? copy(row.grant) : null;
+      return row ? row.grant : null; // frozen: no copy needed
     },
 
     async compareAndSet(grant, expectedVersion, evs) {
       guard();
       checkGrant(grant);
-      await pause();
+      if (latency > 0) await pause();
       guard();
-      casOne(grant, expectedVersion, evs);
-      return grant; // the caller's object, not the stored copy: isolation holds without a third copy
+      return casOne(grant, expectedVersion, evs); // the stored (frozen) record
     },
 
     async compareAndSetMany(items) {
@@ -223,13 +227,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
           );
         seen.add(item.grant.id);
       });
-      await pause();
+      if (latency > 0) await pause();
       guard();
       // Each item is checked and written in one synchronous step, as compareAndSet does.
       return items.map((item): CasOutcome => {
         try {
-          casOne(item.grant, item.expectedVersion, item.events);
-          return { ok: true, grant: item.grant };
+          return { ok: true, grant: casOne(item.grant, item.expectedVersion, item.events) };
         } catch (err) {
           if (err instanceof GrantlineError) return { ok: false, error: err };
           throw err;
@@ -239,7 +242,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
     async list(query: ListQueryParsed): Promise<GrantPage> {
       guard();
-      await pause();
+      if (latency > 0) await pause();
       if (!orderSorted) {
         order.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
         orderSorted = true;
@@ -279,7 +282,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
       const last = page[page.length - 1];
       return {
-        grants: page.map(copy),
+        grants: page, // frozen records: no copy needed
         ...(more && last
           ? { nextCursor: Buffer.from(JSON.stringify([last.createdAt, last.id])).toString('base64url') }
           : {}),
@@ -288,7 +291,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
     async claimDue(now, limit, leaseMs, owner) {
       guard();
-      await pause();
+      if (latency > 0) await pause();
       const t = now.getTime();
       const due: Row[] = [];
       for (const r of rows.values()) {
@@ -300,7 +303,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         r.leaseOwner = owner;
         r.leaseUntil = t + leaseMs;
       }
-      return claimed.map((r) => copy(r.grant));
+      return claimed.map((r) => r.grant);
     },
 
     async nextDue() {
@@ -316,7 +319,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 
     async events(caseId, afterSeq = 0) {
       guard();
-      await pause();
+      if (latency > 0) await pause();
       return (events.get(caseId) ?? []).filter((e) => e.seq > afterSeq); // frozen: no copy needed
     },
 
@@ -336,7 +339,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     async findByIdempotencyKey(key) {
       guard();
       const id = byKey.get(key);
-      return id === undefined ? null : copy(rows.get(id)!.grant);
+      return id === undefined ? null : rows.get(id)!.grant;
     },
 
     onChange(listener) {
@@ -367,7 +370,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const list = events.get(id) ?? [];
       const i = list.findIndex((e) => e.seq === seq);
       if (i < 0) return;
-      const replaced = freezeCopy({ ...event, globalSeq: list[i]!.globalSeq });
+      const replaced = seal({ ...event, globalSeq: list[i]!.globalSeq });
       list[i] = replaced;
       const j = all.findIndex((e) => e.globalSeq === replaced.globalSeq);
       if (j >= 0) all[j] = replaced;
@@ -375,25 +378,42 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   };
 }
 
-/** Deep copy of JSON data, frozen at every level (one pass). */
-function freezeCopy<T>(value: T): T {
+/**
+ * Deep copy of JSON data, frozen at every level (one pass). `shared` is a value this store made
+ * before (the stored version a compare-and-set replaces, so frozen all the way down): wherever
+ * `value` holds the very same object at the same place, it is reused instead of copied. A record
+ * after a copy-on-write transition shares most of its sub-objects with the version it came from, so
+ * a write copies only what changed. A caller's own objects are always copied, never adopted.
+ * Drops `undefined` properties, as JSON does.
+ */
+function seal<T>(value: T, shared?: unknown): T {
   if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return Object.freeze(value.map(freezeCopy)) as T;
-  const out: Record<string, unknown> = {};
-  for (const key in value) {
-    const v = (value as Record<string, unknown>)[key];
-    if (v !== undefined) out[key] = freezeCopy(v);
+  if (value === shared) return value;
+  const prev =
+    shared !== null && typeof shared === 'object' ? (shared as Record<string, unknown>) : undefined;
+  let out: object;
+  if (Array.isArray(value)) {
+    const arr: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) arr[i] = seal(value[i], prev?.[i]);
+    out = arr;
+  } else {
+    const o: Record<string, unknown> = {};
+    for (const key in value) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) o[key] = seal(v, prev?.[key]);
+    }
+    out = o;
   }
   return Object.freeze(out) as T;
 }
 
-/** `freezeCopy({ ...e, globalSeq })` without the spread (a key added to a spread copy is slow in V8). */
+/** `seal({ ...e, globalSeq })` without the spread (a key added to a spread copy is slow in V8). */
 function freezeEvent(e: AuditEvent, globalSeq: number): AuditEvent {
   const out: Record<string, unknown> = {};
   for (const key in e) {
     const v = (e as Record<string, unknown>)[key];
     if (key === 'globalSeq') out[key] = globalSeq;
-    else if (v !== undefined) out[key] = freezeCopy(v);
+    else if (v !== undefined) out[key] = seal(v);
   }
   if (out.globalSeq === undefined) out.globalSeq = globalSeq;
   return Object.freeze(out) as AuditEvent;

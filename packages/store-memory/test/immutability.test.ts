@@ -28,3 +28,46 @@ describe('memory store: audit events are immutable', () => {
     expect(stored!.data).not.toHaveProperty('injected');
   });
 });
+
+describe('memory store: case records are immutable and shared, not copied per read', () => {
+  it('hands out one frozen record: edits throw at every depth, and the stored case is unchanged', async () => {
+    const s = createMemoryStore();
+    const { grant, events } = makeGrant();
+    await s.create(grant, events);
+    const a = (await s.get(grant.id))!;
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(() => {
+      a.state = 'verified';
+    }).toThrow(TypeError);
+    expect(() => {
+      a.targets[0]!.resource = 'mutated';
+    }).toThrow(TypeError);
+    expect(() => {
+      (a.policy.approvals as { count: number }).count = 0;
+    }).toThrow(TypeError);
+    expect(() => {
+      a.approvals.push(a.approvals[0]!);
+    }).toThrow(TypeError);
+    const b = (await s.get(grant.id))!;
+    expect(b).toBe(a); // no copy per read
+    expect(b).toEqual(grant);
+  });
+
+  it('copies only the changed parts of a copy-on-write update, and never adopts a caller object', async () => {
+    const s = createMemoryStore();
+    const { grant, events } = makeGrant();
+    await s.create(grant, events);
+    const stored = (await s.get(grant.id))!;
+    // A caller's object is copied even when frozen: only the store's own sealed values are shared.
+    const frozenInput = Object.freeze({ ...stored, version: 2, state: 'cancelled' as const });
+    const after = await s.compareAndSet(frozenInput, 1, []);
+    expect(after).not.toBe(frozenInput);
+    expect(after.policy).toBe(stored.policy); // unchanged sub-object: shared, not copied
+    const withNewTargets = { ...after, version: 3, targets: [{ ...after.targets[0]!, resource: 'api://x' }] };
+    const third = await s.compareAndSet(withNewTargets, 2, []);
+    expect(third.targets).not.toBe(withNewTargets.targets);
+    withNewTargets.targets[0]!.resource = 'changed-after-write';
+    expect((await s.get(grant.id))!.targets[0]!.resource).toBe('api://x');
+    expect(third.requester).toBe(stored.requester);
+  });
+});

@@ -64,16 +64,44 @@ export function describeStoreConformance(runner: TestRunner, options: StoreKitOp
     );
 
     it(
-      'returns copies: mutating a result does not change the store',
+      'isolates stored state: mutating a result, or the value passed in, does not change the store',
       withStore(async (s) => {
         const { grant, events } = makeGrant();
-        await s.create(grant, events);
+        const input = structuredClone(grant);
+        await s.create(input, events);
+        // After the write, the caller's own object is still theirs: changing it changes nothing stored.
+        input.state = 'verified';
+        input.targets[0]!.resource = 'mutated-input';
         const a = (await s.get(grant.id))!;
-        a.state = 'verified';
-        a.targets[0]!.resource = 'mutated';
+        assert.equal(a.targets[0]!.resource, 'api://orders');
+        // A result is either a private copy or an immutable (frozen) value: a write to it either
+        // throws or leaves the store unchanged.
+        const attempt = (write: () => void) => {
+          try {
+            write();
+          } catch (err) {
+            assert.ok(err instanceof TypeError, `a refused write throws TypeError, got ${String(err)}`);
+          }
+        };
+        attempt(() => {
+          a.state = 'verified';
+        });
+        attempt(() => {
+          a.targets[0]!.resource = 'mutated';
+        });
         const b = (await s.get(grant.id))!;
         assert.equal(b.state, 'requested');
         assert.equal(b.targets[0]!.resource, 'api://orders');
+        // The same for the record a compare-and-set returns, and for the value it was given.
+        const next = { ...structuredClone(b), version: 2, updatedAt: new Date().toISOString() };
+        const returned = await s.compareAndSet(next, 1, []);
+        next.targets[0]!.resource = 'mutated-next';
+        attempt(() => {
+          returned.targets[0]!.resource = 'mutated-returned';
+        });
+        const c = (await s.get(grant.id))!;
+        assert.equal(c.version, 2);
+        assert.equal(c.targets[0]!.resource, 'api://orders');
       }),
     );
 

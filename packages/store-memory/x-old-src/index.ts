@@ -1,0 +1,400 @@
+import {
+  type AuditEvent,
+  cloneJson,
+  type CasOutcome,
+  type CreateResult,
+  ErrorCodes,
+  type Grant,
+  type GrantPage,
+  type GrantStore,
+  GrantlineError,
+  type ListQueryParsed,
+} from '../../core/x-old-src/index.js';
+
+/** Options for {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Simulated latency per call in ms (0 by default); lets tests interleave racing callers. */
+  latencyMs?: number;
+}
+
+interface Row {
+  grant: Grant;
+  /** `grant.dueAt` as epoch ms, parsed once per write: the sweeper's hot path reads only numbers. */
+  due: number | null;
+  leaseOwner?: string;
+  leaseUntil?: number;
+}
+
+/** The in-memory store with its test-only extras. */
+export interface MemoryStore extends GrantStore {
+  /** Raw JSON of everything held, for tests that search the store for leaked secrets. */
+  dump(): string;
+  /** Test hook: removes a case and its events, as an attacker with database access might. */
+  tamperDeleteCase(id: string): void;
+  /** Test hook: removes the newest `n` events of a case. */
+  tamperTruncate(id: string, n: number): void;
+  /** Test hook: replaces an event of a case in place. */
+  tamperReplaceEvent(id: string, seq: number, event: AuditEvent): void;
+}
+
+/**
+ * The embedded store: everything in process memory, with the same semantics as a database store
+ * (compare-and-set, atomic audit append, idempotency keys, leased claims, store-wide sequence).
+ * Values are deep-copied on the way in and out, so callers cannot mutate stored state.
+ */
+export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  const rows = new Map<string, Row>();
+  const events = new Map<string, AuditEvent[]>();
+  const all: AuditEvent[] = [];
+  const byKey = new Map<string, string>();
+  const listeners = new Set<(id: string) => void>();
+  let closed = false;
+  const latency = options.latencyMs ?? 0;
+
+  const pause = () => (latency > 0 ? new Promise((r) => setTimeout(r, latency)) : Promise.resolve());
+  const guard = () => {
+    if (closed) throw new GrantlineError(ErrorCodes.CLOSED, 'memory store is closed');
+  };
+  const copy = cloneJson;
+  // Case ids in ascending (createdAt, id) order, for `list`: pages are read by binary search instead
+  // of sorting every case on every call (an audit reading 100,000 records page by page was O(n²)).
+  // createdAt never changes after `create`; out-of-order creates (an injected clock) mark it unsorted.
+  const order: { createdAt: string; id: string }[] = [];
+  let orderSorted = true;
+  const before = (a: { createdAt: string; id: string }, b: { createdAt: string; id: string }) =>
+    a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
+  const notify = (id: string) => {
+    for (const l of listeners) {
+      try {
+        l(id);
+      } catch {
+        // A listener's failure must not undo a committed write.
+      }
+    }
+  };
+  const append = (id: string, evs: AuditEvent[]) => {
+    const list = events.get(id) ?? [];
+    const last = list[list.length - 1];
+    let expected = (last?.seq ?? 0) + 1;
+    for (const e of evs) {
+      if (e.caseId !== id || e.seq !== expected) {
+        throw new GrantlineError(
+          ErrorCodes.STORE,
+          `audit event out of sequence for case ${id}: got ${e.seq}, expected ${expected}`,
+          {
+            details: { caseId: id },
+          },
+        );
+      }
+      expected += 1;
+    }
+    for (const e of evs) {
+      // Stored events are immutable: frozen once here, then handed out without a copy per read
+      // (history, evidence, checkpoints and audits read every event; copying them dominated).
+      const stored = freezeEvent(e, all.length + 1);
+      list.push(stored);
+      all.push(stored);
+    }
+    events.set(id, list);
+  };
+  const checkGrant = (g: Grant) => {
+    if (!g || typeof g.id !== 'string' || typeof g.version !== 'number') {
+      throw new GrantlineError(ErrorCodes.VALIDATION, 'store: grant must have an id and a version', {
+        details: { where: 'store' },
+      });
+    }
+  };
+
+  /** Checks and writes one compare-and-set synchronously; throws without writing anything. */
+  const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
+    // Checked first, as the PostgreSQL store does (it needs no read for it).
+    if (grant.version !== expectedVersion + 1) {
+      throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
+        details: { caseId: grant.id },
+      });
+    }
+    const row = rows.get(grant.id);
+    if (!row)
+      throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
+        details: { caseId: grant.id },
+      });
+    if (row.grant.version !== expectedVersion) {
+      throw new GrantlineError(
+        ErrorCodes.CONFLICT,
+        `case ${grant.id} is at version ${row.grant.version}, not ${expectedVersion}`,
+        {
+          retryable: true,
+          details: { caseId: grant.id, expectedVersion, actualVersion: row.grant.version },
+        },
+      );
+    }
+    const list = events.get(grant.id) ?? [];
+    const next = (list[list.length - 1]?.seq ?? 0) + 1;
+    if (!Array.isArray(evs) || !evs.every((e, i) => e.caseId === grant.id && e.seq === next + i)) {
+      throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, {
+        details: { caseId: grant.id },
+      });
+    }
+    // Both writes happen in one synchronous block: no reader can observe one without the other.
+    rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+    append(grant.id, evs);
+    notify(grant.id);
+  };
+
+  return {
+    capabilities: { crossProcessLeases: false, globalSequence: true },
+
+    async create(grant, evs): Promise<CreateResult> {
+      guard();
+      checkGrant(grant);
+      await pause();
+      guard();
+      if (grant.idempotencyKey !== undefined) {
+        const existing = byKey.get(grant.idempotencyKey);
+        if (existing !== undefined) return { grant: copy(rows.get(existing)!.grant), created: false };
+      }
+      if (rows.has(grant.id)) {
+        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} exists already`, {
+          details: { caseId: grant.id },
+        });
+      }
+      if ((events.get(grant.id)?.length ?? 0) > 0) {
+        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} has events already`, {
+          details: { caseId: grant.id },
+        });
+      }
+      // Validate the events before writing anything, so a bad call leaves no half-written case.
+      if (!evs.every((e, i) => e.caseId === grant.id && e.seq === i + 1)) {
+        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for new case ${grant.id}`, {
+          details: { caseId: grant.id },
+        });
+      }
+      rows.set(grant.id, { grant: copy(grant), due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+      append(grant.id, evs);
+      const key = { createdAt: grant.createdAt, id: grant.id };
+      if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
+      order.push(key);
+      if (grant.idempotencyKey !== undefined) byKey.set(grant.idempotencyKey, grant.id);
+      notify(grant.id);
+      return { grant: copy(grant), created: true };
+    },
+
+    async get(id) {
+      guard();
+      await pause();
+      const row = rows.get(id);
+      return row ? copy(row.grant) : null;
+    },
+
+    async compareAndSet(grant, expectedVersion, evs) {
+      guard();
+      checkGrant(grant);
+      await pause();
+      guard();
+      casOne(grant, expectedVersion, evs);
+      return grant; // the caller's object, not the stored copy: isolation holds without a third copy
+    },
+
+    async compareAndSetMany(items) {
+      guard();
+      if (!Array.isArray(items))
+        throw new GrantlineError(ErrorCodes.VALIDATION, 'compareAndSetMany: items must be an array', {
+          details: { where: 'compareAndSetMany', path: ['items'] },
+        });
+      const seen = new Set<string>();
+      items.forEach((item, i) => {
+        checkGrant(item?.grant);
+        const bad = !Number.isInteger(item.expectedVersion)
+          ? 'expectedVersion must be an integer'
+          : !Array.isArray(item.events)
+            ? 'events must be an array'
+            : null;
+        if (bad)
+          throw new GrantlineError(ErrorCodes.VALIDATION, `compareAndSetMany: ${bad}`, {
+            details: { where: 'compareAndSetMany', path: ['items', i] },
+          });
+        if (seen.has(item.grant.id))
+          throw new GrantlineError(
+            ErrorCodes.VALIDATION,
+            `compareAndSetMany: case ${item.grant.id} appears twice`,
+            {
+              details: { where: 'compareAndSetMany', path: ['items', i, 'grant', 'id'] },
+            },
+          );
+        seen.add(item.grant.id);
+      });
+      await pause();
+      guard();
+      // Each item is checked and written in one synchronous step, as compareAndSet does.
+      return items.map((item): CasOutcome => {
+        try {
+          casOne(item.grant, item.expectedVersion, item.events);
+          return { ok: true, grant: item.grant };
+        } catch (err) {
+          if (err instanceof GrantlineError) return { ok: false, error: err };
+          throw err;
+        }
+      });
+    },
+
+    async list(query: ListQueryParsed): Promise<GrantPage> {
+      guard();
+      await pause();
+      if (!orderSorted) {
+        order.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+        orderSorted = true;
+      }
+      // Newest first: walk `order` backwards from just below the cursor.
+      let start = order.length - 1;
+      if (query.cursor) {
+        const [createdAt, id] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString()) as [
+          string,
+          string,
+        ];
+        const c = { createdAt, id };
+        let lo = 0;
+        let hi = order.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (before(order[mid]!, c)) lo = mid + 1;
+          else hi = mid;
+        }
+        start = lo - 1; // the last entry strictly before the cursor
+      }
+      const matches = (g: Grant) =>
+        (!query.states || query.states.includes(g.state)) &&
+        (!query.subjectId || g.subject.id === query.subjectId) &&
+        (!query.requesterId || g.requester.id === query.requesterId) &&
+        (!query.updatedAfter || g.updatedAt > query.updatedAfter);
+      const page: Grant[] = [];
+      let more = false;
+      for (let i = start; i >= 0; i--) {
+        const row = rows.get(order[i]!.id);
+        if (!row || !matches(row.grant)) continue; // deleted by a tamper hook, or filtered out
+        if (page.length === query.limit) {
+          more = true;
+          break;
+        }
+        page.push(row.grant);
+      }
+      const last = page[page.length - 1];
+      return {
+        grants: page.map(copy),
+        ...(more && last
+          ? { nextCursor: Buffer.from(JSON.stringify([last.createdAt, last.id])).toString('base64url') }
+          : {}),
+      };
+    },
+
+    async claimDue(now, limit, leaseMs, owner) {
+      guard();
+      await pause();
+      const t = now.getTime();
+      const due: Row[] = [];
+      for (const r of rows.values()) {
+        if (r.due !== null && r.due <= t && (r.leaseUntil === undefined || r.leaseUntil <= t)) due.push(r);
+      }
+      due.sort((a, b) => a.due! - b.due! || (a.grant.id < b.grant.id ? -1 : a.grant.id > b.grant.id ? 1 : 0));
+      const claimed = due.slice(0, limit);
+      for (const r of claimed) {
+        r.leaseOwner = owner;
+        r.leaseUntil = t + leaseMs;
+      }
+      return claimed.map((r) => copy(r.grant));
+    },
+
+    async nextDue() {
+      guard();
+      let min: number | null = null;
+      for (const r of rows.values()) {
+        if (r.due === null) continue;
+        const d = Math.max(r.due, r.leaseUntil ?? 0);
+        if (min === null || d < min) min = d;
+      }
+      return min === null ? null : new Date(min);
+    },
+
+    async events(caseId, afterSeq = 0) {
+      guard();
+      await pause();
+      return (events.get(caseId) ?? []).filter((e) => e.seq > afterSeq); // frozen: no copy needed
+    },
+
+    async allEvents(afterGlobalSeq, limit) {
+      guard();
+      // `all` is sorted by globalSeq (gaps only after tampering): binary-search the start.
+      let lo = 0;
+      let hi = all.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (all[mid]!.globalSeq! <= afterGlobalSeq) lo = mid + 1;
+        else hi = mid;
+      }
+      return all.slice(lo, lo + limit); // frozen: no copy needed
+    },
+
+    async findByIdempotencyKey(key) {
+      guard();
+      const id = byKey.get(key);
+      return id === undefined ? null : copy(rows.get(id)!.grant);
+    },
+
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    async close() {
+      closed = true;
+      listeners.clear();
+    },
+
+    dump() {
+      return JSON.stringify({ rows: [...rows.values()], events: [...events.entries()], all });
+    },
+
+    tamperDeleteCase(id) {
+      rows.delete(id);
+      events.delete(id);
+      for (let i = all.length - 1; i >= 0; i--) if (all[i]!.caseId === id) all.splice(i, 1);
+    },
+    tamperTruncate(id, n) {
+      const list = events.get(id) ?? [];
+      const removed = new Set(list.splice(Math.max(0, list.length - n), n).map((e) => e.globalSeq));
+      for (let i = all.length - 1; i >= 0; i--) if (removed.has(all[i]!.globalSeq)) all.splice(i, 1);
+    },
+    tamperReplaceEvent(id, seq, event) {
+      const list = events.get(id) ?? [];
+      const i = list.findIndex((e) => e.seq === seq);
+      if (i < 0) return;
+      const replaced = freezeCopy({ ...event, globalSeq: list[i]!.globalSeq });
+      list[i] = replaced;
+      const j = all.findIndex((e) => e.globalSeq === replaced.globalSeq);
+      if (j >= 0) all[j] = replaced;
+    },
+  };
+}
+
+/** Deep copy of JSON data, frozen at every level (one pass). */
+function freezeCopy<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return Object.freeze(value.map(freezeCopy)) as T;
+  const out: Record<string, unknown> = {};
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = freezeCopy(v);
+  }
+  return Object.freeze(out) as T;
+}
+
+/** `freezeCopy({ ...e, globalSeq })` without the spread (a key added to a spread copy is slow in V8). */
+function freezeEvent(e: AuditEvent, globalSeq: number): AuditEvent {
+  const out: Record<string, unknown> = {};
+  for (const key in e) {
+    const v = (e as Record<string, unknown>)[key];
+    if (key === 'globalSeq') out[key] = globalSeq;
+    else if (v !== undefined) out[key] = freezeCopy(v);
+  }
+  if (out.globalSeq === undefined) out.globalSeq = globalSeq;
+  return Object.freeze(out) as AuditEvent;
+}
