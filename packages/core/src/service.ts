@@ -2074,13 +2074,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const { next, events: drafts, effects } = transition(current, command, now);
       const stored = await this.commitNext(current, next, drafts, now);
       if (stored) {
-        this.logger.debug('grantline: transition', {
-          caseId: id,
-          command: command.type,
-          from: current.state,
-          to: stored.state,
-          version: stored.version,
-        });
+        // The default logger drops everything: build no log record for it on every transition.
+        if (this.logger !== silentLogger)
+          this.logger.debug('grantline: transition', {
+            caseId: id,
+            command: command.type,
+            from: current.state,
+            to: stored.state,
+            version: stored.version,
+          });
         this.publishEffects(stored, effects);
         return stored;
       }
