@@ -47,7 +47,10 @@ export type CasOutcome = { ok: true; grant: Grant } | { ok: false; error: Grantl
  *   carries `expectedVersion + 1`. Exactly one of several racing writers of a version commits.
  * - Audit events are append-only; `seq` per case is contiguous from 1; `globalSeq`, when the
  *   store assigns it, increases strictly in commit order.
- * - Returned objects are copies: mutating them never changes the store.
+ * - Stored state is isolated from callers: a returned object is either a private copy or an
+ *   immutable (deeply frozen) value that may be shared (the memory store hands out frozen records and
+ *   events), so callers must never mutate one; changing an object after passing it in never changes
+ *   the store.
  */
 export interface GrantStore {
   readonly capabilities: StoreCapabilities;
