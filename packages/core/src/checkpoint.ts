@@ -59,12 +59,32 @@ export interface MemoryCheckpointSink extends CheckpointSink {
   all(): readonly SignedCheckpoint[];
 }
 
-/** A frozen copy of a checkpoint: a copy per head, not a structured clone of the whole object. */
+/**
+ * Heads snapshots built by a checkpointer of this module: frozen, every entry a frozen `[seq, hash]`.
+ * Nothing can change one, so the memory sink keeps it as it is instead of copying it per head (a
+ * store-wide checkpoint holds a head per case). Only this module adds to it.
+ */
+const sealedHeads = new WeakSet<object>();
+
+/**
+ * A frozen copy of a checkpoint: a copy per head, not a structured clone of the whole object. A head
+ * that is already a frozen pair of primitives (the checkpointer hands them out so) cannot change, so
+ * it is shared rather than copied: successive checkpoints share the heads of the cases that did not
+ * move.
+ */
 function frozenCopy(cp: SignedCheckpoint): SignedCheckpoint {
+  if (sealedHeads.has(cp.heads)) return Object.freeze({ ...cp }); // the checkpointer's own, frozen through
   const heads: CaseHeads = {};
   for (const id in cp.heads) {
     const h = cp.heads[id]!;
-    heads[id] = Object.freeze([h[0], h[1]]) as [number, string];
+    heads[id] =
+      Object.isFrozen(h) &&
+      Array.isArray(h) &&
+      h.length === 2 &&
+      typeof h[0] === 'number' &&
+      typeof h[1] === 'string'
+        ? h
+        : (Object.freeze([h[0], h[1]]) as [number, string]);
   }
   return Object.freeze({
     payload: cp.payload,
@@ -93,27 +113,16 @@ export function createMemoryCheckpointSink(): MemoryCheckpointSink {
 
 /** Digest binding the heads to a checkpoint's signature. */
 export function headsDigest(heads: CaseHeads): string {
+  const h = createHash('sha256');
   const ids = Object.keys(heads);
   let sorted = true;
   for (let i = 1; i < ids.length && sorted; i++) sorted = ids[i - 1]! < ids[i]!;
   if (!sorted) ids.sort();
-  return digestSorted(ids.length, (i) => {
-    const id = ids[i]!;
-    const head = heads[id]!;
-    return [id, head[0], head[1]];
-  });
-}
-
-/**
- * {@link headsDigest} of `n` heads handed out in ascending case id order by `at(i)`: one line
- * `JSON.stringify([id, seq, hash])` + "\n" per case, spelled out (seq is an integer), hashed in chunks
- * rather than one update per case.
- */
-function digestSorted(n: number, at: (i: number) => [string, number, string]): string {
-  const h = createHash('sha256');
+  // The line of each case is `JSON.stringify([id, seq, hash])`, spelled out (seq is an integer);
+  // hashed in chunks rather than one update per case. The checkpointer builds the same lines (HeadCursor).
   let chunk = '';
-  for (let i = 0; i < n; i++) {
-    const [id, seq, hash] = at(i);
+  for (const id of ids) {
+    const [seq, hash] = heads[id]!;
     chunk += `[${JSON.stringify(id)},${JSON.stringify(seq)},${JSON.stringify(hash)}]\n`;
     if (chunk.length >= 65_536) {
       h.update(chunk);
@@ -125,10 +134,10 @@ function digestSorted(n: number, at: (i: number) => [string, number, string]): s
 }
 
 /** `sorted` (cursors in ascending case id order) with `fresh` (cursors of other cases) merged in. */
-function mergeByCase(sorted: readonly ChainCursor[], fresh: ChainCursor[]): ChainCursor[] {
-  if (fresh.length === 0) return sorted as ChainCursor[];
+function mergeByCase<C extends ChainCursor>(sorted: readonly C[], fresh: C[]): C[] {
+  if (fresh.length === 0) return sorted as C[];
   fresh.sort((a, b) => (a.caseId < b.caseId ? -1 : a.caseId > b.caseId ? 1 : 0));
-  const out = new Array<ChainCursor>(sorted.length + fresh.length);
+  const out = new Array<C>(sorted.length + fresh.length);
   let i = 0;
   let j = 0;
   for (let k = 0; k < out.length; k++) {
@@ -138,6 +147,30 @@ function mergeByCase(sorted: readonly ChainCursor[], fresh: ChainCursor[]): Chai
         : fresh[j++]!;
   }
   return out;
+}
+
+/**
+ * A case's chain cursor in the checkpointer, with its head as last signed: the frozen `[seq, hash]`
+ * tuple of the heads snapshot and its digest line. Both are rebuilt only when the head moved, so a
+ * checkpoint's per-case cost for the cases that did not change is one object insertion and one
+ * string append (it was an array, three `JSON.stringify` calls and a copy in the sink per case).
+ */
+class HeadCursor extends ChainCursor {
+  /** The head as signed, or undefined once the head moved (set back on every push and rollback). */
+  tuple: readonly [number, string] | undefined;
+  line = '';
+
+  constructor(caseId: string) {
+    super(caseId, false); // links only: content is re-hashed by every audit
+  }
+
+  /** Rebuilds the tuple and line of the current head. */
+  refresh(): readonly [number, string] {
+    const t = Object.freeze([this.seq, this.head] as [number, string]);
+    this.tuple = t;
+    this.line = `[${JSON.stringify(this.caseId)},${JSON.stringify(this.seq)},${JSON.stringify(this.head)}]\n`;
+    return t;
+  }
 }
 
 /** A problem found in a checkpoint. */
@@ -303,13 +336,13 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const pageSize = options.pageSize ?? 5_000;
   const everyChanges = options.everyChanges ?? 1_000;
   const intervalMs = options.intervalMs ?? 10_000;
-  const heads = new Map<string, ChainCursor>();
+  const heads = new Map<string, HeadCursor>();
   /**
    * The cursors of `heads` in ascending case id order, the digest's: merged with each run's new cases
    * instead of sorting every case at every checkpoint (which cost more than the rest of a checkpoint,
    * and a checkpoint runs every `everyChanges` transitions).
    */
-  let order: ChainCursor[] = [];
+  let order: HeadCursor[] = [];
   let upTo = 0;
   let events = 0;
   let loaded = false;
@@ -336,9 +369,9 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     }
     upTo = v.checkpoint.upTo;
     events = v.checkpoint.events;
-    const resumed: ChainCursor[] = [];
+    const resumed: HeadCursor[] = [];
     for (const [id, [seq, hash]] of Object.entries(v.checkpoint.heads)) {
-      const c = new ChainCursor(id, false);
+      const c = new HeadCursor(id);
       c.seq = seq;
       c.head = hash;
       heads.set(id, c);
@@ -353,7 +386,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     let after = upTo;
     let count = 0;
     const pending = new Map<string, { seq: number; head: string }>();
-    const fresh: ChainCursor[] = [];
+    const fresh: HeadCursor[] = [];
     const problems: { caseId: string; code: string; seq: number }[] = [];
     try {
       for (;;) {
@@ -362,13 +395,14 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
           let c = heads.get(e.caseId);
           if (!c) {
             // Links only: the checkpoint attests (seq, hash) heads; content is re-hashed by every audit.
-            c = new ChainCursor(e.caseId, false);
+            c = new HeadCursor(e.caseId);
             heads.set(e.caseId, c);
             fresh.push(c);
           }
           if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });
           const found: ChainProblem[] = [];
           c.push(e, found);
+          c.tuple = undefined; // the head moved
           for (const f of found) problems.push({ caseId: e.caseId, code: f.code, seq: f.seq });
           after = e.globalSeq ?? after;
           count += 1;
@@ -381,7 +415,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       // it, and after a failed read, signature or sink, read the same events again next time.
       for (const [id, prev] of pending) {
         if (prev.seq === 0) heads.delete(id);
-        else Object.assign(heads.get(id)!, prev);
+        else Object.assign(heads.get(id)!, prev, { tuple: undefined });
       }
       throw err;
     }
@@ -390,7 +424,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const signAndSink = async (
     after: number,
     count: number,
-    fresh: ChainCursor[],
+    fresh: HeadCursor[],
     problems: { caseId: string; code: string; seq: number }[],
   ): Promise<SignedCheckpoint | null> => {
     if (problems.length > 0) {
@@ -408,16 +442,26 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     if (count === 0) return null;
     const sorted = mergeByCase(order, fresh);
     const snapshot: CaseHeads = {};
-    for (const c of sorted) snapshot[c.caseId] = [c.seq, c.head];
+    // headsDigest's lines, from each case's cached line (see HeadCursor), hashed in chunks.
+    const digest = createHash('sha256');
+    let chunk = '';
+    for (const c of sorted) {
+      snapshot[c.caseId] = (c.tuple ?? c.refresh()) as [number, string];
+      chunk += c.line;
+      if (chunk.length >= 65_536) {
+        digest.update(chunk);
+        chunk = '';
+      }
+    }
+    digest.update(chunk);
+    Object.freeze(snapshot);
+    sealedHeads.add(snapshot);
     const body: CheckpointBody = {
       format: CHECKPOINT_FORMAT,
       upTo: after,
       events: events + count,
       cases: heads.size,
-      headsDigest: digestSorted(sorted.length, (i) => {
-        const c = sorted[i]!;
-        return [c.caseId, c.seq, c.head];
-      }),
+      headsDigest: digest.digest('hex'),
       at: clock.now().toISOString(),
       signer: { kid: signer.kid, alg: signer.alg },
     };

@@ -195,6 +195,76 @@ describe('signed checkpoints', () => {
     assert.deepEqual(codes(await auditStore(w.store, { checkpoint: cp, keys: w.keys })), []);
   });
 
+  it('successive checkpoints share the heads of unchanged cases; a head that moved is never taken from the last one', async () => {
+    const w = await world(2);
+    const inner = createMemoryCheckpointSink();
+    let failPut = false;
+    const sink = {
+      latest: () => inner.latest(),
+      async put(cp: Parameters<typeof inner.put>[0]) {
+        if (failPut) throw new Error('sink down');
+        await inner.put(cp);
+      },
+    };
+    const cpr = createCheckpointer({ store: w.store, signer: w.signer!, sink });
+    const [a, b] = w.ids as [string, string];
+    const use = async (id: string) => {
+      const before = (await w.store.events(id)).length;
+      await w.service.recordUsage(id, { sourceIp: '10.1.2.3', action: 'keys:rotate' });
+      assert.equal((await w.store.events(id)).length, before + 1, 'usage after revocation is recorded');
+    };
+    const first = (await cpr.run())!;
+    await use(b); // case b moves on; case a does not
+    const second = (await cpr.run())!;
+    assert.equal(second.heads[a], first.heads[a], 'unchanged head is shared, not copied');
+    assert.ok(Object.isFrozen(second.heads[a]));
+    assert.notDeepEqual(second.heads[b], first.heads[b]);
+    assert.deepEqual((await verifyCheckpoint(second, w.keys)).problems, []);
+    // Case a moves on in a run that fails after it built its heads: the cursors go back.
+    await use(a);
+    failPut = true;
+    await expect(cpr.run()).rejects.toThrow('sink down');
+    failPut = false;
+    // Its newest event is then replaced in place, same seq and link, another hash (an edit the
+    // checkpointer, which checks links only, leaves to the audit): the next checkpoint must attest the
+    // head the store now holds, not one remembered from the failed run at the same seq.
+    const evs = await w.store.events(a);
+    const last = evs[evs.length - 1]!;
+    w.store.tamperReplaceEvent(a, last.seq, { ...last, hash: 'f'.repeat(64) } as AuditEvent);
+    const third = (await cpr.run())!;
+    assert.deepEqual(third.heads[a], [last.seq, 'f'.repeat(64)]);
+    assert.equal(third.heads[b], second.heads[b]);
+    assert.deepEqual((await verifyCheckpoint(third, w.keys)).problems, []);
+  });
+
+  it('after a failed run, a case whose new events then vanish is attested at the head it was rolled back to', async () => {
+    const w = await world(2);
+    const inner = createMemoryCheckpointSink();
+    let failPut = false;
+    const sink = {
+      latest: () => inner.latest(),
+      async put(cp: Parameters<typeof inner.put>[0]) {
+        if (failPut) throw new Error('sink down');
+        await inner.put(cp);
+      },
+    };
+    const cpr = createCheckpointer({ store: w.store, signer: w.signer!, sink });
+    const [a] = w.ids as [string, string];
+    const first = (await cpr.run())!;
+    await w.service.recordUsage(a, { sourceIp: '10.1.2.3', action: 'keys:rotate' });
+    failPut = true;
+    await expect(cpr.run()).rejects.toThrow('sink down');
+    failPut = false;
+    // The event the failed run had read is removed; another case moves so that there is something to sign.
+    w.store.tamperTruncate(a, 1);
+    await runFullCase(w, ' #3');
+    const next = (await cpr.run())!;
+    assert.deepEqual(next.heads[a], first.heads[a]);
+    const evs = await w.store.events(a);
+    assert.deepEqual(next.heads[a], [evs.length, evs[evs.length - 1]!.hash]);
+    assert.deepEqual((await verifyCheckpoint(next, w.keys)).problems, []);
+  });
+
   it('cases whose ids sort before earlier ones are digested in id order across checkpoints', async () => {
     const w = await world(1);
     let n = 100;
