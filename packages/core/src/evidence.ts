@@ -81,6 +81,7 @@ export type EvidenceProblemCode =
   | 'EVENT_OUT_OF_ORDER'
   | 'ISSUED_WITHOUT_APPROVAL'
   | 'QUORUM_NOT_MET'
+  | 'EXTENSION_NOT_ALLOWED'
   | 'ROLE_NOT_QUALIFIED'
   | 'SELF_APPROVAL'
   | 'OPERATOR_APPROVAL'
@@ -844,6 +845,7 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let reviewDueAt: string | undefined;
   let reviewed = false;
   let overdueReported = false;
+  let extensions = 0;
   const approvals: ApprovalFact[] = [];
   const recordApprovals: { approver: unknown; role: string; proof?: unknown }[] = [];
   const issued = new Set<string>();
@@ -978,11 +980,50 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
       case 'review.overdue':
         overdueReported = true;
         break;
-      case 'extended':
-        for (const a of (d.approvals as { approver: string; role: string }[] | undefined) ?? []) {
-          recordApprovals.push({ approver: a.approver, role: a.role });
+      case 'extended': {
+        // An extension's approvals are its own quorum, kept in the event (the record's approvals are
+        // the case's, for issuance): each is checked like a case approval, against the same rule.
+        if (state !== 'issued')
+          err('EVENT_OUT_OF_ORDER', `extension recorded while the case was ${state}`, { seq: e.seq });
+        const ext = snap.extension;
+        if (!ext) {
+          err('EXTENSION_NOT_ALLOWED', `extended, but rule ${snap.ruleId} allows no extensions`, {
+            seq: e.seq,
+          });
+          break;
         }
+        extensions += 1;
+        if (extensions > ext.maxExtensions)
+          err('EXTENSION_NOT_ALLOWED', `extension ${extensions} of at most ${ext.maxExtensions}`, {
+            seq: e.seq,
+          });
+        if (!ext.requiresApproval) break;
+        const given: ApprovalFact[] = [];
+        for (const a of (d.approvals as
+          | { approver: Principal; role: string; proof?: unknown }[]
+          | undefined) ?? []) {
+          const fact: ApprovalFact = {
+            seq: e.seq,
+            approver: a.approver,
+            role: String(a.role),
+            ...(a.proof ? { proof: a.proof } : {}),
+          };
+          checkApproval(fact, given, snap, requester, subject, err);
+          given.push(fact);
+        }
+        if (
+          !quorumMet(
+            snap,
+            given.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
+          )
+        )
+          err(
+            'QUORUM_NOT_MET',
+            `extended with ${given.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
+            { seq: e.seq },
+          );
         break;
+      }
       default:
         break;
     }
