@@ -972,6 +972,18 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           );
         break;
       }
+      case 'target.issued-late':
+        // A credential issued after the case was rolled back. Not removed at once, it is put back into
+        // the revocation (lifecycle.ts, lateIssuance): a revoked case is revoking again and the
+        // target is revoked and verified anew; a failed case stays failed. Any other state is refused.
+        if (state !== 'revoking' && state !== 'revoked' && state !== 'failed')
+          err('EVENT_OUT_OF_ORDER', `late issuance recorded while the case was ${state}`, { seq: e.seq });
+        else if (d.removed !== true && state !== 'failed') {
+          state = 'revoking';
+          revoked.delete(String(d.targetId));
+          verified.delete(String(d.targetId));
+        }
+        break;
       case 'review':
         reviewed = true;
         if (!breakGlassAt)

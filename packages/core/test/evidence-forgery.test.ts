@@ -93,6 +93,21 @@ describe('forged evidence re-signed with the real key', () => {
     assert.deepEqual((await forge(() => {})).problems, []);
   });
 
+  it('EVENT_OUT_OF_ORDER: a late issuance recorded while the case was still approved', async () => {
+    // target.issued-late puts a revoked case back to revoking (lifecycle.ts, lateIssuance); outside a
+    // case on its way out it is a forgery.
+    const r = await forgeEvents((events) => {
+      const i = indexOf(events, 'approved');
+      const late: Event = {
+        ...events[i]!,
+        type: 'target.issued-late',
+        data: { targetId: 'api', ref: { id: 'x' }, removed: false },
+      };
+      return [...events.slice(0, i + 1), late, ...events.slice(i + 1)];
+    });
+    assert.ok(errors(r).includes('EVENT_OUT_OF_ORDER'), JSON.stringify(r.problems));
+  });
+
   it('REVOKED_BEFORE_ISSUANCE: the issuance events deleted, revocation left in place', async () => {
     // What a cover-up of "access was issued" looks like: the case reads requested → approved → revoked.
     const r = await forgeEvents((events) =>
