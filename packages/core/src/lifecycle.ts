@@ -49,7 +49,14 @@ export type Command =
   | { type: 'cancel'; actor: Actor; reason: string }
   | { type: 'expire'; reason: string }
   | { type: 'beginIssue'; actor: Actor; staleAt: string }
-  | { type: 'issued'; actor: Actor; issued: { targetId: string; issuance: Issuance }[]; expiresAt: string }
+  | {
+      type: 'issued';
+      actor: Actor;
+      issued: { targetId: string; issuance: Issuance }[];
+      expiresAt: string;
+      /** When the sweeper takes over a revocation this step starts (a rejected break-glass review). */
+      resumeAt: string;
+    }
   | {
       type: 'issueFailed';
       actor: Actor;
@@ -134,7 +141,7 @@ export const TRANSITIONS: {
   cancel: { requested: ['cancelled'], approved: ['cancelled'] },
   expire: { requested: ['expired'], approved: ['expired'] },
   beginIssue: { approved: ['issuing'] },
-  issued: { issuing: ['issued'] },
+  issued: { issuing: ['issued', 'revoking'] },
   issueFailed: { issuing: ['revoking'] },
   recordUsage: {
     issued: ['issued', 'revoking'],
@@ -149,7 +156,9 @@ export const TRANSITIONS: {
   targetVerified: { revoked: ['revoked', 'verified', 'failed'] },
   targetVerifyFailed: { revoked: ['revoked', 'revoking'] },
   review: {
-    approved: ['approved'],
+    // A rejected review ends the access wherever it stands: an approved case is cancelled, an issued
+    // one revoked; one being issued is revoked the moment issuance completes (see `issued`).
+    approved: ['approved', 'cancelled'],
     issuing: ['issuing'],
     issued: ['issued', 'revoking'],
     revoking: ['revoking'],
@@ -418,6 +427,18 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         expiresAt: command.expiresAt,
         targets: command.issued.map((i) => ({ id: i.targetId, ref: i.issuance.ref })),
       });
+      // The break-glass review was rejected while the credentials were being issued: they are revoked
+      // in the same step (revoking during issuance would race the executor; see lateIssuance).
+      const review = g.breakGlass?.review;
+      if (review?.outcome === 'rejected') {
+        const by = actorOf(review.reviewer);
+        startRevocation(d, 'review', by, 'break-glass review rejected', command.resumeAt);
+        events.push({
+          type: 'revoke.requested',
+          actor: by,
+          data: { trigger: 'review', reason: 'break-glass review rejected' },
+        });
+      }
       break;
     }
     case 'issueFailed': {
@@ -635,7 +656,14 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         },
       });
       emit(d, 'review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
-      if (command.review.outcome === 'rejected' && grant.state === 'issued') {
+      if (command.review.outcome === 'rejected' && grant.state === 'approved') {
+        // Not issued yet: nothing to remove, and it must never be issued now.
+        const by = actorOf(command.review.reviewer);
+        g.state = 'cancelled';
+        g.decision = { by, outcome: 'cancelled', reason: 'break-glass review rejected', at };
+        events.push({ type: 'cancelled', actor: by, data: { reason: 'break-glass review rejected' } });
+        emit(d, 'grant:cancelled', { by: by.id, reason: 'break-glass review rejected' });
+      } else if (command.review.outcome === 'rejected' && grant.state === 'issued') {
         startRevocation(
           d,
           'review',

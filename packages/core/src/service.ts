@@ -865,7 +865,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     try {
       done = await this.mutate(
         id,
-        () => ({ type: 'issued', actor, issued, expiresAt: expiresAt.toISOString() }),
+        () => ({
+          type: 'issued',
+          actor,
+          issued,
+          expiresAt: expiresAt.toISOString(),
+          resumeAt: this.resumeAt(),
+        }),
         started,
       );
     } catch (err) {
@@ -886,6 +892,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           details: { caseId: id, ...(after ? { state: after.state } : {}) },
           cause: isGrantlineError(err) ? err.toJSON() : undefined,
         },
+      );
+    }
+    if (done.state === 'revoking') {
+      // The break-glass review was rejected during issuance: what was issued is being revoked.
+      const after = await this.advance(done).catch(() => done);
+      throw new GrantlineError(
+        ErrorCodes.ISSUANCE_FAILED,
+        `the break-glass review of case ${id} was rejected during issuance; what was issued is revoked`,
+        { retryable: false, details: { caseId: id, state: after.state } },
       );
     }
     return { grant: done, credentials };
@@ -989,8 +1004,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /**
-   * Records the mandatory review of a break-glass case. A rejected review of live access revokes it
-   * with trigger `review`. The reviewer must hold a reviewer role and not be the actor or subject.
+   * Records the mandatory review of a break-glass case. A rejected review ends the access: live access
+   * is revoked with trigger `review`, a case not yet issued is cancelled, and one being issued is
+   * revoked the moment issuance completes (`issue` then throws `ERR_ISSUANCE_FAILED`). The reviewer
+   * must hold a reviewer role and not be the actor or subject.
    */
   async review(id: string, input: ReviewInput): Promise<Grant> {
     this.checkId(id, 'review');

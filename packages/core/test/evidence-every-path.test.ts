@@ -564,14 +564,34 @@ describe('verifyEvidence accepts every path the service produces', () => {
     await e.verifies(bg.id, ['BREAKGLASS_REVIEW_OVERDUE']);
   });
 
-  it('break-glass rejected before issuance, then issued and completed', async () => {
+  it('break-glass rejected before issuance: cancelled, and never issued', async () => {
     const e = await env();
     const bg = await breakGlass(e);
-    await e.gl.review(bg.id, { reviewer: sam, outcome: 'rejected' });
+    const r = await e.gl.review(bg.id, { reviewer: sam, outcome: 'rejected' });
+    expect(r.state).toBe('cancelled');
     e.clock.advance(1_000);
     const out = await e.gl.issue(bg.id).catch((x: unknown) => x);
-    if (isGrantlineError(out)) return; // refused: nothing more to check
-    await e.gl.complete(bg.id, { actor: alice, reason: 'done' });
+    expect(isGrantlineError(out) && out.code).toBe('ERR_INVALID_TRANSITION');
+    await e.verifies(bg.id);
+  });
+
+  it('break-glass rejected during issuance: revoked the moment it is issued', async () => {
+    const e = await env();
+    const bg = await breakGlass(e);
+    let open!: () => void;
+    e.f.behaviour.gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const issuing = e.gl.issue(bg.id).catch((x: unknown) => x);
+    await new Promise((r) => setImmediate(r));
+    await e.gl.review(bg.id, { reviewer: sam, outcome: 'rejected' });
+    e.f.behaviour.gate = undefined;
+    open();
+    const out = await issuing;
+    expect(isGrantlineError(out) && out.code).toBe('ERR_ISSUANCE_FAILED');
+    const after = await e.gl.get(bg.id);
+    expect(after.state).toBe('verified');
+    expect(after.revocation?.trigger).toBe('review');
     await e.verifies(bg.id);
   });
 

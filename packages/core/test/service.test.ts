@@ -505,6 +505,80 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(r.revocation?.trigger).toBe('review');
   });
 
+  it('a rejected break-glass review before issuance cancels the case: it can never be issued', async () => {
+    const env = await setup();
+    const g = await env.gl.breakGlass({
+      requester: rita,
+      subject: rita,
+      justification: { reason: 'incident' },
+      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    const r = await env.gl.review(g.id, { reviewer: sam, outcome: 'rejected', notes: 'no incident' });
+    expect(r.state).toBe('cancelled');
+    expect(r.decision).toMatchObject({ by: { id: sam.id }, outcome: 'cancelled' });
+    const refused = await env.gl.issue(g.id).catch((e: unknown) => e);
+    expect(isGrantlineError(refused) && refused.code).toBe('ERR_INVALID_TRANSITION');
+    expect((await env.gl.history(g.id)).map((e) => e.type)).toEqual([
+      'requested',
+      'breakglass.used',
+      'review',
+      'cancelled',
+    ]);
+  });
+
+  it('a break-glass review rejected during issuance: the credentials are revoked the moment they are issued', async () => {
+    const env = await setup();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const token = env.tokens.executor as unknown as Executor<Record<string, unknown>>;
+    const gated: Executor<Record<string, unknown>> = {
+      ...token,
+      async issue(ctx) {
+        await gate;
+        return token.issue(ctx);
+      },
+    };
+    const gl = createGrantline({
+      store: env.store,
+      policy,
+      executors: [gated],
+      clock: env.clock,
+      random: () => 0.5,
+    });
+    const g = await gl.breakGlass({
+      requester: rita,
+      subject: rita,
+      justification: { reason: 'incident' },
+      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    const issuing = gl.issue(g.id).catch((e: unknown) => e);
+    await new Promise((r) => setImmediate(r));
+    expect((await gl.get(g.id)).state).toBe('issuing');
+    const r = await gl.review(g.id, { reviewer: sam, outcome: 'rejected' });
+    expect(r.state).toBe('issuing'); // recorded; revoking now would race the executor
+    open();
+    const out = await issuing;
+    expect(isGrantlineError(out) && out.code).toBe('ERR_ISSUANCE_FAILED');
+    const after = await gl.get(g.id);
+    expect(after.state).toBe('verified');
+    expect(after.revocation).toMatchObject({ trigger: 'review', actor: { id: sam.id } });
+    const types = (await gl.history(g.id)).map((e) => e.type);
+    expect(types.slice(types.indexOf('review'))).toEqual([
+      'review',
+      'target.issued',
+      'issued',
+      'revoke.requested',
+      'target.revoked',
+      'revoked',
+      'target.verified',
+      'verified',
+    ]);
+  });
+
   it('the sweeper revokes at expiry and records the lag; pending requests expire', async () => {
     const env = await setup();
     const g = await approvedPayments(env);

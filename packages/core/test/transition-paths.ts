@@ -87,6 +87,7 @@ const paths: Record<string, { from: Grant['state']; noBreakGlass?: boolean; step
             { targetId: 't2', issuance: issuance('t2', 31) },
           ],
           expiresAt: iso(631),
+          resumeAt: iso(631),
         },
       ],
       [
@@ -269,6 +270,7 @@ const paths: Record<string, { from: Grant['state']; noBreakGlass?: boolean; step
             { targetId: 't2', issuance: issuance('t2', 31) },
           ],
           expiresAt: iso(631),
+          resumeAt: iso(631),
         },
       ],
       [
@@ -305,6 +307,7 @@ const paths: Record<string, { from: Grant['state']; noBreakGlass?: boolean; step
             { targetId: 't2', issuance: issuance('t2', 31) },
           ],
           expiresAt: iso(631),
+          resumeAt: iso(631),
         },
       ],
       [
