@@ -776,6 +776,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
             role: a.role,
             at: a.at,
             ...(a.reason ? { reason: a.reason } : {}),
+            ...(a.proof ? { proof: a.proof } : {}),
           })),
           renewed: command.renewed,
         },

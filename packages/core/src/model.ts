@@ -395,11 +395,11 @@ export const extendInputSchema = z.strictObject({
     .positive()
     .max(31 * 24 * 3600),
   reason: text(2000),
-  /** Approvals of the extension when the rule requires them (same quorum and rules as the case). */
-  approvals: z
-    .array(approveInputSchema.omit({ assertion: true }))
-    .max(10)
-    .default([]),
+  /**
+   * Approvals of the extension when the rule requires them (same quorum and rules as the case; an
+   * `assertion` proves the approver, as for `approve`).
+   */
+  approvals: z.array(approveInputSchema).max(10).default([]),
 });
 export type ExtendInput = z.input<typeof extendInputSchema>;
 

@@ -643,26 +643,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async approve(id: string, input: ApproveInput): Promise<Grant> {
     this.checkId(id, 'approve');
     const a = parseInput(approveInputSchema, input, 'approve');
-    let approver = a.approver;
-    let proof: { issuer: string; subject: string; kid?: string } | undefined;
-    if (a.assertion) {
-      const verified = await this.verifyIdentity(a.assertion, 'approver');
-      if (verified.subject !== approver.id) {
-        throw new GrantlineError(
-          ErrorCodes.IDENTITY,
-          `assertion proves ${verified.subject}, not approver ${approver.id}`,
-          {
-            details: { where: 'approve', path: ['assertion'] },
-          },
-        );
-      }
-      approver = { ...approver, roles: verified.roles, claims: verified.claims };
-      proof = {
-        issuer: verified.issuer,
-        subject: verified.subject,
-        ...(verified.kid ? { kid: verified.kid } : {}),
-      };
-    }
+    const { approver, proof } = await this.proveApprover(a.approver, a.assertion, 'approve', ['assertion']);
     return this.mutate(id, (g) => {
       const d = evaluateApproval(g, approver, a.role, proof !== undefined);
       if (!d.allowed || !d.value) {
@@ -1057,8 +1038,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   /**
    * Extends live access within the rule's cap: never past `maxDuration` from first issuance, at most
    * `maxExtensions` times, and with its own approvals when the rule requires them (same quorum and
-   * the same refusals as the case: no self-approval, no operator team). Executors that can renew are
-   * asked to; otherwise the extension may not outlive what was issued. Recorded as its own event.
+   * the same refusals as the case: no self-approval, no operator team; an approval may carry an
+   * `assertion` proving the approver, required where the rule requires proven approvers). Executors
+   * that can renew are asked to; otherwise the extension may not outlive what was issued. Recorded
+   * as its own event.
    * @throws `ERR_POLICY_DENIED` (reasons `EXTENSION_NOT_ALLOWED`, `EXTENSION_LIMIT`,
    * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`.
    */
@@ -1109,7 +1092,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const approvals: Grant['approvals'] = [];
     if (rule!.requiresApproval) {
       for (const [i, a] of x.approvals.entries()) {
-        const d = evaluateApproval({ ...g, approvals }, a.approver, a.role);
+        const { approver, proof } = await this.proveApprover(a.approver, a.assertion, 'extend', [
+          'approvals',
+          i,
+          'assertion',
+        ]);
+        const d = evaluateApproval({ ...g, approvals }, approver, a.role, proof !== undefined);
         if (!d.allowed || !d.value) {
           throw new GrantlineError(
             ErrorCodes.APPROVAL_REFUSED,
@@ -1124,10 +1112,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           );
         }
         approvals.push({
-          approver: a.approver,
+          approver,
           role: d.value.role,
           at: this.clock.now().toISOString(),
           ...(a.reason ? { reason: a.reason } : {}),
+          ...(proof ? { proof } : {}),
         });
       }
       if (!quorumMet(g.policy, approvals)) {
@@ -2232,6 +2221,36 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         details: { system },
       });
     return exec;
+  }
+
+  /**
+   * An approver as proven by `assertion` (roles and claims from the verified identity, and the
+   * proof to record), or as given when there is none.
+   * @throws `ERR_IDENTITY` when the assertion does not verify or proves someone else.
+   */
+  private async proveApprover(
+    approver: Principal,
+    assertion: string | undefined,
+    where: string,
+    path: (string | number)[],
+  ): Promise<{ approver: Principal; proof?: { issuer: string; subject: string; kid?: string } }> {
+    if (!assertion) return { approver };
+    const verified = await this.verifyIdentity(assertion, 'approver');
+    if (verified.subject !== approver.id) {
+      throw new GrantlineError(
+        ErrorCodes.IDENTITY,
+        `assertion proves ${verified.subject}, not approver ${approver.id}`,
+        { details: { where, path } },
+      );
+    }
+    return {
+      approver: { ...approver, roles: verified.roles, claims: verified.claims },
+      proof: {
+        issuer: verified.issuer,
+        subject: verified.subject,
+        ...(verified.kid ? { kid: verified.kid } : {}),
+      },
+    };
   }
 
   private async proveSubject(subject: Principal, assertion: string | undefined): Promise<Principal> {

@@ -63,6 +63,7 @@ const policy: PolicyInput = {
       maxDurationSeconds: 3600,
       require: { provenApprovers: true, provenWorkload: true },
       approvals: { count: 1, roles: ['owner'] },
+      extension: { requiresApproval: true, maxExtensions: 1 },
     },
   ],
   breakGlass: {
@@ -717,6 +718,25 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
       expect(a.approvals[0]?.proof).toBeDefined();
       expect(a.state).toBe('approved');
       await e.gl.issue(g.id);
+      e.clock.advance(1_000);
+      // An extension under this rule needs a proven approver too: refused without, recorded with.
+      const unproven = await e.gl
+        .extend(g.id, { actor: alice, seconds: 60, reason: 'more', approvals: [{ approver: olga }] })
+        .catch((x: unknown) => x);
+      expect(isGrantlineError(unproven) && unproven.code).toBe('ERR_APPROVAL_REFUSED');
+      expect(JSON.stringify((unproven as { details?: unknown }).details)).toContain('APPROVER_NOT_PROVEN');
+      const ext = await e.gl.extend(g.id, {
+        actor: alice,
+        seconds: 60,
+        reason: 'more',
+        approvals: [{ approver: olga, assertion: 'ok|olga|owner' }],
+      });
+      expect(ext.grant.window.extensions).toBe(1);
+      const extended = (await e.gl.history(g.id)).find((x) => x.type === 'extended');
+      expect((extended?.data.approvals as { proof?: unknown }[])[0]?.proof).toMatchObject({
+        issuer: 'https://idp.test',
+        subject: 'olga',
+      });
       e.clock.advance(1_000);
       await e.gl.complete(g.id, { actor: alice, reason: 'done' });
       await e.verifies(g.id);
