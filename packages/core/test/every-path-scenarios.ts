@@ -733,7 +733,8 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
       });
       expect(ext.grant.window.extensions).toBe(1);
       const extended = (await e.gl.history(g.id)).find((x) => x.type === 'extended');
-      expect((extended?.data.approvals as { proof?: unknown }[])[0]?.proof).toMatchObject({
+      const approvals = (extended?.data.approvals ?? []) as { proof?: unknown }[];
+      expect(approvals[0]?.proof).toMatchObject({
         issuer: 'https://idp.test',
         subject: 'olga',
       });
