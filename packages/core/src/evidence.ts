@@ -892,20 +892,7 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
               seq: e.seq,
             });
           }
-        } else if (
-          !quorumMet(
-            snap,
-            approvals.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
-          )
-        ) {
-          err(
-            'QUORUM_NOT_MET',
-            `approved with ${approvals.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
-            {
-              seq: e.seq,
-            },
-          );
-        }
+        } else checkQuorum('approved', approvals, snap, e, err);
         break;
       case 'issue.started':
         issueStarted = true;
@@ -1023,17 +1010,7 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           checkApproval(fact, given, snap, requester, subject, err);
           given.push(fact);
         }
-        if (
-          !quorumMet(
-            snap,
-            given.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
-          )
-        )
-          err(
-            'QUORUM_NOT_MET',
-            `extended with ${given.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
-            { seq: e.seq },
-          );
+        checkQuorum('extended', given, snap, e, err);
         break;
       }
       default:
@@ -1088,6 +1065,28 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
       );
     } else warn('BREAKGLASS_REVIEW_PENDING', `break-glass review is due ${due}`);
   }
+}
+
+/** `QUORUM_NOT_MET` at event `e` unless `given` meets the snapshot's quorum (issuance or an extension). */
+function checkQuorum(
+  what: 'approved' | 'extended',
+  given: readonly ApprovalFact[],
+  snap: PolicySnapshot,
+  e: { seq: number; at: string },
+  err: Report,
+): void {
+  if (
+    quorumMet(
+      snap,
+      given.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
+    )
+  )
+    return;
+  err(
+    'QUORUM_NOT_MET',
+    `${what} with ${given.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
+    { seq: e.seq },
+  );
 }
 
 function checkApproval(
