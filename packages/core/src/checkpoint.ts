@@ -111,19 +111,17 @@ export function createMemoryCheckpointSink(): MemoryCheckpointSink {
   };
 }
 
-/** Digest binding the heads to a checkpoint's signature. */
-export function headsDigest(heads: CaseHeads): string {
+/** A case's line in {@link headsDigest}: `JSON.stringify([id, seq, hash])`, spelled out, and "\n". */
+function headLine(id: string, seq: number, hash: string): string {
+  return `[${JSON.stringify(id)},${JSON.stringify(seq)},${JSON.stringify(hash)}]\n`;
+}
+
+/** SHA-256 (hex) of lines `lineAt(0)` to `lineAt(n - 1)`, hashed in chunks rather than one update per line. */
+function digestLines(n: number, lineAt: (i: number) => string): string {
   const h = createHash('sha256');
-  const ids = Object.keys(heads);
-  let sorted = true;
-  for (let i = 1; i < ids.length && sorted; i++) sorted = ids[i - 1]! < ids[i]!;
-  if (!sorted) ids.sort();
-  // The line of each case is `JSON.stringify([id, seq, hash])`, spelled out (seq is an integer);
-  // hashed in chunks rather than one update per case. The checkpointer builds the same lines (HeadCursor).
   let chunk = '';
-  for (const id of ids) {
-    const [seq, hash] = heads[id]!;
-    chunk += `[${JSON.stringify(id)},${JSON.stringify(seq)},${JSON.stringify(hash)}]\n`;
+  for (let i = 0; i < n; i++) {
+    chunk += lineAt(i);
     if (chunk.length >= 65_536) {
       h.update(chunk);
       chunk = '';
@@ -131,6 +129,19 @@ export function headsDigest(heads: CaseHeads): string {
   }
   h.update(chunk);
   return h.digest('hex');
+}
+
+/** Digest binding the heads to a checkpoint's signature. */
+export function headsDigest(heads: CaseHeads): string {
+  const ids = Object.keys(heads);
+  let sorted = true;
+  for (let i = 1; i < ids.length && sorted; i++) sorted = ids[i - 1]! < ids[i]!;
+  if (!sorted) ids.sort();
+  return digestLines(ids.length, (i) => {
+    const id = ids[i]!;
+    const [seq, hash] = heads[id]!;
+    return headLine(id, seq, hash);
+  });
 }
 
 /** `sorted` (cursors in ascending case id order) with `fresh` (cursors of other cases) merged in. */
@@ -168,7 +179,7 @@ class HeadCursor extends ChainCursor {
   refresh(): readonly [number, string] {
     const t = Object.freeze([this.seq, this.head] as [number, string]);
     this.tuple = t;
-    this.line = `[${JSON.stringify(this.caseId)},${JSON.stringify(this.seq)},${JSON.stringify(this.head)}]\n`;
+    this.line = headLine(this.caseId, this.seq, this.head);
     return t;
   }
 }
@@ -442,18 +453,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     if (count === 0) return null;
     const sorted = mergeByCase(order, fresh);
     const snapshot: CaseHeads = {};
-    // headsDigest's lines, from each case's cached line (see HeadCursor), hashed in chunks.
-    const digest = createHash('sha256');
-    let chunk = '';
-    for (const c of sorted) {
-      snapshot[c.caseId] = (c.tuple ?? c.refresh()) as [number, string];
-      chunk += c.line;
-      if (chunk.length >= 65_536) {
-        digest.update(chunk);
-        chunk = '';
-      }
-    }
-    digest.update(chunk);
+    for (const c of sorted) snapshot[c.caseId] = (c.tuple ?? c.refresh()) as [number, string];
     Object.freeze(snapshot);
     sealedHeads.add(snapshot);
     const body: CheckpointBody = {
@@ -461,7 +461,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       upTo: after,
       events: events + count,
       cases: heads.size,
-      headsDigest: digest.digest('hex'),
+      // headsDigest's lines, from each case's cached line (see HeadCursor).
+      headsDigest: digestLines(sorted.length, (i) => sorted[i]!.line),
       at: clock.now().toISOString(),
       signer: { kid: signer.kid, alg: signer.alg },
     };
