@@ -305,18 +305,26 @@ function emit(d: Draft, event: string, payload: Record<string, unknown> = {}): v
 }
 
 // `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
-// (normally now + lease): it keeps a second process from racing the one already at work.
+// (normally now + lease): it keeps a second process from racing the one already at work. Records the
+// `revoke.requested` event.
 function startRevocation(
   d: Draft,
   trigger: RevocationTrigger,
   actor: Actor,
   reason: string,
   resumeAt: string,
+  actingRole?: string,
 ): void {
   const { g } = d;
   g.state = 'revoking';
   g.revocation = { trigger, reason, actor, requestedAt: d.at };
   g.retry = { attempts: 0, nextAt: resumeAt };
+  d.events.push({
+    type: 'revoke.requested',
+    actor,
+    ...(actingRole ? { actingRole } : {}),
+    data: { trigger, reason },
+  });
   d.effects.push({ type: 'revoke', targetIds: pendingRevocation(g) });
   emit(d, 'grant:revoking', { trigger, reason });
 }
@@ -431,13 +439,13 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       // in the same step (revoking during issuance would race the executor; see lateIssuance).
       const review = g.breakGlass?.review;
       if (review?.outcome === 'rejected') {
-        const by = actorOf(review.reviewer);
-        startRevocation(d, 'review', by, 'break-glass review rejected', command.resumeAt);
-        events.push({
-          type: 'revoke.requested',
-          actor: by,
-          data: { trigger: 'review', reason: 'break-glass review rejected' },
-        });
+        startRevocation(
+          d,
+          'review',
+          actorOf(review.reviewer),
+          'break-glass review rejected',
+          command.resumeAt,
+        );
       }
       break;
     }
@@ -453,11 +461,6 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       });
       emit(d, 'issuance:failed', { targetId: command.failedTargetId, error: command.error });
       startRevocation(d, 'rollback', SYSTEM, `issuance failed: ${command.error.message}`, command.resumeAt);
-      events.push({
-        type: 'revoke.requested',
-        actor: SYSTEM,
-        data: { trigger: 'rollback', reason: g.revocation!.reason },
-      });
       break;
     }
     case 'recordUsage': {
@@ -478,7 +481,6 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
         if (grant.state === 'issued') {
           const reason = command.violation.map((r) => r.message).join('; ');
           startRevocation(d, 'violation', SYSTEM, reason, command.resumeAt);
-          events.push({ type: 'revoke.requested', actor: SYSTEM, data: { trigger: 'violation', reason } });
         }
       }
       break;
@@ -493,7 +495,14 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           },
         );
       }
-      startRevocation(d, command.trigger, command.actor, command.reason, command.resumeAt);
+      startRevocation(
+        d,
+        command.trigger,
+        command.actor,
+        command.reason,
+        command.resumeAt,
+        command.actingRole,
+      );
       // A detector's report (reportViolation) is announced like a violating use (recordUsage).
       if (command.trigger === 'violation' && grant.state === 'issued')
         emit(d, 'policy:violation', {
@@ -501,12 +510,6 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
             { code: 'VIOLATION_REPORTED', message: command.reason, path: ['detector', command.actor.id] },
           ],
         });
-      events.push({
-        type: 'revoke.requested',
-        actor: command.actor,
-        ...(command.actingRole ? { actingRole: command.actingRole } : {}),
-        data: { trigger: command.trigger, reason: command.reason },
-      });
       break;
     }
     case 'targetRevoked': {
@@ -671,11 +674,6 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
           'break-glass review rejected',
           command.resumeAt,
         );
-        events.push({
-          type: 'revoke.requested',
-          actor: actorOf(command.review.reviewer),
-          data: { trigger: 'review', reason: 'break-glass review rejected' },
-        });
       }
       break;
     }
