@@ -304,6 +304,15 @@ function emit(d: Draft, event: string, payload: Record<string, unknown> = {}): v
   d.effects.push({ type: 'emit', event, payload: { caseId: d.g.id, ...payload } });
 }
 
+/** Ends a case that was never issued, by someone's decision: denied or cancelled, with its event. */
+function decide(d: Draft, outcome: 'denied' | 'cancelled', by: Actor, reason: string): void {
+  const { g } = d;
+  g.state = outcome;
+  g.decision = { by, outcome, reason, at: d.at };
+  d.events.push({ type: outcome, actor: by, data: { reason } });
+  emit(d, `grant:${outcome}`, { by: by.id, reason });
+}
+
 // `resumeAt`: when the sweeper should take over if whoever asked does not finish the step inline
 // (normally now + lease): it keeps a second process from racing the one already at work. Records the
 // `revoke.requested` event.
@@ -394,13 +403,9 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       break;
     }
     case 'deny':
-    case 'cancel': {
-      g.state = command.type === 'deny' ? 'denied' : 'cancelled';
-      g.decision = { by: command.actor, outcome: g.state, reason: command.reason, at };
-      events.push({ type: g.state, actor: command.actor, data: { reason: command.reason } });
-      emit(d, `grant:${g.state}`, { by: command.actor.id, reason: command.reason });
+    case 'cancel':
+      decide(d, command.type === 'deny' ? 'denied' : 'cancelled', command.actor, command.reason);
       break;
-    }
     case 'expire': {
       g.state = 'expired';
       g.decision = { by: SYSTEM, outcome: 'expired', reason: command.reason, at };
@@ -661,11 +666,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       emit(d, 'review:recorded', { outcome: command.review.outcome, reviewer: command.review.reviewer.id });
       if (command.review.outcome === 'rejected' && grant.state === 'approved') {
         // Not issued yet: nothing to remove, and it must never be issued now.
-        const by = actorOf(command.review.reviewer);
-        g.state = 'cancelled';
-        g.decision = { by, outcome: 'cancelled', reason: 'break-glass review rejected', at };
-        events.push({ type: 'cancelled', actor: by, data: { reason: 'break-glass review rejected' } });
-        emit(d, 'grant:cancelled', { by: by.id, reason: 'break-glass review rejected' });
+        decide(d, 'cancelled', actorOf(command.review.reviewer), 'break-glass review rejected');
       } else if (command.review.outcome === 'rejected' && grant.state === 'issued') {
         startRevocation(
           d,
