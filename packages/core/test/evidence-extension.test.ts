@@ -4,20 +4,27 @@ import { beforeAll, describe, it } from 'vitest';
 import {
   type AuditEvent,
   type EvidenceBundle,
-  type EvidenceVerification,
   EVIDENCE_TYP,
-  GENESIS_HASH,
   type PolicyInput,
   canonicalJson,
   createGrantline,
   createJoseSigner,
   createJwks,
   createTokenAuthority,
-  eventHash,
   generateSigningKey,
   verifyEvidence,
 } from '../src/index.js';
-import { alice, bob, carol, ciJob, manualClock, payloadOf } from './evidence-helpers.js';
+import {
+  alice,
+  bob,
+  carol,
+  ciJob,
+  errorCodes,
+  manualClock,
+  payloadOf,
+  rechain,
+  setEvents,
+} from './evidence-helpers.js';
 
 /**
  * Evidence of a case whose access was extended. An extension's approvals are its own quorum, kept in
@@ -44,18 +51,7 @@ const policy: PolicyInput = {
 };
 
 type Event = AuditEvent;
-const errors = (r: EvidenceVerification) =>
-  r.problems.filter((p) => p.severity === 'error').map((p) => p.code);
-
-function rechain(events: readonly Event[]): Event[] {
-  let prevHash = GENESIS_HASH;
-  return events.map((e, i) => {
-    const { hash: _old, ...rest } = { ...e, seq: i + 1, prevHash };
-    const hash = eventHash(rest);
-    prevHash = hash;
-    return { ...rest, hash };
-  });
-}
+const errors = errorCodes;
 
 describe('evidence of an extended case', () => {
   let bundle: EvidenceBundle;
@@ -102,11 +98,7 @@ describe('evidence of an extended case', () => {
     const p = payloadOf(bundle);
     const events = structuredClone(p.events) as unknown as Event[];
     edit(events);
-    const chained = rechain(events);
-    const last = chained[chained.length - 1]!;
-    p.events = chained as unknown as typeof p.events;
-    p.chain = { seq: last.seq, head: last.hash };
-    (p.record as { audit: unknown }).audit = { seq: last.seq, head: last.hash };
+    setEvents(p, rechain(events));
     const text = canonicalJson(p);
     const r = await verifyEvidence(
       { payload: text, ...(await signer.sign(text, EVIDENCE_TYP)) },

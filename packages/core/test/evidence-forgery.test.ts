@@ -3,17 +3,26 @@ import { beforeAll, describe, it } from 'vitest';
 import {
   type AuditEvent,
   type EvidenceBundle,
-  type EvidenceVerification,
   type IdentityVerifier,
   type Principal,
   EVIDENCE_TYP,
-  GENESIS_HASH,
   canonicalJson,
   createJwks,
   eventHash,
   verifyEvidence,
 } from '../src/index.js';
-import { alice, bob, carol, ciJob, payloadOf, runFullCase, setup } from './evidence-helpers.js';
+import {
+  alice,
+  bob,
+  carol,
+  ciJob,
+  errorCodes,
+  payloadOf,
+  rechain,
+  runFullCase,
+  setEvents,
+  setup,
+} from './evidence-helpers.js';
 
 /**
  * Forgeries by someone who holds the signing key (or edited the database before the export): every
@@ -27,27 +36,7 @@ type Env = Awaited<ReturnType<typeof setup>>;
 type Payload = ReturnType<typeof payloadOf>;
 type Event = AuditEvent;
 
-const errors = (r: EvidenceVerification) =>
-  r.problems.filter((p) => p.severity === 'error').map((p) => p.code);
-
-/** Re-numbers and re-links `events` from the genesis hash, recomputing every hash. */
-function rechain(events: readonly Event[]): Event[] {
-  let prevHash = GENESIS_HASH;
-  return events.map((e, i) => {
-    const { hash: _old, ...rest } = { ...e, seq: i + 1, prevHash };
-    const hash = eventHash(rest);
-    prevHash = hash;
-    return { ...rest, hash };
-  });
-}
-
-/** Puts `events` into the payload with the chain head and the record's audit head to match. */
-function setEvents(p: Payload, events: readonly Event[]): void {
-  const last = events[events.length - 1]!;
-  p.events = events as unknown as Payload['events'];
-  p.chain = { seq: last.seq, head: last.hash };
-  (p.record as { audit: unknown }).audit = { seq: last.seq, head: last.hash };
-}
+const errors = errorCodes;
 
 const eventsOf = (p: Payload) => p.events as unknown as Event[];
 const indexOf = (events: readonly Event[], type: string, nth = 0) => {

@@ -1,6 +1,10 @@
 import { type MemoryStore, createMemoryStore } from '@grantline/store-memory';
 import {
+  type AuditEvent,
   type CheckpointSink,
+  type EvidenceVerification,
+  GENESIS_HASH,
+  eventHash,
   type Clock,
   type IdentityVerifier,
   type PolicyInput,
@@ -164,4 +168,30 @@ export function payloadOf(
   b: EvidenceBundle,
 ): Record<string, unknown> & { events: Record<string, unknown>[]; record: Record<string, unknown> } {
   return JSON.parse(b.payload);
+}
+
+/** The codes of a verification's error-severity problems. */
+export const errorCodes = (r: EvidenceVerification) =>
+  r.problems.filter((p) => p.severity === 'error').map((p) => p.code);
+
+/**
+ * Re-numbers and re-links `events` from the genesis hash, recomputing every hash: what someone with
+ * database access (or the key) can do, so that the chain itself is consistent again.
+ */
+export function rechain(events: readonly AuditEvent[]): AuditEvent[] {
+  let prevHash = GENESIS_HASH;
+  return events.map((e, i) => {
+    const { hash: _old, ...rest } = { ...e, seq: i + 1, prevHash };
+    const hash = eventHash(rest);
+    prevHash = hash;
+    return { ...rest, hash };
+  });
+}
+
+/** Puts `events` into a parsed payload with the chain head and the record's audit head to match. */
+export function setEvents(p: ReturnType<typeof payloadOf>, events: readonly AuditEvent[]): void {
+  const last = events[events.length - 1]!;
+  p.events = events as unknown as ReturnType<typeof payloadOf>['events'];
+  p.chain = { seq: last.seq, head: last.hash };
+  (p.record as { audit: unknown }).audit = { seq: last.seq, head: last.hash };
 }

@@ -11,12 +11,11 @@ import {
   canonicalJson,
   createJoseSigner,
   createJwks,
-  eventHash,
   generateSigningKey,
   sha256Hex,
   verifyEvidence,
 } from '../src/index.js';
-import { alice, bob, carol, ciJob, payloadOf, runFullCase, setup } from './evidence-helpers.js';
+import { alice, bob, carol, ciJob, payloadOf, rechain, runFullCase, setup } from './evidence-helpers.js';
 
 type Env = Awaited<ReturnType<typeof setup>>;
 type Payload = ReturnType<typeof payloadOf>;
@@ -32,17 +31,6 @@ function forge(b: EvidenceBundle, edit: (p: Payload) => void): EvidenceBundle {
   const p = payloadOf(b);
   edit(p);
   return { ...b, payload: canonicalJson(p) };
-}
-
-/** Re-chains edited events so that every hash is consistent again (an attacker can compute SHA-256). */
-function rechain(events: AuditEvent[]): AuditEvent[] {
-  let prevHash = '0'.repeat(64);
-  return events.map((e, i) => {
-    const { hash: _h, ...rest } = { ...e, seq: i + 1, prevHash };
-    const hash = eventHash(rest);
-    prevHash = hash;
-    return { ...rest, hash };
-  });
 }
 
 const codes = (r: { problems: { code: string; severity: string }[] }) =>
