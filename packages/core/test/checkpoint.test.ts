@@ -26,6 +26,19 @@ async function world(cases = 3) {
 
 const codes = (r: { problems: { code: string }[] }) => r.problems.map((p) => p.code);
 
+/** A memory checkpoint sink whose `put` fails with "sink down" while `down` is set. */
+function outageSink() {
+  const inner = createMemoryCheckpointSink();
+  return {
+    down: false,
+    latest: () => inner.latest(),
+    async put(cp: Parameters<typeof inner.put>[0]) {
+      if (this.down) throw new Error('sink down');
+      await inner.put(cp);
+    },
+  };
+}
+
 describe('signed checkpoints', () => {
   it('sign the whole audit stream in one batch and verify offline', async () => {
     const w = await world();
@@ -164,15 +177,8 @@ describe('signed checkpoints', () => {
 
   it('a failed read or sink leaves the checkpointer at its last checkpoint: the next run signs the same events', async () => {
     const w = await world(2);
-    const inner = createMemoryCheckpointSink();
-    let failPut = true;
-    const sink = {
-      latest: () => inner.latest(),
-      async put(cp: Parameters<typeof inner.put>[0]) {
-        if (failPut) throw new Error('sink down');
-        await inner.put(cp);
-      },
-    };
+    const sink = outageSink();
+    sink.down = true;
     let failRead = true;
     const store = {
       ...w.store,
@@ -185,7 +191,7 @@ describe('signed checkpoints', () => {
     await expect(cpr.run()).rejects.toThrow('store down');
     failRead = false;
     await expect(cpr.run()).rejects.toThrow('sink down');
-    failPut = false;
+    sink.down = false;
     const cp = (await cpr.run())!;
     const all = await w.store.allEvents(0, 1e6);
     const v = await verifyCheckpoint(cp, w.keys);
@@ -197,15 +203,7 @@ describe('signed checkpoints', () => {
 
   it('successive checkpoints share the heads of unchanged cases; a head that moved is never taken from the last one', async () => {
     const w = await world(2);
-    const inner = createMemoryCheckpointSink();
-    let failPut = false;
-    const sink = {
-      latest: () => inner.latest(),
-      async put(cp: Parameters<typeof inner.put>[0]) {
-        if (failPut) throw new Error('sink down');
-        await inner.put(cp);
-      },
-    };
+    const sink = outageSink();
     const cpr = createCheckpointer({ store: w.store, signer: w.signer!, sink });
     const [a, b] = w.ids as [string, string];
     const use = async (id: string) => {
@@ -222,9 +220,9 @@ describe('signed checkpoints', () => {
     assert.deepEqual((await verifyCheckpoint(second, w.keys)).problems, []);
     // Case a moves on in a run that fails after it built its heads: the cursors go back.
     await use(a);
-    failPut = true;
+    sink.down = true;
     await expect(cpr.run()).rejects.toThrow('sink down');
-    failPut = false;
+    sink.down = false;
     // Its newest event is then replaced in place, same seq and link, another hash (an edit the
     // checkpointer, which checks links only, leaves to the audit): the next checkpoint must attest the
     // head the store now holds, not one remembered from the failed run at the same seq.
@@ -239,22 +237,14 @@ describe('signed checkpoints', () => {
 
   it('after a failed run, a case whose new events then vanish is attested at the head it was rolled back to', async () => {
     const w = await world(2);
-    const inner = createMemoryCheckpointSink();
-    let failPut = false;
-    const sink = {
-      latest: () => inner.latest(),
-      async put(cp: Parameters<typeof inner.put>[0]) {
-        if (failPut) throw new Error('sink down');
-        await inner.put(cp);
-      },
-    };
+    const sink = outageSink();
     const cpr = createCheckpointer({ store: w.store, signer: w.signer!, sink });
     const [a] = w.ids as [string, string];
     const first = (await cpr.run())!;
     await w.service.recordUsage(a, { sourceIp: '10.1.2.3', action: 'keys:rotate' });
-    failPut = true;
+    sink.down = true;
     await expect(cpr.run()).rejects.toThrow('sink down');
-    failPut = false;
+    sink.down = false;
     // The event the failed run had read is removed; another case moves so that there is something to sign.
     w.store.tamperTruncate(a, 1);
     await runFullCase(w, ' #3');
