@@ -10,6 +10,15 @@ import {
 } from '../src/index.js';
 import { alice, ciJob, olga, oscar, paymentsRequest, policy, rita, sam, setup } from './helpers.js';
 
+/** Rita's break-glass request for the payments API (she holds the on-call role). */
+const ritaIncident = {
+  requester: rita,
+  subject: rita,
+  justification: { reason: 'incident' },
+  targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
+  durationSeconds: 900,
+};
+
 async function approvedPayments(env: Awaited<ReturnType<typeof setup>>) {
   const g = await env.gl.request(paymentsRequest());
   await env.gl.approve(g.id, { approver: sam, reason: 'change reviewed' });
@@ -492,13 +501,7 @@ describe('violations, templates, break-glass and expiry', () => {
 
   it('a rejected break-glass review revokes live access', async () => {
     const env = await setup();
-    const g = await env.gl.breakGlass({
-      requester: rita,
-      subject: rita,
-      justification: { reason: 'incident' },
-      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
-      durationSeconds: 900,
-    });
+    const g = await env.gl.breakGlass(ritaIncident);
     await env.gl.issue(g.id);
     const r = await env.gl.review(g.id, { reviewer: sam, outcome: 'rejected' });
     expect(r.state).toBe('verified');
@@ -507,13 +510,7 @@ describe('violations, templates, break-glass and expiry', () => {
 
   it('a rejected break-glass review before issuance cancels the case: it can never be issued', async () => {
     const env = await setup();
-    const g = await env.gl.breakGlass({
-      requester: rita,
-      subject: rita,
-      justification: { reason: 'incident' },
-      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
-      durationSeconds: 900,
-    });
+    const g = await env.gl.breakGlass(ritaIncident);
     const r = await env.gl.review(g.id, { reviewer: sam, outcome: 'rejected', notes: 'no incident' });
     expect(r.state).toBe('cancelled');
     expect(r.decision).toMatchObject({ by: { id: sam.id }, outcome: 'cancelled' });
@@ -548,13 +545,7 @@ describe('violations, templates, break-glass and expiry', () => {
       clock: env.clock,
       random: () => 0.5,
     });
-    const g = await gl.breakGlass({
-      requester: rita,
-      subject: rita,
-      justification: { reason: 'incident' },
-      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
-      durationSeconds: 900,
-    });
+    const g = await gl.breakGlass(ritaIncident);
     const issuing = gl.issue(g.id).catch((e: unknown) => e);
     await new Promise((r) => setImmediate(r));
     expect((await gl.get(g.id)).state).toBe('issuing');
