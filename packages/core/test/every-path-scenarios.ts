@@ -5,9 +5,7 @@
 // (evidence-every-path.test.ts) and PostgreSQL (store-postgres/test/evidence-every-path.integration.test.ts),
 // whose jsonb round trip and grouped sweeper path must not change what the evidence verifies.
 import { afterEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
-  type Executor,
   type GrantStore,
   type IdentityVerifier,
   type PolicyInput,
@@ -18,6 +16,7 @@ import {
   isGrantlineError,
   verifyEvidence,
 } from '../src/index.js';
+import { fx } from './fx-executor.js';
 import { manualClock } from './helpers.js';
 
 const human = (id: string, roles: string[], teams: string[] = ['t']) => ({
@@ -74,55 +73,6 @@ const policy: PolicyInput = {
     operator: 'ops',
   },
 };
-
-/** A configurable executor (pattern of frozen-records.test.ts). */
-function fx() {
-  const behaviour = {
-    failIssue: new Set<string>(),
-    revokeFailures: 0,
-    verifyPresent: 0,
-    verifyErrors: 0,
-    gate: undefined as Promise<void> | undefined,
-    /** Calls of `issue` that reached the executor (held there while `gate` is set). */
-    issueCalls: 0,
-  };
-  const exec: Executor<{ mode: string }> = {
-    system: 'fx',
-    paramsSchema: z.object({ mode: z.string().default('ok') }),
-    async issue(ctx) {
-      behaviour.issueCalls++;
-      if (behaviour.gate) await behaviour.gate;
-      if (behaviour.failIssue.has(ctx.target.id)) throw new Error(`boom ${ctx.target.id}`);
-      return {
-        ref: { id: `${ctx.grant.id}/${ctx.target.id}` },
-        expiresAt: new Date(ctx.now.getTime() + 1_800_000),
-        secret: { s: `secret-${ctx.target.id}-0123456789` },
-      };
-    },
-    async revoke(ctx) {
-      if (behaviour.revokeFailures > 0) {
-        behaviour.revokeFailures--;
-        throw new Error('revoke down');
-      }
-      return { detail: { gone: ctx.target.id } };
-    },
-    async verify(ctx) {
-      if (behaviour.verifyErrors > 0) {
-        behaviour.verifyErrors--;
-        throw new Error('verifier down');
-      }
-      if (behaviour.verifyPresent > 0) {
-        behaviour.verifyPresent--;
-        return { status: 'present', method: 'probe', observation: { still: true } };
-      }
-      return { status: 'absent', method: 'probe', observation: { at: ctx.now.toISOString() } };
-    },
-    async renew(ctx) {
-      return { expiresAt: ctx.expiresAt, secret: { s: 'renewed-0123456789' } };
-    },
-  };
-  return { exec, behaviour };
-}
 
 /**
  * Resolves once an issuance started in the background has reached the executor (and so is held at

@@ -3,9 +3,7 @@
 // reusing frozen records as inputs.
 import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
-  type Executor,
   type Grant,
   type GrantlineEventName,
   GRANTLINE_EVENTS,
@@ -20,6 +18,7 @@ import {
   verifyCheckpoint,
   verifyEvidence,
 } from '../src/index.js';
+import { fx } from './fx-executor.js';
 import { manualClock } from './helpers.js';
 
 const isDeepFrozen = (v: unknown): boolean =>
@@ -62,60 +61,13 @@ const policy: PolicyInput = {
   },
 };
 
-/** A configurable executor that also reads everything it is handed (and asserts it is readable). */
-function fx() {
-  const behaviour = {
-    failIssue: new Set<string>(),
-    revokeFailures: 0,
-    verifyPresent: 0,
-    gate: undefined as Promise<void> | undefined,
-  };
-  const seen: unknown[] = [];
-  const look = (ctx: unknown) => {
-    seen.push(ctx);
-    JSON.stringify(ctx); // reads every part
-  };
-  const exec: Executor<{ mode: string }> = {
-    system: 'fx',
-    paramsSchema: z.object({ mode: z.string().default('ok') }),
-    async issue(ctx) {
-      look(ctx);
-      if (behaviour.gate) await behaviour.gate;
-      if (behaviour.failIssue.has(ctx.target.id)) throw new Error(`boom ${ctx.target.id}`);
-      return {
-        ref: { id: `${ctx.grant.id}/${ctx.target.id}` },
-        expiresAt: new Date(ctx.now.getTime() + 1_800_000),
-        secret: { s: `secret-${ctx.target.id}-0123456789` },
-      };
-    },
-    async revoke(ctx) {
-      look(ctx);
-      if (behaviour.revokeFailures > 0) {
-        behaviour.revokeFailures--;
-        throw new Error('revoke down');
-      }
-      return { detail: { gone: ctx.target.id } };
-    },
-    async verify(ctx) {
-      look(ctx);
-      if (behaviour.verifyPresent > 0) {
-        behaviour.verifyPresent--;
-        return { status: 'present', method: 'probe', observation: { still: true } };
-      }
-      return { status: 'absent', method: 'probe', observation: { at: ctx.now.toISOString() } };
-    },
-    async renew(ctx) {
-      look(ctx);
-      return { expiresAt: ctx.expiresAt, secret: { s: 'renewed-0123456789' } };
-    },
-  };
-  return { exec, behaviour, seen };
-}
+/** The fx executor, reading every part of every context it is handed (which must be readable). */
+const readingFx = () => fx((ctx) => JSON.stringify(ctx));
 
 async function env(opts: { tickets?: Map<string, boolean>; issuingTimeoutMs?: number } = {}) {
   const clock = manualClock();
   const store = createMemoryStore();
-  const f = fx();
+  const f = readingFx();
   const key = await generateSigningKey();
   const signer = await createJoseSigner({ privateJwk: key.privateJwk });
   const sink = createMemoryCheckpointSink();
