@@ -16,7 +16,7 @@ import {
   isGrantlineError,
   verifyEvidence,
 } from '../src/index.js';
-import { fx } from './fx-executor.js';
+import { fx, holdIssue } from './fx-executor.js';
 import { manualClock } from './helpers.js';
 
 const human = (id: string, roles: string[], teams: string[] = ['t']) => ({
@@ -73,18 +73,6 @@ const policy: PolicyInput = {
     operator: 'ops',
   },
 };
-
-/**
- * Resolves once an issuance started in the background has reached the executor (and so is held at
- * `gate`), the case being `issuing` in the store. One `setImmediate` is enough on the memory store,
- * not on one with real round trips (PostgreSQL) before the executor call.
- */
-async function inIssue(behaviour: ReturnType<typeof fx>['behaviour']): Promise<void> {
-  for (let i = 0; behaviour.issueCalls === 0; i++) {
-    if (i > 5_000) throw new Error('the issuance never reached the executor');
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 /** Accepts `ok|<subject>|<role,role>` as a proven identity. */
 const identity: IdentityVerifier = {
@@ -382,19 +370,13 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
       it(`issuing timeout rolled back by the sweeper, late issuance removed${failRemoval ? ' after retries' : ''}`, async () => {
         const e = await env(makeStore, opened, { issuingTimeoutMs: 10_000 });
         const g = await e.approved();
-        let open!: () => void;
-        e.f.behaviour.gate = new Promise<void>((r) => {
-          open = r;
-        });
-        const issuing = e.gl.issue(g.id).catch((x: unknown) => x);
-        await inIssue(e.f.behaviour);
+        const held = await holdIssue(e.gl, e.f.behaviour, g.id);
         e.clock.advance(11_000);
         expect((await e.gl.sweep()).errors).toBe(0);
         expect((await e.gl.get(g.id)).state).toBe('failed');
-        e.f.behaviour.gate = undefined;
         if (failRemoval) e.f.behaviour.revokeFailures = 2;
-        open();
-        const err = await issuing;
+        held.release();
+        const err = await held.issuing;
         expect(isGrantlineError(err) && err.code).toBe('ERR_ISSUANCE_FAILED');
         if (failRemoval) {
           expect((await e.gl.get(g.id)).revocation?.pendingLate?.length).toBeGreaterThan(0);
@@ -416,20 +398,14 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
     it('late issuance while the rolled-back case is revoked (verification pending), removal fails', async () => {
       const e = await env(makeStore, opened, { issuingTimeoutMs: 10_000 });
       const g = await e.approved();
-      let open!: () => void;
-      e.f.behaviour.gate = new Promise<void>((r) => {
-        open = r;
-      });
-      const issuing = e.gl.issue(g.id).catch((x: unknown) => x);
-      await inIssue(e.f.behaviour);
+      const held = await holdIssue(e.gl, e.f.behaviour, g.id);
       e.clock.advance(11_000);
       e.f.behaviour.verifyErrors = 2; // the rollback's verification fails: the case stays revoked
       expect((await e.gl.sweep()).errors).toBe(0);
       expect((await e.gl.get(g.id)).state).toBe('revoked');
-      e.f.behaviour.gate = undefined;
       e.f.behaviour.revokeFailures = 1; // the late credential of target a is not removed at once
-      open();
-      await issuing;
+      held.release();
+      await held.issuing;
       expect((await e.gl.get(g.id)).state).toBe('revoking');
       await e.sweeps(4);
       const after = await e.gl.get(g.id);
@@ -569,16 +545,10 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
     it('break-glass rejected during issuance: revoked the moment it is issued', async () => {
       const e = await env(makeStore, opened);
       const bg = await breakGlass(e);
-      let open!: () => void;
-      e.f.behaviour.gate = new Promise<void>((r) => {
-        open = r;
-      });
-      const issuing = e.gl.issue(bg.id).catch((x: unknown) => x);
-      await inIssue(e.f.behaviour);
+      const held = await holdIssue(e.gl, e.f.behaviour, bg.id);
       await e.gl.review(bg.id, { reviewer: sam, outcome: 'rejected' });
-      e.f.behaviour.gate = undefined;
-      open();
-      const out = await issuing;
+      held.release();
+      const out = await held.issuing;
       expect(isGrantlineError(out) && out.code).toBe('ERR_ISSUANCE_FAILED');
       const after = await e.gl.get(bg.id);
       expect(after.state).toBe('verified');

@@ -18,7 +18,7 @@ import {
   verifyCheckpoint,
   verifyEvidence,
 } from '../src/index.js';
-import { fx } from './fx-executor.js';
+import { fx, holdIssue } from './fx-executor.js';
 import { manualClock } from './helpers.js';
 
 const isDeepFrozen = (v: unknown): boolean =>
@@ -294,20 +294,14 @@ describe('frozen memory store: rarely tested paths', () => {
       const e = await env({ issuingTimeoutMs: 10_000 });
       const g = await e.request();
       await e.gl.approve(g.id, { approver: olga });
-      let open!: () => void;
-      e.f.behaviour.gate = new Promise<void>((r) => {
-        open = r;
-      });
-      const issuing = e.gl.issue(g.id).catch((x: unknown) => x);
-      await new Promise((r) => setImmediate(r));
+      const held = await holdIssue(e.gl, e.f.behaviour, g.id);
       e.clock.advance(11_000);
       const s = await e.gl.sweep(); // rolls back the stale issuing case
       expect(s.errors).toBe(0);
       expect((await e.gl.get(g.id)).state).toBe('failed');
-      e.f.behaviour.gate = undefined;
       if (failRemoval) e.f.behaviour.revokeFailures = 2;
-      open();
-      const err = await issuing;
+      held.release();
+      const err = await held.issuing;
       expect(isGrantlineError(err) && err.code).toBe('ERR_ISSUANCE_FAILED');
       const after = await e.gl.get(g.id);
       expect(after.state).toBe('failed');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Executor } from '../src/index.js';
+import type { Executor, Grantline } from '../src/index.js';
 
 /**
  * The `fx` executor of the service path tests, configured per test through `behaviour`: issuance
@@ -56,4 +56,34 @@ export function fx(onCall: (ctx: unknown) => void = () => {}) {
     },
   };
   return { exec, behaviour };
+}
+
+/**
+ * Starts `gl.issue(id)` in the background and holds it in the executor (`gate`) until `release()`.
+ * Resolves once the issuance has reached the executor, the case being `issuing` in the store (one
+ * `setImmediate` is enough on the memory store, not on one with real round trips, PostgreSQL).
+ * `issuing` settles with the outcome, or the error, of the issue call.
+ */
+export async function holdIssue(
+  gl: Grantline,
+  behaviour: ReturnType<typeof fx>['behaviour'],
+  id: string,
+): Promise<{ issuing: Promise<unknown>; release(): void }> {
+  let open!: () => void;
+  behaviour.gate = new Promise<void>((r) => {
+    open = r;
+  });
+  const calls = behaviour.issueCalls;
+  const issuing = gl.issue(id).catch((x: unknown) => x);
+  for (let i = 0; behaviour.issueCalls === calls; i++) {
+    if (i > 5_000) throw new Error('the issuance never reached the executor');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return {
+    issuing,
+    release() {
+      behaviour.gate = undefined;
+      open();
+    },
+  };
 }
