@@ -16,18 +16,9 @@ import {
   isGrantlineError,
   verifyEvidence,
 } from '../src/index.js';
-import { fx, holdIssue } from './fx-executor.js';
+import { alice, fx, holdIssue, olga, sam } from './fx-fixture.js';
 import { manualClock } from './helpers.js';
 
-const human = (id: string, roles: string[], teams: string[] = ['t']) => ({
-  id,
-  kind: 'human' as const,
-  roles,
-  teams,
-});
-const alice = human('alice', ['dev', 'oncall'], ['app']);
-const olga = human('olga', ['owner'], ['biz']);
-const sam = human('sam', ['security'], ['sec']);
 const ci = { id: 'repo:acme/app', kind: 'workload' as const, roles: [], teams: [] };
 
 const policy: PolicyInput = {

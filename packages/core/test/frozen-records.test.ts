@@ -18,23 +18,13 @@ import {
   verifyCheckpoint,
   verifyEvidence,
 } from '../src/index.js';
-import { fx, holdIssue } from './fx-executor.js';
+import { alice, fx, holdIssue, olga, sam } from './fx-fixture.js';
 import { manualClock } from './helpers.js';
 
 const isDeepFrozen = (v: unknown): boolean =>
   v === null ||
   typeof v !== 'object' ||
   (Object.isFrozen(v) && Object.values(v as object).every(isDeepFrozen));
-
-const human = (id: string, roles: string[], teams: string[] = ['t']) => ({
-  id,
-  kind: 'human' as const,
-  roles,
-  teams,
-});
-const alice = human('alice', ['dev', 'oncall'], ['app']);
-const olga = human('olga', ['owner'], ['biz']);
-const sam = human('sam', ['security'], ['sec']);
 
 const policy: PolicyInput = {
   id: 'p',

@@ -1,6 +1,22 @@
 import { z } from 'zod';
 import type { Executor, Grantline } from '../src/index.js';
 
+// The fixture of the service path tests (every-path-scenarios.ts, frozen-records.test.ts): its people,
+// the configurable `fx` executor, and a way to hold an issuance in it.
+
+const human = (id: string, roles: string[], teams: string[] = ['t']) => ({
+  id,
+  kind: 'human' as const,
+  roles,
+  teams,
+});
+/** Developer and on-call (may use break-glass): the usual requester. */
+export const alice = human('alice', ['dev', 'oncall'], ['app']);
+/** Owner: the approver. */
+export const olga = human('olga', ['owner'], ['biz']);
+/** Security: the break-glass reviewer. */
+export const sam = human('sam', ['security'], ['sec']);
+
 /**
  * The `fx` executor of the service path tests, configured per test through `behaviour`: issuance
  * held at `gate` or failing per target, a number of failing revokes, of verifier errors and of
