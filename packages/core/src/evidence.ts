@@ -1134,7 +1134,7 @@ async function checkAgainstCheckpoint(
     err('CHECKPOINT_INVALID', `checkpoint does not verify: ${v.problems.map((x) => x.message).join('; ')}`);
     return;
   }
-  const head = v.checkpoint.heads[p.caseId];
+  const head = v.checkpoint.heads.get(p.caseId);
   if (!head) {
     const early = p.events.find((e) => e.globalSeq !== undefined && e.globalSeq <= v.checkpoint!.upTo);
     if (early) {

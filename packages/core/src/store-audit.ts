@@ -127,7 +127,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
   }
 
   if (cp) {
-    for (const [id, [seq, hash]] of Object.entries(cp.heads)) {
+    for (const [id, [seq, hash]] of cp.heads) {
       const mine = cursors.get(id)?.atCheckpoint;
       if (!mine) {
         add({
@@ -153,7 +153,7 @@ export async function auditStore(store: GrantStore, options: AuditStoreOptions =
       }
     }
     for (const [id, c] of cursors) {
-      if (c.atCheckpoint && !Object.hasOwn(cp.heads, id))
+      if (c.atCheckpoint && !cp.heads.has(id))
         add({
           code: 'CASE_INSERTED',
           message: `case ${id} has events inside checkpoint ${cp.upTo} that the checkpoint does not know`,

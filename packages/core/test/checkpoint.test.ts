@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
 import {
   type AuditEvent,
   type Grant,
+  type SignedCheckpoint,
   auditStore,
+  chainEvents,
   createCheckpointer,
   createGrantline,
   createJoseSigner,
@@ -25,6 +29,8 @@ async function world(cases = 3) {
 }
 
 const codes = (r: { problems: { code: string }[] }) => r.problems.map((p) => p.code);
+/** A case's head in a checkpoint's heads list. */
+const headOf = (cp: SignedCheckpoint, id: string) => cp.heads.find((h) => h[0] === id);
 
 /** A memory checkpoint sink whose `put` fails with "sink down" while `down` is set. */
 function outageSink() {
@@ -51,20 +57,22 @@ describe('signed checkpoints', () => {
     assert.deepEqual(v.problems, []);
     assert.equal(v.checkpoint!.upTo, all[all.length - 1]!.globalSeq);
     assert.equal(v.checkpoint!.events, all.length);
-    assert.deepEqual(Object.keys(v.checkpoint!.heads).sort(), w.ids);
+    assert.deepEqual([...v.checkpoint!.heads.keys()], w.ids, 'in the order the cases came');
     const g = await w.store.get(w.ids[0]!);
-    assert.deepEqual(v.checkpoint!.heads[w.ids[0]!], [g!.audit.seq, g!.audit.head]);
+    assert.deepEqual(v.checkpoint!.heads.get(w.ids[0]!), [g!.audit.seq, g!.audit.head]);
     assert.equal(await w.service.checkpoint(), null, 'nothing new: no checkpoint');
   });
 
   it('rejects edited heads, an unknown key and a foreign type', async () => {
     const w = await world(1);
     const cp = (await w.service.checkpoint())!;
-    const edited = {
-      ...cp,
-      heads: { ...cp.heads, [w.ids[0]!]: [3, cp.heads[w.ids[0]!]![1]] as [number, string] },
-    };
+    const [id, , hash] = cp.heads[0]!;
+    const edited = { ...cp, heads: [[id, 3, hash]] };
     assert.deepEqual(codes(await verifyCheckpoint(edited, w.keys)), ['CHECKPOINT_HEADS_MISMATCH']);
+    const twice = { ...cp, heads: [cp.heads[0]!, cp.heads[0]!] };
+    const listedTwice = await verifyCheckpoint(twice, w.keys);
+    assert.deepEqual(codes(listedTwice), ['CHECKPOINT_MALFORMED']);
+    assert.match(listedTwice.problems[0]!.message, /listed twice/);
     const other = createJwks(await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk }));
     assert.deepEqual(codes(await verifyCheckpoint(cp, other)), ['KEY_UNKNOWN']);
     const bundle = await w.service.evidence(w.ids[0]!);
@@ -214,9 +222,9 @@ describe('signed checkpoints', () => {
     const first = (await cpr.run())!;
     await use(b); // case b moves on; case a does not
     const second = (await cpr.run())!;
-    assert.equal(second.heads[a], first.heads[a], 'unchanged head is shared, not copied');
-    assert.ok(Object.isFrozen(second.heads[a]));
-    assert.notDeepEqual(second.heads[b], first.heads[b]);
+    assert.equal(headOf(second, a), headOf(first, a), 'unchanged head is shared, not copied');
+    assert.ok(Object.isFrozen(headOf(second, a)));
+    assert.notDeepEqual(headOf(second, b), headOf(first, b));
     assert.deepEqual((await verifyCheckpoint(second, w.keys)).problems, []);
     // Case a moves on in a run that fails after it built its heads: the cursors go back.
     await use(a);
@@ -230,8 +238,8 @@ describe('signed checkpoints', () => {
     const last = evs[evs.length - 1]!;
     w.store.tamperReplaceEvent(a, last.seq, { ...last, hash: 'f'.repeat(64) } as AuditEvent);
     const third = (await cpr.run())!;
-    assert.deepEqual(third.heads[a], [last.seq, 'f'.repeat(64)]);
-    assert.equal(third.heads[b], second.heads[b]);
+    assert.deepEqual(headOf(third, a), [a, last.seq, 'f'.repeat(64)]);
+    assert.equal(headOf(third, b), headOf(second, b));
     assert.deepEqual((await verifyCheckpoint(third, w.keys)).problems, []);
   });
 
@@ -249,13 +257,13 @@ describe('signed checkpoints', () => {
     w.store.tamperTruncate(a, 1);
     await runFullCase(w, ' #3');
     const next = (await cpr.run())!;
-    assert.deepEqual(next.heads[a], first.heads[a]);
+    assert.deepEqual(headOf(next, a), headOf(first, a));
     const evs = await w.store.events(a);
-    assert.deepEqual(next.heads[a], [evs.length, evs[evs.length - 1]!.hash]);
+    assert.deepEqual(headOf(next, a), [a, evs.length, evs[evs.length - 1]!.hash]);
     assert.deepEqual((await verifyCheckpoint(next, w.keys)).problems, []);
   });
 
-  it('cases whose ids sort before earlier ones are digested in id order across checkpoints', async () => {
+  it('cases whose ids sort before earlier ones keep the order they came in across checkpoints', async () => {
     const w = await world(1);
     let n = 100;
     const env = {
@@ -277,7 +285,115 @@ describe('signed checkpoints', () => {
       assert.deepEqual(v.problems, [], `checkpoint ${i}`);
       assert.deepEqual(codes(await auditStore(w.store, { checkpoint: cp, keys: w.keys })), []);
     }
-    assert.equal((await verifyCheckpoint((await w.sink.latest())!, w.keys)).checkpoint!.cases, 7);
+    const latest = (await w.sink.latest())!;
+    assert.equal((await verifyCheckpoint(latest, w.keys)).checkpoint!.cases, 7);
+    const firstSeen = [...new Set((await w.store.allEvents(0, 1e6)).map((e) => e.caseId))];
+    assert.deepEqual(
+      latest.heads.map((h) => h[0]),
+      firstSeen,
+    );
+  });
+});
+
+describe('heads digested in blocks', () => {
+  /** One round: new cases (one event each), then one more event for each chosen case, then a run. */
+  type Round = { newCases: number; moves: number[]; sinkDown: boolean };
+
+  /**
+   * Replays the rounds on a fresh memory store: every checkpoint the incremental digest signs must
+   * verify (verifyCheckpoint digests every block from scratch) and list exactly the store's heads in
+   * the order the cases came; a failed sink changes nothing.
+   */
+  async function replay(rounds: Round[]) {
+    const w = await world(1);
+    const template = (await w.store.get(w.ids[0]!)) as Grant;
+    const store = createMemoryStore();
+    const sink = outageSink();
+    const cpr = createCheckpointer({ store, signer: w.signer!, sink });
+    const ids: string[] = [];
+    const at = new Date().toISOString();
+    const draft = (n: number) => ({
+      type: 'usage',
+      actor: { id: 'svc', kind: 'workload' as const },
+      data: { n },
+    });
+    let signed = 0;
+    for (const r of rounds) {
+      for (let k = 0; k < r.newCases; k++) {
+        const id = `c-${String(ids.length).padStart(5, '0')}`;
+        const evs = chainEvents(id, at, undefined, [draft(0)]);
+        await store.create(
+          {
+            ...template,
+            id,
+            idempotencyKey: undefined,
+            version: 1,
+            audit: { seq: 1, head: evs[0]!.hash },
+          } as Grant,
+          evs,
+        );
+        ids.push(id);
+      }
+      for (const m of r.moves) {
+        if (ids.length === 0) break;
+        const id = ids[m % ids.length]!;
+        const g = (await store.get(id))!;
+        const prev = (await store.events(id)).at(-1)!;
+        const evs = chainEvents(id, at, prev, [draft(prev.seq)]);
+        await store.compareAndSet(
+          { ...g, version: g.version + 1, audit: { seq: evs[0]!.seq, head: evs[0]!.hash } },
+          g.version,
+          evs,
+        );
+      }
+      sink.down = r.sinkDown;
+      const anything = (await store.allEvents(cpr.upTo, 1)).length > 0;
+      if (r.sinkDown) {
+        if (anything) await expect(cpr.run()).rejects.toThrow('sink down');
+        continue;
+      }
+      const cp = await cpr.run();
+      if (!anything) {
+        assert.equal(cp, null);
+        continue;
+      }
+      signed += 1;
+      const v = await verifyCheckpoint(JSON.parse(JSON.stringify(cp)), w.keys);
+      assert.deepEqual(v.problems, []);
+      const expected = [];
+      for (const id of ids) {
+        const last = (await store.events(id)).at(-1)!;
+        expected.push([id, last.seq, last.hash]);
+      }
+      assert.deepEqual(cp!.heads, expected);
+      assert.deepEqual(codes(await auditStore(store, { checkpoint: cp!, keys: w.keys })), []);
+    }
+    return signed;
+  }
+
+  it('a checkpoint over several blocks with moves in old blocks, new cases and a failed sink verifies from scratch', async () => {
+    const signed = await replay([
+      { newCases: 600, moves: [], sinkDown: false },
+      { newCases: 0, moves: [3, 300], sinkDown: false }, // blocks 0 and 1 only
+      { newCases: 10, moves: [599, 5], sinkDown: true }, // read, then rolled back
+      { newCases: 2, moves: [255, 256, 511, 512], sinkDown: false }, // block edges
+      { newCases: 0, moves: [], sinkDown: false }, // nothing new
+    ]);
+    assert.equal(signed, 3);
+  });
+
+  it('random rounds of new cases, moves and sink failures', async () => {
+    const round = fc.record({
+      newCases: fc.nat(300),
+      moves: fc.array(fc.nat(), { maxLength: 30 }),
+      sinkDown: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(round, { minLength: 1, maxLength: 5 }), async (rounds) => {
+        await replay(rounds);
+      }),
+      { numRuns: 25 },
+    );
   });
 });
 
@@ -368,7 +484,7 @@ describe('whole-store audit', () => {
   it('a forged checkpoint is reported, not trusted', async () => {
     const w = await world(1);
     const cp = (await w.service.checkpoint())!;
-    const r = await auditStore(w.store, { checkpoint: { ...cp, heads: {} }, keys: w.keys });
+    const r = await auditStore(w.store, { checkpoint: { ...cp, heads: [] }, keys: w.keys });
     assert.ok(codes(r).includes('CHECKPOINT_INVALID'));
     assert.equal(r.valid, false);
   });
