@@ -412,6 +412,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     const pending = new Map<string, { seq: number; head: string }>();
     const fresh: HeadCursor[] = [];
     const problems: { caseId: string; code: string; seq: number }[] = [];
+    const found: ChainProblem[] = [];
     try {
       for (;;) {
         const page: AuditEvent[] = await store.allEvents(after, pageSize);
@@ -422,13 +423,17 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
             c = new HeadCursor(e.caseId, order.length + fresh.length);
             heads.set(e.caseId, c);
             fresh.push(c);
-          } else if (c.pos < order.length) moved.add(c);
-          if (!pending.has(e.caseId)) pending.set(e.caseId, { seq: c.seq, head: c.head });
-          const found: ChainProblem[] = [];
+          }
+          if (!pending.has(e.caseId)) {
+            // First event of the case in this run.
+            pending.set(e.caseId, { seq: c.seq, head: c.head });
+            if (c.pos < order.length) moved.add(c);
+            dirty.add(Math.floor(c.pos / HEADS_BLOCK));
+          }
           c.push(e, found);
           c.tuple = undefined; // the head moved
-          dirty.add(Math.floor(c.pos / HEADS_BLOCK));
           for (const f of found) problems.push({ caseId: e.caseId, code: f.code, seq: f.seq });
+          found.length = 0;
           after = e.globalSeq ?? after;
           count += 1;
         }
