@@ -51,9 +51,10 @@ export interface SignedCheckpoint {
   protected: string;
   signature: string;
   /**
-   * One head per case, each case once. A checkpointer lists them in the order the cases first appear
-   * in the stream, so new cases go to the end and the blocks of older, settled cases keep their digest;
-   * any order verifies, since the digest binds the order given.
+   * One head per case, each case once. A checkpointer keeps the order of its previous checkpoint and
+   * appends new cases in the order their first events come (from an empty sink: the order the cases
+   * first appear in the stream), so the blocks of older, settled cases keep their digest; any order
+   * verifies, since the digest binds the order given.
    */
   heads: readonly CaseHead[];
 }
@@ -80,17 +81,12 @@ export interface MemoryCheckpointSink extends CheckpointSink {
  */
 const sealedHeads = new WeakSet<object>();
 
-/** True when `h` is a frozen `[string, number, string]`: it cannot change, so it can be shared. */
-function isSealedHead(h: unknown): h is CaseHead {
-  return (
-    Array.isArray(h) &&
-    Object.isFrozen(h) &&
-    h.length === 3 &&
-    typeof h[0] === 'string' &&
-    typeof h[1] === 'number' &&
-    typeof h[2] === 'string'
-  );
-}
+/**
+ * Heads made by a checkpointer of this module: frozen arrays of three primitives. Only these are
+ * shared by the memory sink; any other head is copied, since a frozen array of a caller's may still
+ * hold a getter.
+ */
+const sealedHead = new WeakSet<object>();
 
 /**
  * A frozen copy of a checkpoint: a copy per head, not a structured clone of the whole object. A head
@@ -99,7 +95,9 @@ function isSealedHead(h: unknown): h is CaseHead {
  */
 function frozenCopy(cp: SignedCheckpoint): SignedCheckpoint {
   if (sealedHeads.has(cp.heads)) return Object.freeze({ ...cp }); // the checkpointer's own, frozen through
-  const heads = cp.heads.map((h) => (isSealedHead(h) ? h : (Object.freeze([h[0], h[1], h[2]]) as CaseHead)));
+  const heads = cp.heads.map((h) =>
+    sealedHead.has(h) ? h : (Object.freeze([h[0], h[1], h[2]]) as CaseHead),
+  );
   return Object.freeze({
     payload: cp.payload,
     protected: cp.protected,
@@ -160,7 +158,7 @@ export function headsDigest(heads: readonly CaseHead[]): string {
  * pointer in the copied heads list.
  */
 class HeadCursor extends ChainCursor {
-  /** The head as signed, or undefined once the head moved (set back on every push and rollback). */
+  /** The head as signed, or undefined once the head moved (set back on every successful checkpoint and rollback). */
   tuple: CaseHead | undefined;
   line = '';
 
@@ -175,6 +173,7 @@ class HeadCursor extends ChainCursor {
   /** Rebuilds the tuple and line of the current head. */
   refresh(): CaseHead {
     const t = Object.freeze([this.caseId, this.seq, this.head] as const);
+    sealedHead.add(t);
     this.tuple = t;
     this.line = headLine(this.caseId, this.seq, this.head);
     return t;
@@ -287,7 +286,12 @@ export async function verifyCheckpoint(
     heads.set(id, [seq, hash]);
     events += seq;
   }
-  if (headsDigest(cp.heads) !== body.headsDigest || heads.size !== body.cases || events !== body.events) {
+  if (
+    headsDigest(cp.heads) !== body.headsDigest ||
+    heads.size !== body.cases ||
+    !Number.isSafeInteger(events) || // a sum past 2^53 could round to the signed count
+    events !== body.events
+  ) {
     problems.push({
       code: 'CHECKPOINT_HEADS_MISMATCH',
       message: 'the heads do not match the signed digest and counts',
@@ -360,10 +364,6 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   let signedHeads: readonly CaseHead[] = Object.freeze([]);
   /** Digest of each block of `order` as last signed ({@link headsDigest}). */
   let blocks: string[] = [];
-  /** Blocks with a head that moved since the last checkpoint (kept after a failed run: rehashed once more, harmlessly). */
-  const dirty = new Set<number>();
-  /** Signed cursors whose head moved since the last checkpoint. */
-  const moved = new Set<HeadCursor>();
   let upTo = 0;
   let events = 0;
   let loaded = false;
@@ -411,6 +411,10 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     let count = 0;
     const pending = new Map<string, { seq: number; head: string }>();
     const fresh: HeadCursor[] = [];
+    /** Signed cursors whose head moved in this run. */
+    const moved = new Set<HeadCursor>();
+    /** Blocks holding a head that moved or a new case. */
+    const dirty = new Set<number>();
     const problems: { caseId: string; code: string; seq: number }[] = [];
     const found: ChainProblem[] = [];
     try {
@@ -439,13 +443,20 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
         }
         if (page.length < pageSize) break;
       }
-      return await signAndSink(after, count, fresh, problems);
+      return await signAndSink(after, count, fresh, moved, dirty, problems);
     } catch (err) {
       // Roll the cursors back to the last checkpoint: never sign over a stream that does not extend
-      // it, and after a failed read, signature or sink, read the same events again next time.
+      // it, and after a failed read, signature or sink, read the same events again next time. Every
+      // signed cursor is then at its signed head again, line included, and `blocks` holds the digests
+      // of exactly `order`: the next run starts from the last checkpoint's state, whatever it reads.
       for (const [id, prev] of pending) {
-        if (prev.seq === 0) heads.delete(id);
-        else Object.assign(heads.get(id)!, prev, { tuple: undefined });
+        const c = heads.get(id)!;
+        if (c.pos >= order.length) heads.delete(id);
+        else {
+          Object.assign(c, prev);
+          c.tuple = signedHeads[c.pos];
+          c.line = headLine(id, prev.seq, prev.head);
+        }
       }
       throw err;
     }
@@ -455,6 +466,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     after: number,
     count: number,
     fresh: HeadCursor[],
+    moved: ReadonlySet<HeadCursor>,
+    dirty: ReadonlySet<number>,
     problems: { caseId: string; code: string; seq: number }[],
   ): Promise<SignedCheckpoint | null> => {
     if (problems.length > 0) {
@@ -474,12 +487,11 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     // The heads list: the last one with the moved heads replaced and the new cases appended (one
     // pointer copy per case), and only the blocks holding a moved or new head rehashed.
     const list = signedHeads.slice() as CaseHead[];
-    for (const c of moved) list[c.pos] = c.tuple ?? c.refresh();
+    for (const c of moved) list[c.pos] = c.refresh();
     for (const c of fresh) list[c.pos] = c.refresh();
     Object.freeze(list);
     sealedHeads.add(list);
-    // Every head that moved (in this run, or in a failed one and rolled back) was refreshed just
-    // above, so each cursor's line is its current head's.
+    // Every head that moved in this run was refreshed just above; every other line is as signed.
     const nextBlocks = blocks.slice();
     for (const b of dirty) nextBlocks[b] = blockDigest(b, all.length, (i) => all[i]!.line);
     const body: CheckpointBody = {
@@ -503,8 +515,6 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     order = all;
     signedHeads = list;
     blocks = nextBlocks;
-    dirty.clear();
-    moved.clear();
     upTo = after;
     events += count;
     return cp;

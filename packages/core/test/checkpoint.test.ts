@@ -81,6 +81,22 @@ describe('signed checkpoints', () => {
     assert.equal((await verifyCheckpoint(swapped, w.keys)).valid, false);
   });
 
+  it('the memory sink keeps its own copy of a head a caller froze around a getter', async () => {
+    const w = await world(1);
+    const cp = (await w.service.checkpoint())!;
+    const [id, seq, hash] = cp.heads[0]!;
+    let name = id;
+    const sly = Object.freeze(
+      Object.defineProperty([undefined, seq, hash], 0, { get: () => name, enumerable: true }),
+    ) as unknown as (typeof cp.heads)[number];
+    const sink = createMemoryCheckpointSink();
+    await sink.put({ ...cp, heads: [sly] });
+    name = 'someone-else';
+    const kept = (await sink.latest())!;
+    assert.deepEqual(kept.heads, [[id, seq, hash]]);
+    assert.deepEqual((await verifyCheckpoint(kept, w.keys)).problems, []);
+  });
+
   it('the background checkpointer signs in batches, off the transition path', async () => {
     const sink = createMemoryCheckpointSink();
     const env = await setup();
@@ -296,21 +312,41 @@ describe('signed checkpoints', () => {
 });
 
 describe('heads digested in blocks', () => {
-  /** One round: new cases (one event each), then one more event for each chosen case, then a run. */
-  type Round = { newCases: number; moves: number[]; sinkDown: boolean };
+  /**
+   * One round: new cases (one event each), then one more event for each chosen case, then a run. A
+   * run may fail at the sink or at the read; after a failure the round's new cases may be deleted
+   * (never signed, so nothing attests them), and before the run the checkpointer may be replaced by a
+   * fresh one that resumes from the sink.
+   */
+  type Round = {
+    newCases: number;
+    moves: number[];
+    fault?: 'sink' | 'read';
+    dropNew?: boolean;
+    restart?: boolean;
+  };
 
   /**
    * Replays the rounds on a fresh memory store: every checkpoint the incremental digest signs must
    * verify (verifyCheckpoint digests every block from scratch) and list exactly the store's heads in
-   * the order the cases came; a failed sink changes nothing.
+   * the order the cases came; a failed run changes nothing. Returns how many were signed.
    */
   async function replay(rounds: Round[]) {
     const w = await world(1);
     const template = (await w.store.get(w.ids[0]!)) as Grant;
-    const store = createMemoryStore();
+    const inner = createMemoryStore();
+    let readDown = false;
+    const store = {
+      ...inner,
+      async allEvents(after: number, limit: number) {
+        if (readDown) throw new Error('store down');
+        return inner.allEvents(after, limit);
+      },
+    };
     const sink = outageSink();
-    const cpr = createCheckpointer({ store, signer: w.signer!, sink });
-    const ids: string[] = [];
+    let cpr = createCheckpointer({ store, signer: w.signer!, sink });
+    let ids: string[] = [];
+    let made = 0;
     const at = new Date().toISOString();
     const draft = (n: number) => ({
       type: 'usage',
@@ -319,10 +355,11 @@ describe('heads digested in blocks', () => {
     });
     let signed = 0;
     for (const r of rounds) {
+      const added: string[] = [];
       for (let k = 0; k < r.newCases; k++) {
-        const id = `c-${String(ids.length).padStart(5, '0')}`;
+        const id = `c-${String(made++).padStart(5, '0')}`;
         const evs = chainEvents(id, at, undefined, [draft(0)]);
-        await store.create(
+        await inner.create(
           {
             ...template,
             id,
@@ -332,24 +369,33 @@ describe('heads digested in blocks', () => {
           } as Grant,
           evs,
         );
-        ids.push(id);
+        added.push(id);
       }
+      ids.push(...added);
       for (const m of r.moves) {
         if (ids.length === 0) break;
         const id = ids[m % ids.length]!;
-        const g = (await store.get(id))!;
-        const prev = (await store.events(id)).at(-1)!;
+        const g = (await inner.get(id))!;
+        const prev = (await inner.events(id)).at(-1)!;
         const evs = chainEvents(id, at, prev, [draft(prev.seq)]);
-        await store.compareAndSet(
+        await inner.compareAndSet(
           { ...g, version: g.version + 1, audit: { seq: evs[0]!.seq, head: evs[0]!.hash } },
           g.version,
           evs,
         );
       }
-      sink.down = r.sinkDown;
-      const anything = (await store.allEvents(cpr.upTo, 1)).length > 0;
-      if (r.sinkDown) {
-        if (anything) await expect(cpr.run()).rejects.toThrow('sink down');
+      if (r.restart) cpr = createCheckpointer({ store, signer: w.signer!, sink });
+      const anything = (await inner.allEvents(cpr.upTo, 1)).length > 0;
+      if (r.fault) {
+        sink.down = r.fault === 'sink';
+        readDown = r.fault === 'read';
+        if (anything) await expect(cpr.run()).rejects.toThrow(/down/);
+        sink.down = false;
+        readDown = false;
+        if (r.dropNew) {
+          for (const id of added) inner.tamperDeleteCase(id);
+          ids = ids.filter((id) => !added.includes(id));
+        }
         continue;
       }
       const cp = await cpr.run();
@@ -362,37 +408,57 @@ describe('heads digested in blocks', () => {
       assert.deepEqual(v.problems, []);
       const expected = [];
       for (const id of ids) {
-        const last = (await store.events(id)).at(-1)!;
+        const last = (await inner.events(id)).at(-1)!;
         expected.push([id, last.seq, last.hash]);
       }
       assert.deepEqual(cp!.heads, expected);
-      assert.deepEqual(codes(await auditStore(store, { checkpoint: cp!, keys: w.keys })), []);
+      assert.deepEqual(codes(await auditStore(inner, { checkpoint: cp!, keys: w.keys })), []);
     }
     return signed;
   }
 
   it('a checkpoint over several blocks with moves in old blocks, new cases and a failed sink verifies from scratch', async () => {
     const signed = await replay([
-      { newCases: 600, moves: [], sinkDown: false },
-      { newCases: 0, moves: [3, 300], sinkDown: false }, // blocks 0 and 1 only
-      { newCases: 10, moves: [599, 5], sinkDown: true }, // read, then rolled back
-      { newCases: 2, moves: [255, 256, 511, 512], sinkDown: false }, // block edges
-      { newCases: 0, moves: [], sinkDown: false }, // nothing new
+      { newCases: 600, moves: [] },
+      { newCases: 0, moves: [3, 300] }, // blocks 0 and 1 only
+      { newCases: 10, moves: [599, 5], fault: 'sink' }, // read, then rolled back
+      { newCases: 2, moves: [255, 256, 511, 512] }, // block edges
+      { newCases: 0, moves: [] }, // nothing new
+      { newCases: 0, moves: [1], restart: true }, // resumed from the sink, then incremental again
+      { newCases: 300, moves: [0, 700] },
     ]);
-    assert.equal(signed, 3);
+    assert.equal(signed, 5);
   });
 
-  it('random rounds of new cases, moves and sink failures', async () => {
-    const round = fc.record({
-      newCases: fc.nat(300),
-      moves: fc.array(fc.nat(), { maxLength: 30 }),
-      sinkDown: fc.boolean(),
-    });
+  it('new cases read by a failed run and then deleted leave no block behind', async () => {
+    // 512 cases fill two blocks; the failed run had read a case into a third.
+    for (const fault of ['sink', 'read'] as const) {
+      const signed = await replay([
+        { newCases: 512, moves: [] },
+        { newCases: 1, moves: [], fault, dropNew: true },
+        { newCases: 0, moves: [0] },
+        { newCases: 0, moves: [300], restart: true },
+      ]);
+      assert.equal(signed, 3, fault);
+    }
+  });
+
+  it('random rounds of new cases, moves, failures, deletions after failures and restarts', async () => {
+    const round = fc.record(
+      {
+        newCases: fc.nat(300),
+        moves: fc.array(fc.nat(), { maxLength: 30 }),
+        fault: fc.constantFrom(undefined, 'sink' as const, 'read' as const),
+        dropNew: fc.boolean(),
+        restart: fc.boolean(),
+      },
+      { requiredKeys: ['newCases', 'moves'] },
+    );
     await fc.assert(
-      fc.asyncProperty(fc.array(round, { minLength: 1, maxLength: 5 }), async (rounds) => {
+      fc.asyncProperty(fc.array(round, { minLength: 1, maxLength: 6 }), async (rounds) => {
         await replay(rounds);
       }),
-      { numRuns: 25 },
+      { numRuns: 30 },
     );
   });
 });

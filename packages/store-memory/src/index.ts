@@ -65,6 +65,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   let orderSorted = true;
   const before = (a: { createdAt: string; id: string }, b: { createdAt: string; id: string }) =>
     a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
+  /** The last global sequence number given out: never reused, also after a tamper helper removed events. */
+  let lastGlobalSeq = 0;
   const notify = (id: string) => {
     for (const l of listeners) {
       try {
@@ -93,7 +95,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     for (const e of evs) {
       // Stored events are immutable: frozen once here, then handed out without a copy per read
       // (history, evidence, checkpoints and audits read every event; copying them dominated).
-      const stored = freezeEvent(e, all.length + 1);
+      const stored = freezeEvent(e, ++lastGlobalSeq);
       list.push(stored);
       all.push(stored);
     }

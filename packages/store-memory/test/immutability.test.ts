@@ -27,6 +27,17 @@ describe('memory store: audit events are immutable', () => {
     const [stored] = await s.events(grant.id);
     expect(stored!.data).not.toHaveProperty('injected');
   });
+
+  it('never gives out a global sequence number twice, also after a tamper helper removed events', async () => {
+    const s = createMemoryStore();
+    const cases = [makeGrant(), makeGrant(), makeGrant()];
+    for (const { grant, events } of cases) await s.create(grant, events);
+    s.tamperDeleteCase(cases[1]!.grant.id); // an attacker's deletion: the numbers it used stay used
+    const next = makeGrant();
+    await s.create(next.grant, next.events);
+    const seqs = (await s.allEvents(0, 10)).map((e) => e.globalSeq);
+    expect(seqs).toEqual([1, 3, 4]);
+  });
 });
 
 describe('memory store: case records are immutable and shared, not copied per read', () => {
