@@ -1,5 +1,6 @@
 import type { AuditDraft } from './audit.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
+import { isoAt, isoOf } from './iso.js';
 import type {
   Actor,
   Approval,
@@ -226,23 +227,6 @@ function actorOf(p: { id: string; kind: 'human' | 'workload' }): Actor {
 }
 
 /**
- * ISO text of `now`, memoised for the last instant seen: a transition, its commit and its record
- * all format the same `now`, and formatting a Date costs more than comparing one.
- */
-let lastIsoDate: Date | undefined;
-let lastIsoTime = Number.NaN;
-let lastIso = '';
-function isoOf(now: Date): string {
-  const t = now.getTime();
-  if (now !== lastIsoDate || t !== lastIsoTime) {
-    lastIso = now.toISOString(); // throws RangeError for an invalid Date, as before
-    lastIsoDate = now;
-    lastIsoTime = t;
-  }
-  return lastIso;
-}
-
-/**
  * Shallow copy for a part that may gain keys. Not `{ ...x }`: in V8 an object copied by spread takes
  * a slow path (new hidden class per added key) as soon as a key is added to it, ten times the cost.
  */
@@ -433,7 +417,7 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       const w = ownWindow(d);
       w.issuedAt = at;
       w.expiresAt = command.expiresAt;
-      w.hardLimitAt = new Date(now.getTime() + g.policy.maxDurationSeconds * 1000).toISOString();
+      w.hardLimitAt = isoAt(now.getTime() + g.policy.maxDurationSeconds * 1000);
       delete g.retry;
       events.push({ type: 'issued', actor: command.actor, data: { expiresAt: command.expiresAt } });
       emit(d, 'grant:issued', {

@@ -8,6 +8,7 @@ import {
   createCheckpointer,
 } from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { isoAt, isoOf } from './iso.js';
 import { type EvidenceBundle, createEvidence } from './evidence.js';
 import { type GrantlineReport, type ReportInput, buildReport } from './report.js';
 import {
@@ -445,8 +446,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const grant: Grant = {
       id: this.ids(),
       version: 1,
-      createdAt: now.toISOString(),
-      updatedAt: now.toISOString(),
+      createdAt: isoOf(now),
+      updatedAt: isoOf(now),
       state: preApproved ? 'approved' : 'requested',
       requester: req.requester,
       subject,
@@ -455,9 +456,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       window: {
         durationSeconds: req.durationSeconds,
         ...(req.notBefore ? { notBefore: req.notBefore.toISOString() } : {}),
-        requestExpiresAt: new Date(
+        requestExpiresAt: isoAt(
           start.getTime() + (preApproved ? this.policy.policy.activationTtlSeconds : ttl) * 1000,
-        ).toISOString(),
+        ),
         extensions: 0,
       },
       policy: snapshot,
@@ -660,7 +661,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         approval: {
           approver,
           role: d.value.role,
-          at: this.clock.now().toISOString(),
+          at: isoOf(this.clock.now()),
           ...(a.reason ? { reason: a.reason } : {}),
           ...(proof ? { proof } : {}),
         },
@@ -759,7 +760,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       return {
         type: 'beginIssue',
         actor: opts.actor ? actorOf(opts.actor) : actorOf(g.subject),
-        staleAt: new Date(this.clock.now().getTime() + this.issuingTimeoutMs).toISOString(),
+        staleAt: isoAt(this.clock.now().getTime() + this.issuingTimeoutMs),
       };
     });
     const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
@@ -777,8 +778,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       ...started,
       // Object.assign, not spread: keys added to a spread copy take V8's slow path.
       window: Object.assign({}, started.window, {
-        expiresAt: expiresAt.toISOString(),
-        issuedAt: now.toISOString(),
+        expiresAt: isoOf(expiresAt),
+        issuedAt: isoOf(now),
       }),
     };
     for (const t of started.targets) {
@@ -804,8 +805,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             ...(Object.keys(secret).length > 0 || res.fingerprint
               ? { fingerprint: res.fingerprint ?? sha256Hex(canonicalJson(secret)).slice(0, 32) }
               : {}),
-            issuedAt: now.toISOString(),
-            expiresAt: res.expiresAt.toISOString(),
+            issuedAt: isoOf(now),
+            expiresAt: res.expiresAt.toISOString(), // the executor's value: its own method, as ever
           },
         });
       } catch (err) {
@@ -850,7 +851,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           type: 'issued',
           actor,
           issued,
-          expiresAt: expiresAt.toISOString(),
+          expiresAt: isoOf(expiresAt),
           resumeAt: this.resumeAt(),
         }),
         started,
@@ -2014,14 +2015,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
   private resumeAt(): string {
-    return new Date(this.clock.now().getTime() + this.leaseMs).toISOString();
+    return isoAt(this.clock.now().getTime() + this.leaseMs);
   }
 
   /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
   private backoff(attempts: number): string {
     const exp = Math.min(this.retryOpts.maxMs, this.retryOpts.baseMs * 2 ** Math.min(30, attempts - 1));
     const delay = exp / 2 + this.random() * (exp / 2);
-    return new Date(this.clock.now().getTime() + delay).toISOString();
+    return isoAt(this.clock.now().getTime() + delay);
   }
 
   private async revokeWith(
@@ -2119,7 +2120,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const events: AuditEvent[] = [];
     let prev = { seq: current.audit.seq, hash: current.audit.head } as AuditEvent;
     for (const step of steps) {
-      const chained = chainEvents(current.id, step.at.toISOString(), prev, step.drafts);
+      const chained = chainEvents(current.id, isoOf(step.at), prev, step.drafts);
       for (const e of chained) events.push(e);
       if (chained.length > 0) prev = chained[chained.length - 1]!;
     }
