@@ -18,8 +18,12 @@ export interface MemoryStoreOptions {
 
 interface Row {
   grant: Grant;
-  /** `grant.dueAt` as epoch ms, parsed once per write: the sweeper's hot path reads only numbers. */
-  due: number | null;
+  /**
+   * `grant.dueAt` as epoch ms, parsed on the sweeper's first look at this version (undefined until
+   * then, see `dueOf`): its scans compare numbers, and a version replaced before any scan looked at
+   * it (a case usually moves through several in a row) is never parsed at all.
+   */
+  due: number | null | undefined;
   leaseOwner?: string;
   leaseUntil?: number;
 }
@@ -101,6 +105,11 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     }
     events.set(id, list);
   };
+  /** A row's due time in epoch ms (null: nothing due), parsed once per stored version. */
+  const dueOf = (r: Row): number | null => {
+    if (r.due === undefined) r.due = r.grant.dueAt === null ? null : Date.parse(r.grant.dueAt);
+    return r.due;
+  };
   const checkGrant = (g: Grant) => {
     if (!g || typeof g.id !== 'string' || typeof g.version !== 'number') {
       throw new GrantlineError(ErrorCodes.VALIDATION, 'store: grant must have an id and a version', {
@@ -141,7 +150,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     }
     // Both writes happen in one synchronous block: no reader can observe one without the other.
     const stored = copy(grant, row.grant); // shares what is unchanged since the stored version
-    rows.set(grant.id, { grant: stored, due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+    rows.set(grant.id, { grant: stored, due: undefined });
     append(grant.id, evs);
     notify(grant.id);
     return stored;
@@ -176,7 +185,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         });
       }
       const stored = copy(grant);
-      rows.set(grant.id, { grant: stored, due: grant.dueAt === null ? null : Date.parse(grant.dueAt) });
+      rows.set(grant.id, { grant: stored, due: undefined });
       append(grant.id, evs);
       const key = { createdAt: grant.createdAt, id: grant.id };
       if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
@@ -297,7 +306,8 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const t = now.getTime();
       const due: Row[] = [];
       for (const r of rows.values()) {
-        if (r.due !== null && r.due <= t && (r.leaseUntil === undefined || r.leaseUntil <= t)) due.push(r);
+        const d = dueOf(r);
+        if (d !== null && d <= t && (r.leaseUntil === undefined || r.leaseUntil <= t)) due.push(r);
       }
       due.sort((a, b) => a.due! - b.due! || (a.grant.id < b.grant.id ? -1 : a.grant.id > b.grant.id ? 1 : 0));
       const claimed = due.slice(0, limit);
@@ -312,8 +322,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       guard();
       let min: number | null = null;
       for (const r of rows.values()) {
-        if (r.due === null) continue;
-        const d = Math.max(r.due, r.leaseUntil ?? 0);
+        const due = dueOf(r);
+        if (due === null) continue;
+        const d = Math.max(due, r.leaseUntil ?? 0);
         if (min === null || d < min) min = d;
       }
       return min === null ? null : new Date(min);
