@@ -811,9 +811,13 @@ export function computeDue(g: Grant): string | null {
   return due ?? null;
 }
 
-/** Bumps version and `updatedAt` and recomputes `dueAt`: the record as it will be stored. */
-export function finalizeGrant(next: Grant, prevVersion: number, now: Date): Grant {
+/**
+ * Bumps version and `updatedAt` and recomputes `dueAt`: the record as it will be stored. `audit`,
+ * when given, replaces the record's chain position (the commit's last event) in the same copy.
+ */
+export function finalizeGrant(next: Grant, prevVersion: number, now: Date, audit?: Grant['audit']): Grant {
   const g: Grant = { ...next, version: prevVersion + 1, updatedAt: isoOf(now) };
+  if (audit) g.audit = audit; // a key every record has: set in place, the copy keeps its shape
   g.dueAt = computeDue(g);
   return g;
 }

@@ -409,7 +409,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       if (existing) return existing;
     }
     const targets = this.validateTargets(req.targets);
-    const subject = await this.proveSubject(req.subject, req.subjectAssertion);
+    // No await (and no promise) without an assertion to verify.
+    const subject = req.subjectAssertion
+      ? await this.proveSubject(req.subject, req.subjectAssertion)
+      : req.subject;
     const decision = evaluateRequest(this.policy, { ...req, subject, targets });
     if (!decision.allowed || !decision.value) {
       throw new GrantlineError(
@@ -644,8 +647,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async approve(id: string, input: ApproveInput): Promise<Grant> {
     this.checkId(id, 'approve');
     const a = parseInput(approveInputSchema, input, 'approve');
-    const { approver, proof } = await this.proveApprover(a.approver, a.assertion, 'approve', ['assertion']);
-    return this.mutate(id, (g) => {
+    const { approver, proof } = a.assertion
+      ? await this.proveApprover(a.approver, a.assertion, 'approve', ['assertion'])
+      : { approver: a.approver, proof: undefined };
+    // Awaited, not returned: an async function resolving with a promise takes two more turns.
+    return await this.mutate(id, (g, now) => {
       const d = evaluateApproval(g, approver, a.role, proof !== undefined);
       if (!d.allowed || !d.value) {
         throw new GrantlineError(
@@ -661,7 +667,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         approval: {
           approver,
           role: d.value.role,
-          at: isoOf(this.clock.now()),
+          at: isoOf(now),
           ...(a.reason ? { reason: a.reason } : {}),
           ...(proof ? { proof } : {}),
         },
@@ -732,7 +738,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async issue(id: string, input: IssueInput = {}): Promise<IssueOutcome> {
     this.checkId(id, 'issue');
     const opts = parseInput(issueInputSchema, input, 'issue');
-    let started = await this.mutate(id, (g) => {
+    let started = await this.mutate(id, (g, now) => {
       if (opts.actor && opts.actor.id !== g.requester.id && opts.actor.id !== g.subject.id) {
         throw new GrantlineError(
           ErrorCodes.APPROVAL_REFUSED,
@@ -748,7 +754,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           },
         );
       }
-      if (g.window.notBefore && Date.parse(g.window.notBefore) > this.clock.now().getTime()) {
+      if (g.window.notBefore && Date.parse(g.window.notBefore) > now.getTime()) {
         throw new GrantlineError(
           ErrorCodes.INVALID_TRANSITION,
           `case ${id} may not be issued before ${g.window.notBefore}`,
@@ -760,7 +766,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       return {
         type: 'beginIssue',
         actor: opts.actor ? actorOf(opts.actor) : actorOf(g.subject),
-        staleAt: isoAt(this.clock.now().getTime() + this.issuingTimeoutMs),
+        staleAt: isoAt(now.getTime() + this.issuingTimeoutMs),
       };
     });
     const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
@@ -823,13 +829,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const f = failure;
       started = await this.mutate(
         id,
-        () => ({
+        (_, at) => ({
           type: 'issueFailed',
           actor,
           issued,
           failedTargetId: f.targetId,
           error: f.error,
-          resumeAt: this.resumeAt(),
+          resumeAt: this.resumeAt(at),
         }),
         started,
       );
@@ -847,12 +853,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     try {
       done = await this.mutate(
         id,
-        () => ({
+        (_, at) => ({
           type: 'issued',
           actor,
           issued,
           expiresAt: isoOf(expiresAt),
-          resumeAt: this.resumeAt(),
+          resumeAt: this.resumeAt(at),
         }),
         started,
       );
@@ -959,12 +965,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /** The task is done: revoke now with trigger `completion`, then verify. */
-  async complete(id: string, input: RevokeInput): Promise<Grant> {
+  complete(id: string, input: RevokeInput): Promise<Grant> {
+    // Not async itself: revokeWith is, so every failure still arrives as a rejection.
     return this.revokeWith(id, input, 'completion', 'complete');
   }
 
   /** Revokes now with trigger `manual`, then verifies. Revoke is idempotent per case. */
-  async revoke(id: string, input: RevokeInput): Promise<Grant> {
+  revoke(id: string, input: RevokeInput): Promise<Grant> {
     return this.revokeWith(id, input, 'manual', 'revoke');
   }
 
@@ -2014,8 +2021,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /** When the sweeper takes over a step this process is about to do inline (now + lease). */
-  private resumeAt(): string {
-    return isoAt(this.clock.now().getTime() + this.leaseMs);
+  private resumeAt(now: Date = this.clock.now()): string {
+    return isoAt(now.getTime() + this.leaseMs);
   }
 
   /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
@@ -2033,13 +2040,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   ): Promise<Grant> {
     this.checkId(id, where);
     const r = parseInput(revokeInputSchema, input, where);
-    const current = await this.mustGet(id);
+    const current = this.found(id, await this.store.get(id));
     // Idempotent: a case already on its way out (or out) is returned as it is, after a nudge.
-    if (current.state === 'revoking' || current.state === 'revoked') return this.advance(current);
+    if (current.state === 'revoking' || current.state === 'revoked') return await this.advance(current);
     if (current.state === 'verified' || current.state === 'failed') return current;
     const g = await this.mutate(
       id,
-      (g) => {
+      (g, now) => {
         if (trigger === 'completion' && r.actor.id !== g.requester.id && r.actor.id !== g.subject.id) {
           throw new GrantlineError(ErrorCodes.APPROVAL_REFUSED, `${r.actor.id} may not complete this case`, {
             details: {
@@ -2060,26 +2067,39 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           trigger,
           actor: actorOf(r.actor),
           reason: r.reason,
-          resumeAt: this.resumeAt(),
+          resumeAt: this.resumeAt(now),
         };
       },
       current,
     );
-    return this.advance(g);
+    return await this.advance(g);
   }
 
   /**
    * Loads the case (or uses `known`), derives the command and commits it with compare-and-set; on a
-   * lost race it reloads and re-derives (the command may then be refused), up to 16 times.
+   * lost race it reloads and re-derives (the command may then be refused), up to 16 times. `decide`
+   * gets the step's instant, the one its events and record carry.
    */
-  private async mutate(id: string, decide: (g: Grant) => Command | null, known?: Grant): Promise<Grant> {
-    let current = known ?? (await this.mustGet(id));
+  private async mutate(
+    id: string,
+    decide: (g: Grant, now: Date) => Command | null,
+    known?: Grant,
+  ): Promise<Grant> {
+    let current = known ?? this.found(id, await this.store.get(id));
     for (let attempt = 0; ; attempt++) {
       const now = this.clock.now();
-      const command = decide(current);
+      const command = decide(current, now);
       if (command === null) return current; // nothing left to do on the current record
       const { next, events: drafts, effects } = transition(current, command, now);
-      const stored = await this.commitNext(current, next, drafts, now);
+      const { record, events } = this.commitRecord(current, next, [{ at: now, drafts }], now);
+      // The store's promise awaited here, in no helper of its own: one async layer less per step.
+      let stored: Grant | null;
+      try {
+        stored = await this.store.compareAndSet(record, current.version, events);
+      } catch (err) {
+        if (!isGrantlineError(err) || err.code !== ErrorCodes.CONFLICT) throw err;
+        stored = null; // lost the race
+      }
       if (stored) {
         // The default logger drops everything: build no log record for it on every transition.
         if (this.logger !== silentLogger)
@@ -2103,7 +2123,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           },
         );
       }
-      current = await this.mustGet(id);
+      current = this.found(id, await this.store.get(id));
     }
   }
 
@@ -2125,28 +2145,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       if (chained.length > 0) prev = chained[chained.length - 1]!;
     }
     const last = events[events.length - 1];
-    const record = finalizeGrant(
-      { ...next, audit: last ? { seq: last.seq, head: last.hash } : current.audit },
-      current.version,
-      now,
-    );
+    const audit = last ? { seq: last.seq, head: last.hash } : current.audit;
+    const record = finalizeGrant(next, current.version, now, audit); // one copy of the record, not two
     return { record, events };
-  }
-
-  /** Commits; returns null on a version conflict. */
-  private async commitNext(
-    current: Grant,
-    next: Grant,
-    drafts: AuditDraft[],
-    now: Date,
-  ): Promise<Grant | null> {
-    const { record, events } = this.commitRecord(current, next, [{ at: now, drafts }], now);
-    try {
-      return await this.store.compareAndSet(record, current.version, events);
-    } catch (err) {
-      if (isGrantlineError(err) && err.code === ErrorCodes.CONFLICT) return null;
-      throw err;
-    }
   }
 
   private async createCase(
@@ -2329,7 +2330,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   private async mustGet(id: string): Promise<Grant> {
-    const g = await this.store.get(id);
+    return this.found(id, await this.store.get(id));
+  }
+
+  /** `g`, read for case `id`; `ERR_NOT_FOUND` when there was none. Lets hot paths await the store itself. */
+  private found(id: string, g: Grant | null): Grant {
     if (!g) throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${id}`, { details: { caseId: id } });
     return g;
   }
