@@ -405,15 +405,21 @@ function seal<T>(value: T, shared?: unknown): T {
   const prev =
     shared !== null && typeof shared === 'object' ? (shared as Record<string, unknown>) : undefined;
   let out: object;
+  // Most values in a record are strings and numbers: kept as they are right here, without a call
+  // (and without reading the shared version's value, a megamorphic keyed load) for each of them.
   if (Array.isArray(value)) {
     const arr: unknown[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) arr[i] = seal(value[i], prev?.[i]);
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      arr[i] = v === null || typeof v !== 'object' ? v : seal(v, prev?.[i]);
+    }
     out = arr;
   } else {
     const o: Record<string, unknown> = {};
     for (const key in value) {
       const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) o[key] = seal(v, prev?.[key]);
+      if (v === undefined) continue;
+      o[key] = v === null || typeof v !== 'object' ? v : seal(v, prev?.[key]);
     }
     out = o;
   }
@@ -426,7 +432,7 @@ function freezeEvent(e: AuditEvent, globalSeq: number): AuditEvent {
   for (const key in e) {
     const v = (e as Record<string, unknown>)[key];
     if (key === 'globalSeq') out[key] = globalSeq;
-    else if (v !== undefined) out[key] = seal(v);
+    else if (v !== undefined) out[key] = v === null || typeof v !== 'object' ? v : seal(v);
   }
   if (out.globalSeq === undefined) out.globalSeq = globalSeq;
   return Object.freeze(out) as AuditEvent;
