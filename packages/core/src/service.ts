@@ -965,14 +965,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /** The task is done: revoke now with trigger `completion`, then verify. */
-  complete(id: string, input: RevokeInput): Promise<Grant> {
-    // Not async itself: revokeWith is, so every failure still arrives as a rejection.
-    return this.revokeWith(id, input, 'completion', 'complete');
+  async complete(id: string, input: RevokeInput): Promise<Grant> {
+    // async (a rejection, never a synchronous throw, even called detached); awaited: one turn, not two.
+    return await this.revokeWith(id, input, 'completion', 'complete');
   }
 
   /** Revokes now with trigger `manual`, then verifies. Revoke is idempotent per case. */
-  revoke(id: string, input: RevokeInput): Promise<Grant> {
-    return this.revokeWith(id, input, 'manual', 'revoke');
+  async revoke(id: string, input: RevokeInput): Promise<Grant> {
+    return await this.revokeWith(id, input, 'manual', 'revoke');
   }
 
   /** Runs verification of the case's removed targets now (the sweeper also does it). */

@@ -38,6 +38,15 @@ describe('memory store: audit events are immutable', () => {
     const seqs = (await s.allEvents(0, 10)).map((e) => e.globalSeq);
     expect(seqs).toEqual([1, 3, 4]);
   });
+
+  it('a read-only sweeper look (nextDue) leaves the dump as it was', async () => {
+    const s = createMemoryStore();
+    const { grant, events } = makeGrant({ dueAt: '2026-01-01T00:10:00.000Z' });
+    await s.create(grant, events);
+    const before = s.dump();
+    expect((await s.nextDue())?.toISOString()).toBe('2026-01-01T00:10:00.000Z');
+    expect(s.dump()).toBe(before);
+  });
 });
 
 describe('memory store: case records are immutable and shared, not copied per read', () => {
