@@ -135,6 +135,13 @@ function blockDigest(b: number, n: number, lineAt: (i: number) => string): strin
   return sha256Text(text);
 }
 
+/** The digest of every block of `n` heads, in order. */
+function blockDigests(n: number, lineAt: (i: number) => string): string[] {
+  const out: string[] = [];
+  for (let b = 0; b * HEADS_BLOCK < n; b++) out.push(blockDigest(b, n, lineAt));
+  return out;
+}
+
 /** The top of {@link headsDigest}: SHA-256 (hex) of the block digests, each followed by "\n". */
 function topDigest(blocks: readonly string[]): string {
   return sha256Text(blocks.length === 0 ? '' : `${blocks.join('\n')}\n`);
@@ -146,9 +153,7 @@ export function headsDigest(heads: readonly CaseHead[]): string {
     const [id, seq, hash] = heads[i]!;
     return headLine(id, seq, hash);
   };
-  const blocks: string[] = [];
-  for (let b = 0; b * HEADS_BLOCK < heads.length; b++) blocks.push(blockDigest(b, heads.length, lineAt));
-  return topDigest(blocks);
+  return topDigest(blockDigests(heads.length, lineAt));
 }
 
 /**
@@ -168,6 +173,14 @@ class HeadCursor extends ChainCursor {
     readonly pos: number,
   ) {
     super(caseId, false); // links only: content is re-hashed by every audit
+  }
+
+  /** Back at `t`, its head as last signed (a failed run is rolled back). */
+  restore(t: CaseHead): void {
+    this.seq = t[1];
+    this.head = t[2];
+    this.tuple = t;
+    this.line = headLine(this.caseId, t[1], t[2]);
   }
 
   /** Rebuilds the tuple and line of the current head. */
@@ -219,13 +232,13 @@ const cpShape = z.strictObject({
 });
 
 /**
- * What is wrong with `heads` (an array of `[case id, positive integer seq, hash string]`, each case
- * once), or undefined. By hand: a store-wide checkpoint holds a head per case, and zod's array of
- * tuples costs seconds at a million cases.
+ * What is wrong with `heads` (an array of `[case id, positive integer seq, hash string]`), or
+ * undefined; that each case is listed once is checked as verifyCheckpoint indexes them. By hand: a
+ * store-wide checkpoint holds a head per case, and zod's array of tuples costs seconds at a million
+ * cases.
  */
 function headsIssue(v: unknown): string | undefined {
   if (!Array.isArray(v)) return 'must be an array of [caseId, seq, hash]';
-  const seen = new Set<string>();
   for (let i = 0; i < v.length; i++) {
     const h: unknown = v[i];
     if (
@@ -238,8 +251,6 @@ function headsIssue(v: unknown): string | undefined {
     ) {
       return `head ${i} must be [caseId, seq, hash]`;
     }
-    if (seen.has(h[0])) return `case ${h[0]} is listed twice`;
-    seen.add(h[0]);
   }
   return undefined;
 }
@@ -253,19 +264,26 @@ export async function verifyCheckpoint(
   keys: JSONWebKeySet,
 ): Promise<{ valid: boolean; problems: CheckpointProblem[]; checkpoint?: VerifiedCheckpoint }> {
   const problems: CheckpointProblem[] = [];
+  const malformed = (issue: string) => ({
+    valid: false,
+    problems: [
+      {
+        code: 'CHECKPOINT_MALFORMED' as const,
+        message: `checkpoint must be { payload, protected, signature, heads }: ${issue}`,
+      },
+    ],
+  });
   const shaped = cpShape.safeParse(checkpoint);
-  if (!shaped.success) {
-    return {
-      valid: false,
-      problems: [
-        {
-          code: 'CHECKPOINT_MALFORMED',
-          message: `checkpoint must be { payload, protected, signature, heads }: ${shaped.error.issues[0]?.message ?? ''}`,
-        },
-      ],
-    };
-  }
+  if (!shaped.success) return malformed(shaped.error.issues[0]?.message ?? '');
   const cp = shaped.data as SignedCheckpoint;
+  // Indexed once: the lookups of audits and evidence checks, each case once, and the event count.
+  const heads = new Map<string, readonly [number, string]>();
+  let events = 0;
+  for (const [id, seq, hash] of cp.heads) {
+    if (heads.has(id)) return malformed(`heads: case ${id} is listed twice`);
+    heads.set(id, [seq, hash]);
+    events += seq;
+  }
   const sig = await verifyDetached(cp.payload, cp, keys, CHECKPOINT_TYP);
   if (!sig.ok) problems.push({ code: sig.code, message: sig.message });
   let body: CheckpointBody;
@@ -279,12 +297,6 @@ export async function verifyCheckpoint(
       message: `checkpoint body is not valid: ${err instanceof Error ? err.message : ''}`,
     });
     return { valid: false, problems };
-  }
-  const heads = new Map<string, readonly [number, string]>();
-  let events = 0;
-  for (const [id, seq, hash] of cp.heads) {
-    heads.set(id, [seq, hash]);
-    events += seq;
   }
   if (
     headsDigest(cp.heads) !== body.headsDigest ||
@@ -400,8 +412,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       order.push(c);
     }
     signedHeads = Object.freeze(order.map((c) => c.tuple!));
-    for (let b = 0; b * HEADS_BLOCK < order.length; b++)
-      blocks.push(blockDigest(b, order.length, (i) => order[i]!.line));
+    blocks = blockDigests(order.length, (i) => order[i]!.line);
     loaded = true;
   };
 
@@ -409,7 +420,6 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     if (!loaded) await resume();
     let after = upTo;
     let count = 0;
-    const pending = new Map<string, { seq: number; head: string }>();
     const fresh: HeadCursor[] = [];
     /** Signed cursors whose head moved in this run. */
     const moved = new Set<HeadCursor>();
@@ -427,11 +437,10 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
             c = new HeadCursor(e.caseId, order.length + fresh.length);
             heads.set(e.caseId, c);
             fresh.push(c);
-          }
-          if (!pending.has(e.caseId)) {
-            // First event of the case in this run.
-            pending.set(e.caseId, { seq: c.seq, head: c.head });
-            if (c.pos < order.length) moved.add(c);
+            dirty.add(Math.floor(c.pos / HEADS_BLOCK));
+          } else if (c.tuple !== undefined) {
+            // A signed case's first event in this run (every signed cursor starts a run at its signed head).
+            moved.add(c);
             dirty.add(Math.floor(c.pos / HEADS_BLOCK));
           }
           c.push(e, found);
@@ -449,15 +458,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       // it, and after a failed read, signature or sink, read the same events again next time. Every
       // signed cursor is then at its signed head again, line included, and `blocks` holds the digests
       // of exactly `order`: the next run starts from the last checkpoint's state, whatever it reads.
-      for (const [id, prev] of pending) {
-        const c = heads.get(id)!;
-        if (c.pos >= order.length) heads.delete(id);
-        else {
-          Object.assign(c, prev);
-          c.tuple = signedHeads[c.pos];
-          c.line = headLine(id, prev.seq, prev.head);
-        }
-      }
+      for (const c of fresh) heads.delete(c.caseId);
+      for (const c of moved) c.restore(signedHeads[c.pos]!);
       throw err;
     }
   };
