@@ -50,9 +50,6 @@ const policy: PolicyInput = {
   ],
 };
 
-type Event = AuditEvent;
-const errors = errorCodes;
-
 describe('evidence of an extended case', () => {
   let bundle: EvidenceBundle;
   let signer: Awaited<ReturnType<typeof createJoseSigner>>;
@@ -94,9 +91,9 @@ describe('evidence of an extended case', () => {
   });
 
   /** Edits the events of a copy of the payload, re-chains them, re-signs with the real key, verifies. */
-  const forge = async (edit: (events: Event[]) => void) => {
+  const forge = async (edit: (events: AuditEvent[]) => void) => {
     const p = payloadOf(bundle);
-    const events = structuredClone(p.events) as unknown as Event[];
+    const events = structuredClone(p.events) as unknown as AuditEvent[];
     edit(events);
     setEvents(p, rechain(events));
     const text = canonicalJson(p);
@@ -106,10 +103,10 @@ describe('evidence of an extended case', () => {
         keys: createJwks(signer),
       },
     );
-    assert.ok(!errors(r).includes('SIGNATURE_INVALID'));
+    assert.ok(!errorCodes(r).includes('SIGNATURE_INVALID'));
     return r;
   };
-  const extension = (events: Event[]) => {
+  const extension = (events: AuditEvent[]) => {
     const e = events.find((x) => x.type === 'extended');
     assert.ok(e, 'the case has an extended event');
     return e.data as { approvals: { approver: Record<string, unknown>; role: string }[] };
@@ -125,21 +122,21 @@ describe('evidence of an extended case', () => {
     const r = await forge((events) => {
       extension(events).approvals.pop();
     });
-    assert.deepEqual(errors(r), ['QUORUM_NOT_MET']);
+    assert.deepEqual(errorCodes(r), ['QUORUM_NOT_MET']);
   });
 
   it('SELF_APPROVAL: an extension approved by its own requester', async () => {
     const r = await forge((events) => {
       extension(events).approvals[0]!.approver = { ...alice, roles: ['sre-lead'] };
     });
-    assert.ok(errors(r).includes('SELF_APPROVAL'), JSON.stringify(r.problems));
+    assert.ok(errorCodes(r).includes('SELF_APPROVAL'), JSON.stringify(r.problems));
   });
 
   it('ROLE_NOT_QUALIFIED: an extension approver who does not hold the role', async () => {
     const r = await forge((events) => {
       extension(events).approvals[1]!.approver.roles = ['developer'];
     });
-    assert.deepEqual(errors(r), ['ROLE_NOT_QUALIFIED']);
+    assert.deepEqual(errorCodes(r), ['ROLE_NOT_QUALIFIED']);
   });
 
   it('EXTENSION_NOT_ALLOWED: more extensions than the rule allows', async () => {
@@ -147,7 +144,7 @@ describe('evidence of an extended case', () => {
       const i = events.findIndex((x) => x.type === 'extended');
       events.splice(i, 0, structuredClone(events[i]!), structuredClone(events[i]!));
     });
-    assert.deepEqual(errors(r), ['EXTENSION_NOT_ALLOWED']);
+    assert.deepEqual(errorCodes(r), ['EXTENSION_NOT_ALLOWED']);
   });
 
   it('EVENT_OUT_OF_ORDER: an extension recorded before issuance', async () => {
@@ -160,6 +157,6 @@ describe('evidence of an extended case', () => {
         ext!,
       );
     });
-    assert.ok(errors(r).includes('EVENT_OUT_OF_ORDER'), JSON.stringify(r.problems));
+    assert.ok(errorCodes(r).includes('EVENT_OUT_OF_ORDER'), JSON.stringify(r.problems));
   });
 });

@@ -181,24 +181,21 @@ describe('frozen memory store: rarely tested paths', () => {
 
   it('break-glass: review rejected revokes; overdue review raised by the sweeper', async () => {
     const e = await env();
-    const bg = await e.gl.breakGlass({
-      requester: alice,
-      subject: alice,
-      justification: { reason: 'outage' },
-      targets: [{ id: 'a', system: 'fx', resource: 'r://a' }],
-      durationSeconds: 600,
-    });
+    /** Alice's break-glass on target a. */
+    const breakGlass = (reason: string, durationSeconds = 600) =>
+      e.gl.breakGlass({
+        requester: alice,
+        subject: alice,
+        justification: { reason },
+        targets: [{ id: 'a', system: 'fx', resource: 'r://a' }],
+        durationSeconds,
+      });
+    const bg = await breakGlass('outage');
     await e.gl.issue(bg.id);
     const reviewed = await e.gl.review(bg.id, { reviewer: sam, outcome: 'rejected', notes: 'no' });
     expect(reviewed.state).toBe('verified');
     expect(reviewed.revocation?.trigger).toBe('review');
-    const bg2 = await e.gl.breakGlass({
-      requester: alice,
-      subject: alice,
-      justification: { reason: 'outage 2' },
-      targets: [{ id: 'a', system: 'fx', resource: 'r://a' }],
-      durationSeconds: 600,
-    });
+    const bg2 = await breakGlass('outage 2');
     await e.gl.issue(bg2.id);
     e.clock.advance(3_700_000);
     const r = await e.gl.sweep();
@@ -208,15 +205,7 @@ describe('frozen memory store: rarely tested paths', () => {
     expect(after.breakGlass?.overdueRaisedAt).toBeDefined();
     expect(after.state).toBe('verified');
     // An overdue review blocks the actor's next break-glass.
-    await expect(
-      e.gl.breakGlass({
-        requester: alice,
-        subject: alice,
-        justification: { reason: 'x' },
-        targets: [{ id: 'a', system: 'fx', resource: 'r://a' }],
-        durationSeconds: 60,
-      }),
-    ).rejects.toMatchObject({ code: 'ERR_BREAK_GLASS_REFUSED' });
+    await expect(breakGlass('x', 60)).rejects.toMatchObject({ code: 'ERR_BREAK_GLASS_REFUSED' });
     const late = await e.gl.review(bg2.id, { reviewer: sam, outcome: 'accepted' });
     expect(late.breakGlass?.review?.outcome).toBe('accepted');
     noTypeErrors(e.errors);
