@@ -19,6 +19,39 @@ describe('memory store: audit events are immutable', () => {
     expect(again!.actor.id).toBe(events[0]!.actor.id);
   });
 
+  it('freezes every part of an event before it first goes out, whichever read it goes out by', async () => {
+    // Events are kept as private copies and frozen on their first way out (by events or allEvents).
+    const deepFrozen = (v: unknown): boolean =>
+      v === null ||
+      typeof v !== 'object' ||
+      (Object.isFrozen(v) && Object.values(v as object).every(deepFrozen));
+    const s = createMemoryStore();
+    const a = makeGrant();
+    const b = makeGrant();
+    const nested: { list: [{ deep: { x: number } }, unknown[]]; empty: object } = {
+      list: [{ deep: { x: 1 } }, []],
+      empty: {},
+    };
+    a.events[0]!.data = { ...a.events[0]!.data, nested };
+    b.events[0]!.data = { ...b.events[0]!.data, nested };
+    await s.create(a.grant, a.events);
+    await s.create(b.grant, b.events);
+    const viaCase = await s.events(a.grant.id); // a's events go out by events() first
+    expect(viaCase.length).toBeGreaterThan(0);
+    expect(viaCase.every(deepFrozen)).toBe(true);
+    const viaStream = await s.allEvents(0, 100); // b's by allEvents() first
+    expect(viaStream.length).toBe(a.events.length + b.events.length);
+    expect(viaStream.every(deepFrozen)).toBe(true);
+    const first = viaStream.find((e) => e.caseId === b.grant.id)!;
+    const deep = (first.data.nested as typeof nested).list[0]!.deep;
+    expect(() => {
+      deep.x = 2;
+    }).toThrow(TypeError);
+    expect(((await s.events(b.grant.id))[0]!.data.nested as typeof nested).list[0]!.deep.x).toBe(1);
+    nested.list[0]!.deep.x = 3; // the caller's own object: the store kept none of it
+    expect(((await s.events(a.grant.id))[0]!.data.nested as typeof nested).list[0]!.deep.x).toBe(1);
+  });
+
   it('keeps no reference to the caller’s event objects', async () => {
     const s = createMemoryStore();
     const { grant, events } = makeGrant();
