@@ -19,8 +19,8 @@ describe('memory store: audit events are immutable', () => {
     expect(again!.actor.id).toBe(events[0]!.actor.id);
   });
 
-  it('freezes every part of an event before it first goes out, whichever read it goes out by', async () => {
-    // Events are kept as private copies and frozen on their first way out (by events or allEvents).
+  it('hands out events frozen at every depth, by events() and by allEvents()', async () => {
+    // Nothing a caller is handed is mutable, at any depth, whichever read hands it out.
     const deepFrozen = (v: unknown): boolean =>
       v === null ||
       typeof v !== 'object' ||
@@ -36,10 +36,10 @@ describe('memory store: audit events are immutable', () => {
     b.events[0]!.data = { ...b.events[0]!.data, nested };
     await s.create(a.grant, a.events);
     await s.create(b.grant, b.events);
-    const viaCase = await s.events(a.grant.id); // a's events go out by events() first
+    const viaCase = await s.events(a.grant.id);
     expect(viaCase.length).toBeGreaterThan(0);
     expect(viaCase.every(deepFrozen)).toBe(true);
-    const viaStream = await s.allEvents(0, 100); // b's by allEvents() first
+    const viaStream = await s.allEvents(0, 100);
     expect(viaStream.length).toBe(a.events.length + b.events.length);
     expect(viaStream.every(deepFrozen)).toBe(true);
     const first = viaStream.find((e) => e.caseId === b.grant.id)!;
