@@ -1,26 +1,21 @@
 import { createHash } from 'node:crypto';
-import { type Executor, type GrantStore, canonicalJson, createGrantline } from '@grantline/core';
+import {
+  type AuditEvent,
+  type Executor,
+  type Grant,
+  type GrantStore,
+  canonicalJson,
+  createGrantline,
+} from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
 import { z } from 'zod';
 
 /**
- * Full lifecycles per second on the memory store (request, two approvals, issue, complete, revoke,
- * verify) next to a minimal baseline measured in the same run: a plain loop doing the same number of
- * record updates and SHA-256 chain steps (counted from the real run, not assumed). The two are timed
- * in `rounds` alternating slices of `n / rounds` cases each and every slice counts (no best-of), so
- * a change in the load of a shared machine falls on both sides instead of on one.
+ * The measured work: a Grantline on the memory store with a no-op executor, and `one()`, a full
+ * lifecycle on it (request, two approvals with distinct roles, issue, complete → revoked → verified).
+ * `counts` are the record writes and chain steps made since the last `resetCounts`.
  */
-export async function benchLifecycle(
-  n = 3000,
-  rounds = 5,
-  warmup = n,
-): Promise<{
-  lifecyclesPerSec: number;
-  baselinePerSec: number;
-  ratio: number;
-  writesPerCase: number;
-  eventsPerCase: number;
-}> {
+export function lifecycleCase() {
   const noop: Executor<Record<string, unknown>> = {
     system: 'noop',
     paramsSchema: z.record(z.string(), z.unknown()),
@@ -88,13 +83,24 @@ export async function benchLifecycle(
     const done = await gl.complete(g.id, { actor: subject, reason: 'done' });
     if (done.state !== 'verified') throw new Error(`bench case ended ${done.state}`);
   };
-  // Warm-up as long as the baseline's (one full run of n). With 200 warm-up cases, as before, the same
-  // code measured 0.16-0.21x against 0.23-0.28x with n (4 alternating runs each, 2026-12-04).
-  for (let i = 0; i < warmup; i++) await one();
-  // A sample case for the baseline: same events, same record (warm-up cases are real cases).
-  const sample = await gl.get((await gl.list({ limit: 1 })).grants[0]!.id);
-  const sampleEvents = await gl.history(sample.id);
-  const map = new Map<string, typeof sample>();
+  return {
+    gl,
+    one,
+    counts: () => ({ writes, events }),
+    resetCounts: () => {
+      writes = 0;
+      events = 0;
+    },
+  };
+}
+
+/**
+ * The baseline: for each case, the same number of record updates (object copy + Map.set) and SHA-256
+ * chain steps over the canonical JSON of the same event payloads as `sample` and `sampleEvents` (a
+ * real case), nothing else. `run(from, count, writesPerCase)` does cases `from` to `from + count - 1`.
+ */
+export function lifecycleBaseline(sample: Grant, sampleEvents: AuditEvent[]) {
+  const map = new Map<string, Grant>();
   let head = '0'.repeat(64);
   // Baseline: the same record updates and chain steps over the same event payloads, nothing else.
   const baseline = (from: number, count: number, writesPerCase: number) => {
@@ -114,8 +120,36 @@ export async function benchLifecycle(
       }
     }
   };
-  writes = 0;
-  events = 0;
+  return { run: baseline, clear: () => map.clear(), head: () => head };
+}
+
+/**
+ * Full lifecycles per second on the memory store (request, two approvals, issue, complete, revoke,
+ * verify) next to a minimal baseline measured in the same run: a plain loop doing the same number of
+ * record updates and SHA-256 chain steps (counted from the real run, not assumed). The two are timed
+ * in `rounds` alternating slices of `n / rounds` cases each and every slice counts (no best-of), so
+ * a change in the load of a shared machine falls on both sides instead of on one.
+ */
+export async function benchLifecycle(
+  n = 3000,
+  rounds = 5,
+  warmup = n,
+): Promise<{
+  lifecyclesPerSec: number;
+  baselinePerSec: number;
+  ratio: number;
+  writesPerCase: number;
+  eventsPerCase: number;
+}> {
+  const { gl, one, counts, resetCounts } = lifecycleCase();
+  // Warm-up as long as the baseline's (one full run of n). With 200 warm-up cases, as before, the same
+  // code measured 0.16-0.21x against 0.23-0.28x with n (4 alternating runs each, 2026-12-04).
+  for (let i = 0; i < warmup; i++) await one();
+  // A sample case for the baseline: same events, same record (warm-up cases are real cases).
+  const sample = await gl.get((await gl.list({ limit: 1 })).grants[0]!.id);
+  const sampleEvents = await gl.history(sample.id);
+  const base = lifecycleBaseline(sample, sampleEvents);
+  resetCounts();
   const slice = Math.ceil(n / rounds);
   let grantlineMs = 0;
   let baselineMs = 0;
@@ -127,22 +161,23 @@ export async function benchLifecycle(
     for (let i = 0; i < count; i++) await one();
     grantlineMs += performance.now() - t0;
     // Writes and chain steps per case as counted so far in the timed run (the same for every case).
-    const writesPerCase = Math.round(writes / (done + count));
+    const writesPerCase = Math.round(counts().writes / (done + count));
     if (!baselineWarm) {
-      baseline(0, n, writesPerCase); // warm-up: one full run, as many cases as are timed
-      map.clear();
+      base.run(0, n, writesPerCase); // warm-up: one full run, as many cases as are timed
+      base.clear();
       baselineWarm = true;
     }
     t0 = performance.now();
-    baseline(done, count, writesPerCase);
+    base.run(done, count, writesPerCase);
     baselineMs += performance.now() - t0;
     done += count;
   }
+  const { writes, events } = counts();
   const writesPerCase = Math.round(writes / n);
   const eventsPerCase = Math.round(events / n);
   if (sampleEvents.length !== eventsPerCase) throw new Error('sample case is not representative');
   if (writes !== writesPerCase * n) throw new Error('cases differ in their record writes');
-  if (head.length !== 64) throw new Error('baseline chain was not computed');
+  if (base.head().length !== 64) throw new Error('baseline chain was not computed');
   const lifecyclesPerSec = (n / grantlineMs) * 1000;
   const baselinePerSec = (n / baselineMs) * 1000;
   return {
