@@ -904,7 +904,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async recordUsage(id: string, input: UsageInput): Promise<Grant> {
     this.checkId(id, 'recordUsage');
     const u = parseInput(usageInputSchema, input, 'recordUsage');
-    const g = await this.mutate(id, (g) => {
+    const g = await this.mutate(id, (g, now) => {
       if (u.targetId && !g.targets.some((t) => t.id === u.targetId)) {
         throw new GrantlineError(
           ErrorCodes.VALIDATION,
@@ -917,7 +917,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           },
         );
       }
-      const at = u.at ?? this.clock.now();
+      const at = u.at ?? now;
       const check =
         g.state === 'issued'
           ? checkUsage(g.policy.constraints, { sourceIp: u.sourceIp, action: u.action, at })
@@ -938,7 +938,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(u.detail ? { detail: u.detail } : {}),
         },
         violation: check.reasons,
-        resumeAt: this.resumeAt(),
+        resumeAt: this.resumeAt(now),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;
@@ -1001,7 +1001,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   async review(id: string, input: ReviewInput): Promise<Grant> {
     this.checkId(id, 'review');
     const r = parseInput(reviewInputSchema, input, 'review');
-    const g = await this.mutate(id, (g) => {
+    const g = await this.mutate(id, (g, now) => {
       const roles = g.breakGlass?.reviewerRoles ?? [];
       const role = r.role ?? r.reviewer.roles.find((x) => roles.includes(x));
       const reasons: DecisionReason[] = [];
@@ -1034,10 +1034,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           reviewer: r.reviewer,
           role: role!,
           outcome: r.outcome,
-          at: this.clock.now().toISOString(),
+          at: isoOf(now),
           ...(r.notes ? { notes: r.notes } : {}),
         },
-        resumeAt: this.resumeAt(),
+        resumeAt: this.resumeAt(now),
       };
     });
     return g.state === 'revoking' ? this.advance(g) : g;

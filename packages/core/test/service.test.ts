@@ -8,7 +8,18 @@ import {
   isGrantlineError,
   verifyChain,
 } from '../src/index.js';
-import { alice, ciJob, olga, oscar, paymentsRequest, policy, rita, sam, setup } from './helpers.js';
+import {
+  alice,
+  ciJob,
+  manualClock,
+  olga,
+  oscar,
+  paymentsRequest,
+  policy,
+  rita,
+  sam,
+  setup,
+} from './helpers.js';
 
 /** Rita's break-glass request for the payments API (she holds the on-call role). */
 const ritaIncident = {
@@ -639,5 +650,36 @@ describe('policy and idempotency', () => {
     expect(g.policy.ruleId).toBe('payments-write');
     expect(g.policy.approvals.count).toBe(2);
     expect(g.policy.maxDurationSeconds).toBe(3600);
+  });
+});
+
+describe('a step records one instant', () => {
+  it('approve, recordUsage and review stamp what they record with the time of the step', async () => {
+    // A clock that moves 1 ms on every read: a second read within one step shows as another time.
+    const base = manualClock();
+    const ticking = {
+      ...base,
+      now: () => {
+        const at = base.now();
+        base.advance(1);
+        return at;
+      },
+    };
+    const env = await setup({ clock: ticking });
+    const g = await approvedPayments(env);
+    await env.gl.issue(g.id);
+    await env.gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'payments:write' });
+    const history = await env.gl.history(g.id);
+    const record = await env.gl.get(g.id);
+    const usage = history.find((e) => e.type === 'usage')!;
+    expect(usage.data.at).toBe(usage.at);
+    expect(record.usage.lastAt).toBe(usage.at);
+    expect(record.approvals.map((a) => a.at)).toEqual(
+      history.filter((e) => e.type === 'approval').map((e) => e.at),
+    );
+    const bg = await env.gl.breakGlass(ritaIncident);
+    await env.gl.review(bg.id, { reviewer: sam, outcome: 'accepted' });
+    const review = (await env.gl.history(bg.id)).find((e) => e.type === 'review')!;
+    expect((await env.gl.get(bg.id)).breakGlass!.review!.at).toBe(review.at);
   });
 });
