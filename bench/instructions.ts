@@ -26,17 +26,23 @@ if (side) {
   const c = lifecycleCase();
   if (side === 'grantline') {
     for (let i = 0; i < warmup + count; i++) await c.one();
-  } else {
+  } else if (side === 'baseline') {
     await c.one();
     const sample = await c.gl.get((await c.gl.list({ limit: 1 })).grants[0]!.id);
     const base = lifecycleBaseline(sample, await c.gl.history(sample.id));
     const writesPerCase = c.counts().writes;
     base.run(0, warmup, writesPerCase);
+    base.clear(); // as pnpm bench does after the baseline's warm-up
     base.run(warmup, count, writesPerCase);
+  } else {
+    throw new Error(`unknown side ${side}`);
   }
 } else {
   const n = Number(process.env.BENCH_N ?? 2000);
   const warmup = Number(process.env.BENCH_WARMUP ?? 1000);
+  if (!(Number.isInteger(n) && n > 0 && Number.isInteger(warmup) && warmup >= 0)) {
+    throw new Error('BENCH_N must be a whole number above 0 and BENCH_WARMUP one of 0 or more');
+  }
   const self = fileURLToPath(import.meta.url);
   const run = async (which: string, count: number): Promise<number> => {
     const { stderr } = await promisify(execFile)(

@@ -954,12 +954,12 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       { actor: { id: input?.detector, kind: 'workload' }, reason: input?.reason },
       'reportViolation',
     );
-    const g = await this.mutate(id, () => ({
+    const g = await this.mutate(id, (_g, now) => ({
       type: 'requestRevoke',
       trigger: 'violation',
       actor: { id: d.actor.id, kind: 'system' },
       reason: d.reason,
-      resumeAt: this.resumeAt(),
+      resumeAt: this.resumeAt(now),
     }));
     return this.advance(g);
   }
@@ -1243,14 +1243,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private async completeForTicket(g: Grant, ticket: string, actor?: Principal): Promise<Grant> {
     const next = await this.mutate(
       g.id,
-      (cur) =>
+      (cur, now) =>
         cur.state === 'issued'
           ? {
               type: 'requestRevoke',
               trigger: 'completion',
               actor: actor ? actorOf(actor) : { id: 'ticket-resolver', kind: 'system' },
               reason: `ticket ${ticket} closed`,
-              resumeAt: this.resumeAt(),
+              resumeAt: this.resumeAt(now),
             }
           : null,
       g,
@@ -1747,14 +1747,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       if (g.state === 'issuing' && fromSweeper && g.retry?.nextAt && Date.parse(g.retry.nextAt) <= t) {
         g = await this.mutate(
           g.id,
-          (cur) =>
+          (cur, now) =>
             cur.state === 'issuing'
               ? {
                   type: 'requestRevoke',
                   trigger: 'rollback',
                   actor: SYSTEM,
                   reason: 'issuance did not complete in time',
-                  resumeAt: this.resumeAt(),
+                  resumeAt: this.resumeAt(now),
                 }
               : null,
           g,
@@ -1764,14 +1764,14 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       if (g.state === 'issued' && g.window.expiresAt && Date.parse(g.window.expiresAt) <= t) {
         g = await this.mutate(
           g.id,
-          (cur) =>
+          (cur, now) =>
             cur.state === 'issued'
               ? {
                   type: 'requestRevoke',
                   trigger: 'expiry',
                   actor: SYSTEM,
                   reason: 'window ended',
-                  resumeAt: this.resumeAt(),
+                  resumeAt: this.resumeAt(now),
                 }
               : null,
           g,
@@ -1981,7 +1981,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const attempts = (current.state === 'failed' ? (current.retry?.attempts ?? 0) : 0) + 1;
     return this.mutate(
       id,
-      (cur) =>
+      (cur, now) =>
         // The sweeper's retry of a failed case's late removal: skip when someone finished it already.
         known && !cur.revocation?.pendingLate?.length
           ? null
@@ -1989,8 +1989,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
               type: 'lateIssuance',
               actor,
               results,
-              resumeAt: this.resumeAt(),
-              nextAt: this.backoff(attempts),
+              resumeAt: this.resumeAt(now),
+              nextAt: this.backoff(attempts, now),
             },
       known,
     );
@@ -2026,10 +2026,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   /** Capped exponential backoff with jitter ("equal jitter": half fixed, half random). */
-  private backoff(attempts: number): string {
+  private backoff(attempts: number, now: Date = this.clock.now()): string {
     const exp = Math.min(this.retryOpts.maxMs, this.retryOpts.baseMs * 2 ** Math.min(30, attempts - 1));
     const delay = exp / 2 + this.random() * (exp / 2);
-    return isoAt(this.clock.now().getTime() + delay);
+    return isoAt(now.getTime() + delay);
   }
 
   private async revokeWith(

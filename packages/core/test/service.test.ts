@@ -682,4 +682,30 @@ describe('a step records one instant', () => {
     const review = (await env.gl.history(bg.id)).find((e) => e.type === 'review')!;
     expect((await env.gl.get(bg.id)).breakGlass!.review!.at).toBe(review.at);
   });
+
+  it('a revocation step hands the sweeper its lease from the instant of the step (reportViolation)', async () => {
+    const base = manualClock();
+    const ticking = {
+      ...base,
+      now: () => {
+        const at = base.now();
+        base.advance(1);
+        return at;
+      },
+    };
+    const env = await setup({ clock: ticking });
+    const g = await approvedPayments(env);
+    await env.gl.issue(g.id);
+    // The record written with `revoke.requested`, before the inline revocation moves the case on.
+    const written: { nextAt?: string; at: string }[] = [];
+    const cas = env.store.compareAndSet.bind(env.store);
+    env.store.compareAndSet = (grant, expected, events) => {
+      const started = events.find((e) => e.type === 'revoke.requested');
+      if (started) written.push({ nextAt: grant.retry?.nextAt, at: started.at });
+      return cas(grant, expected, events);
+    };
+    await env.gl.reportViolation(g.id, { detector: 'siem', reason: 'token used from outside' });
+    expect(written).toHaveLength(1);
+    expect(Date.parse(written[0]!.nextAt!) - Date.parse(written[0]!.at)).toBe(30_000); // the default lease
+  });
 });

@@ -398,6 +398,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
 }
 
 /**
+ * Frozen empty values: every empty array or object in a stored value is one of these (a principal's
+ * empty `roles` and `teams`, a target's empty `params`), not a frozen object of its own per place.
+ */
+const EMPTY_ARRAY: readonly unknown[] = Object.freeze([]);
+const EMPTY_OBJECT: Readonly<Record<string, never>> = Object.freeze({});
+
+/**
  * Deep copy of JSON data, frozen at every level (one pass). `shared` is a value this store made
  * before (the stored version a compare-and-set replaces, so frozen all the way down): wherever
  * `value` holds the very same object at the same place, it is reused instead of copied. A record
@@ -435,13 +442,6 @@ function seal<T>(value: T, shared?: unknown): T {
   }
   return Object.freeze(out) as T;
 }
-
-/**
- * Frozen empty values: every empty array or object in a stored value is one of these (a principal's
- * empty `roles` and `teams`, a target's empty `params`), not a frozen object of its own per place.
- */
-const EMPTY_ARRAY: readonly unknown[] = Object.freeze([]);
-const EMPTY_OBJECT: Readonly<Record<string, never>> = Object.freeze({});
 
 /** `seal({ ...e, globalSeq })` without the spread (a key added to a spread copy is slow in V8). */
 function freezeEvent(e: AuditEvent, globalSeq: number): AuditEvent {
