@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { lifecycleBaseline, lifecycleCase } from './lifecycle.js';
+import { writeSection } from './results.js';
 
 /*
  * Instructions per lifecycle, Grantline and the `pnpm bench` baseline, counted by valgrind's
@@ -73,17 +74,23 @@ if (side) {
     if (!m) throw new Error(`callgrind printed no total for ${which}: ${stderr.slice(-500)}`);
     return Number(m[1]);
   };
+  const method = `per side, (instructions of ${warmup} + ${n} cases − of ${warmup} cases) / ${n}, each run in its own node under callgrind with --single-threaded --predictable-gc-schedule; the cases and the baseline are those of pnpm bench`;
   console.log('Grantline core benchmark — instructions per lifecycle (callgrind)');
-  console.log(
-    `method: per side, (instructions of ${warmup} + ${n} cases − of ${warmup} cases) / ${n}, each run in its own node under callgrind with --single-threaded --predictable-gc-schedule`,
-  );
+  console.log(`method: ${method}`);
   const [g0, g1] = await Promise.all([run('grantline', 0), run('grantline', n)]);
   const [b0, b1] = await Promise.all([run('baseline', 0), run('baseline', n)]);
   const g = (g1 - g0) / n;
   const b = (b1 - b0) / n;
-  console.log(`grantline: ${(g / 1e6).toFixed(3)} M instructions per lifecycle`);
-  console.log(`baseline:  ${(b / 1e6).toFixed(3)} M instructions per lifecycle`);
-  console.log(
+  const lines = [
+    `node ${process.version}, ${new Date().toISOString()}`,
+    `grantline: ${(g / 1e6).toFixed(3)} M instructions per lifecycle`,
+    `baseline:  ${(b / 1e6).toFixed(3)} M instructions per lifecycle`,
     `ratio:     ${(b / g).toFixed(3)} (baseline / grantline instructions; the wall-clock target is pnpm bench)`,
-  );
+  ];
+  for (const l of lines) console.log(l);
+  writeSection('core lifecycle, instructions (pnpm bench:instructions)', [
+    `Method: ${method}.`,
+    '',
+    ...lines.map((l) => `- ${l}`),
+  ]);
 }
