@@ -6,15 +6,18 @@ import { writeSection } from './results.js';
 
 /*
  * Instructions per lifecycle, Grantline and the `pnpm bench` baseline, counted by valgrind's
- * callgrind: a figure that repeats to about ±0.2% whatever else the shared machine does, for judging
- * a change to the hot path before the noisy wall-clock benchmark. Method:
+ * callgrind: a steadier figure than wall-clock time for judging a change to the hot path. Four runs
+ * on an idle machine (2026-12-04) gave Grantline 2.308-2.324 M (±0.4%) and the baseline
+ * 1.049-1.089 M (±2%). Run it on an otherwise idle machine: the count still moves with the load
+ * (the tsx loader thread waits by spinning), and with four callgrind runs on two cores Grantline's
+ * figure came out 4% higher. Method:
  * - each side runs in its own node process under callgrind, with V8's `--single-threaded`
  *   (no background compilation or GC threads) and `--predictable-gc-schedule` (a fixed heap growth
  *   schedule), without which the total of one run moves by ±0.5 G instructions;
  * - per side, two runs: WARMUP cases only, then WARMUP + N; instructions per lifecycle = the
  *   difference / N (start-up, module loading and warm-up cancel out). The baseline side runs one real
  *   case first, for its sample, as `pnpm bench` does;
- * - the four runs go two at a time (callgrind counts do not depend on the load).
+ * - the four runs go two at a time, one per core.
  * The target of #2 is on wall-clock time (`pnpm bench`); this is a diagnostic, not that figure.
  * Usage: pnpm bench:instructions (BENCH_N, default 2000; BENCH_WARMUP, default 1000). Needs valgrind.
  */
