@@ -139,6 +139,19 @@ export function manualClock(start = '2026-12-01T09:00:00.000Z') {
   };
 }
 
+/** A manual clock that also moves 1 ms on every read: two reads within one step show as two times. */
+export function tickingClock(start?: string) {
+  const base = manualClock(start);
+  return {
+    ...base,
+    now: () => {
+      const at = base.now();
+      base.advance(1);
+      return at;
+    },
+  };
+}
+
 /** A logger that keeps every line, to search for leaked secrets. */
 export function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];

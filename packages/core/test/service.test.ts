@@ -11,7 +11,6 @@ import {
 import {
   alice,
   ciJob,
-  manualClock,
   olga,
   oscar,
   paymentsRequest,
@@ -19,6 +18,7 @@ import {
   rita,
   sam,
   setup,
+  tickingClock,
 } from './helpers.js';
 
 /** Rita's break-glass request for the payments API (she holds the on-call role). */
@@ -655,17 +655,8 @@ describe('policy and idempotency', () => {
 
 describe('a step records one instant', () => {
   it('approve, recordUsage and review stamp what they record with the time of the step', async () => {
-    // A clock that moves 1 ms on every read: a second read within one step shows as another time.
-    const base = manualClock();
-    const ticking = {
-      ...base,
-      now: () => {
-        const at = base.now();
-        base.advance(1);
-        return at;
-      },
-    };
-    const env = await setup({ clock: ticking });
+    // A second clock read within one step would show as another time.
+    const env = await setup({ clock: tickingClock() });
     const g = await approvedPayments(env);
     await env.gl.issue(g.id);
     await env.gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'payments:write' });
@@ -684,16 +675,7 @@ describe('a step records one instant', () => {
   });
 
   it('a revocation step hands the sweeper its lease from the instant of the step (reportViolation)', async () => {
-    const base = manualClock();
-    const ticking = {
-      ...base,
-      now: () => {
-        const at = base.now();
-        base.advance(1);
-        return at;
-      },
-    };
-    const env = await setup({ clock: ticking });
+    const env = await setup({ clock: tickingClock() });
     const g = await approvedPayments(env);
     await env.gl.issue(g.id);
     // The record written with `revoke.requested`, before the inline revocation moves the case on.
