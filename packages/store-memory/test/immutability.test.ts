@@ -52,6 +52,34 @@ describe('memory store: audit events are immutable', () => {
     expect(((await s.events(a.grant.id))[0]!.data.nested as typeof nested).list[0]!.deep.x).toBe(1);
   });
 
+  it('keeps one frozen object per event actor, and copies an actor with more fields as it is', async () => {
+    const s = createMemoryStore();
+    const a = makeGrant({ requesterId: 'ci-bot' });
+    const b = makeGrant({ requesterId: 'ci-bot' });
+    const c = makeGrant({ requesterId: 'other-bot' });
+    // Same id, another kind: a different actor.
+    const d = makeGrant({ requesterId: 'ci-bot' });
+    d.events[0]!.actor = { id: 'ci-bot', kind: 'human' };
+    // Not an actor core writes: an extra field. Kept as given (the store copies, never interns it).
+    const e = makeGrant({ requesterId: 'ci-bot' });
+    (e.events[0]!.actor as Record<string, unknown>).note = 'extra';
+    for (const x of [a, b, c, d, e]) await s.create(x.grant, x.events);
+    const actorOf = async (x: typeof a) => (await s.events(x.grant.id))[0]!.actor;
+    const [aa, ba, ca, da, ea] = await Promise.all([a, b, c, d, e].map(actorOf));
+    expect(aa).toEqual({ id: 'ci-bot', kind: 'workload' });
+    expect(Object.isFrozen(aa)).toBe(true);
+    expect(ba).toBe(aa); // one stored object for one actor
+    expect(aa).not.toBe(a.events[0]!.actor); // ... and never the caller's
+    expect(ca).toEqual({ id: 'other-bot', kind: 'workload' });
+    expect(da).toEqual({ id: 'ci-bot', kind: 'human' });
+    expect(da).not.toBe(aa);
+    expect(ea).toEqual({ id: 'ci-bot', kind: 'workload', note: 'extra' });
+    expect(Object.isFrozen(ea)).toBe(true);
+    // The caller changing its actor afterwards changes nothing stored.
+    (a.events[0]!.actor as { id: string }).id = 'mallory';
+    expect((await actorOf(b)).id).toBe('ci-bot');
+  });
+
   it('keeps no reference to the caller’s event objects', async () => {
     const s = createMemoryStore();
     const { grant, events } = makeGrant();
