@@ -6,9 +6,11 @@ import { writeSection } from './results.js';
 
 /*
  * Instructions per lifecycle, Grantline and the `pnpm bench` baseline, counted by valgrind's
- * callgrind: a steadier figure than wall-clock time for judging a change to the hot path. Four runs
- * on an idle machine (2026-12-04) gave Grantline 2.308-2.324 M (±0.4%) and the baseline
- * 1.049-1.089 M (±2%). Run it on an otherwise idle machine: the count still moves with the load
+ * callgrind: a steadier figure than wall-clock time for judging a change to the hot path. The
+ * warm-up must outlast V8's tiering: with 1,000 warm-up cases (this tool's default until stop 13)
+ * TurboFan was still compiling Grantline's code (zod's per-schema closures get hot one by one), and
+ * compilation was 13% of the count (about 300 K instructions per lifecycle, against 24 K after
+ * 4,000). Grantline's figure repeats within about ±2%, the baseline's within about ±1%. Run it on an otherwise idle machine: the count still moves with the load
  * (the tsx loader thread waits by spinning), and with four callgrind runs on two cores Grantline's
  * figure came out 4% higher. Method:
  * - each side runs in its own node process under callgrind, with V8's `--single-threaded`
@@ -19,7 +21,7 @@ import { writeSection } from './results.js';
  *   case first, for its sample, as `pnpm bench` does;
  * - the four runs go two at a time, one per core.
  * The target of #2 is on wall-clock time (`pnpm bench`); this is a diagnostic, not that figure.
- * Usage: pnpm bench:instructions (BENCH_N, default 2000; BENCH_WARMUP, default 1000). Needs valgrind.
+ * Usage: pnpm bench:instructions (BENCH_N, default 2000; BENCH_WARMUP, default 4000). Needs valgrind.
  */
 
 const side = process.env.GRANTLINE_IC_SIDE;
@@ -43,7 +45,7 @@ if (side) {
   }
 } else {
   const n = Number(process.env.BENCH_N ?? 2000);
-  const warmup = Number(process.env.BENCH_WARMUP ?? 1000);
+  const warmup = Number(process.env.BENCH_WARMUP ?? 4000);
   if (!(Number.isInteger(n) && n > 0 && Number.isInteger(warmup) && warmup >= 0)) {
     throw new Error('BENCH_N must be a whole number above 0 and BENCH_WARMUP one of 0 or more');
   }
