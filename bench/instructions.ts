@@ -10,9 +10,10 @@ import { writeSection } from './results.js';
  * warm-up must outlast V8's tiering: with 1,000 warm-up cases (this tool's default until stop 13)
  * TurboFan was still compiling Grantline's code (zod's per-schema closures get hot one by one), and
  * compilation was 13% of the count (about 300 K instructions per lifecycle, against 24 K after
- * 4,000). Grantline's figure repeats within about ±2%, the baseline's within about ±1%. Run it on an otherwise idle machine: the count still moves with the load
- * (the tsx loader thread waits by spinning), and with four callgrind runs on two cores Grantline's
- * figure came out 4% higher. Method:
+ * 4,000). Grantline's figure repeats within about ±2%, the baseline's within about ±1%. Run it
+ * on an otherwise idle machine: the count still moves with the load (the tsx loader thread waits
+ * by spinning), and with four callgrind runs on two cores Grantline's figure came out 4% higher.
+ * Method:
  * - each side runs in its own node process under callgrind, with V8's `--single-threaded`
  *   (no background compilation or GC threads) and `--predictable-gc-schedule` (a fixed heap growth
  *   schedule), without which the total of one run moves by ±0.5 G instructions;
