@@ -81,10 +81,14 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
     }
   };
-  const append = (id: string, evs: AuditEvent[]) => {
-    const list = events.get(id) ?? [];
-    const last = list[list.length - 1];
-    let expected = (last?.seq ?? 0) + 1;
+  /**
+   * Frozen copies of a write's events, numbered after the store's last global sequence number.
+   * Writes nothing: it throws on events out of sequence and on a value it cannot copy (a cyclic
+   * `data`), before the caller has changed any state, so a failed write leaves no trace.
+   */
+  const freezeAll = (id: string, evs: AuditEvent[]): AuditEvent[] => {
+    const list = events.get(id);
+    let expected = (list?.[list.length - 1]?.seq ?? 0) + 1;
     for (const e of evs) {
       if (e.caseId !== id || e.seq !== expected) {
         throw new GrantlineError(
@@ -97,14 +101,24 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
       expected += 1;
     }
-    for (const e of evs) {
-      // Stored events are immutable: frozen once here, then handed out without a copy per read
-      // (history, evidence, checkpoints and audits read every event; copying them dominated).
-      const stored = freezeEvent(e, ++lastGlobalSeq, actors);
-      list.push(stored);
-      all.push(stored);
+    // Stored events are immutable: frozen once here, then handed out without a copy per read
+    // (history, evidence, checkpoints and audits read every event; copying them dominated).
+    const frozen: AuditEvent[] = new Array(evs.length);
+    for (let i = 0; i < evs.length; i++) frozen[i] = freezeEvent(evs[i]!, lastGlobalSeq + 1 + i, actors);
+    return frozen;
+  };
+  /** Appends what `freezeAll` made (cannot throw). */
+  const append = (id: string, frozen: AuditEvent[]) => {
+    let list = events.get(id);
+    if (list === undefined) {
+      list = [];
+      events.set(id, list);
     }
-    events.set(id, list);
+    for (const e of frozen) {
+      list.push(e);
+      all.push(e);
+    }
+    lastGlobalSeq += frozen.length;
   };
   /** A row's due time in epoch ms (null: nothing due), parsed once per stored version. */
   const dueOf = (r: Row): number | null => {
@@ -149,10 +163,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         details: { caseId: grant.id },
       });
     }
-    // Both writes happen in one synchronous block: no reader can observe one without the other.
+    // Everything is copied first (a copy can throw), then both writes happen in one synchronous
+    // block that cannot throw: no reader observes one without the other, and a failure writes nothing.
     const stored = copy(grant, row.grant); // shares what is unchanged since the stored version
+    const frozen = freezeAll(grant.id, evs);
     rows.set(grant.id, { grant: stored, due: undefined });
-    append(grant.id, evs);
+    append(grant.id, frozen);
     notify(grant.id);
     return stored;
   };
@@ -186,8 +202,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         });
       }
       const stored = copy(grant);
+      const frozen = freezeAll(grant.id, evs); // copied before anything is written, as in casOne
       rows.set(grant.id, { grant: stored, due: undefined });
-      append(grant.id, evs);
+      append(grant.id, frozen);
       const key = { createdAt: grant.createdAt, id: grant.id };
       if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
       order.push(key);
@@ -444,67 +461,113 @@ function seal<T>(value: T, shared?: unknown): T {
   return Object.freeze(out) as T;
 }
 
+/** The fields of an `AuditEvent`: an event with any other key takes `freezeEventAsGiven`. */
+const EVENT_FIELDS: ReadonlySet<string> = new Set([
+  'seq',
+  'caseId',
+  'type',
+  'at',
+  'actor',
+  'actingRole',
+  'data',
+  'prevHash',
+  'hash',
+  'globalSeq',
+]);
+
 /**
- * The stored copy of an event: exactly an `AuditEvent`'s fields (as the PostgreSQL store's columns
- * are), in the order core builds them, with the store's `globalSeq`. One object literal per shape:
- * adding the fields one by one gave every event a property array of its own and a megamorphic store
- * per field (2.6% of a lifecycle's instructions).
+ * The stored copy of an event, with the store's `globalSeq`. An event core writes (an `AuditEvent`'s
+ * fields and no others, none of them missing) is built as one object literal per shape, in the
+ * order core builds them: adding the fields one by one gave every event a property array of its
+ * own and a megamorphic store per field (2.6% of a lifecycle's instructions). Any other event is
+ * kept as given, extra keys included, as the PostgreSQL store keeps the whole event in its `doc`.
  */
 function freezeEvent(e: AuditEvent, globalSeq: number, actors: ActorTable): AuditEvent {
+  for (const key in e) if (!EVENT_FIELDS.has(key)) return freezeEventAsGiven(e, globalSeq);
+  const { seq, caseId, type, at, actor, actingRole, data, prevHash, hash } = e;
+  if (
+    seq === undefined ||
+    caseId === undefined ||
+    type === undefined ||
+    at === undefined ||
+    actor === undefined ||
+    data === undefined ||
+    prevHash === undefined ||
+    hash === undefined
+  )
+    return freezeEventAsGiven(e, globalSeq);
   const out =
-    e.actingRole === undefined
+    actingRole === undefined
       ? {
-          seq: e.seq,
-          caseId: e.caseId,
-          type: e.type,
-          at: e.at,
-          actor: internActor(e.actor, actors),
-          data: seal(e.data),
-          prevHash: e.prevHash,
-          hash: e.hash,
+          seq,
+          caseId,
+          type,
+          at,
+          actor: internActor(actor, actors),
+          data: seal(data),
+          prevHash,
+          hash,
           globalSeq,
         }
       : {
-          seq: e.seq,
-          caseId: e.caseId,
-          type: e.type,
-          at: e.at,
-          actor: internActor(e.actor, actors),
-          actingRole: e.actingRole,
-          data: seal(e.data),
-          prevHash: e.prevHash,
-          hash: e.hash,
+          seq,
+          caseId,
+          type,
+          at,
+          actor: internActor(actor, actors),
+          actingRole,
+          data: seal(data),
+          prevHash,
+          hash,
           globalSeq,
         };
   return Object.freeze(out) as AuditEvent;
 }
 
+/** `seal({ ...e, globalSeq })` without the spread (a key added to a spread copy is slow in V8). */
+function freezeEventAsGiven(e: AuditEvent, globalSeq: number): AuditEvent {
+  const out: Record<string, unknown> = {};
+  for (const key in e) {
+    const v = (e as Record<string, unknown>)[key];
+    if (key === 'globalSeq') out[key] = globalSeq;
+    else if (v !== undefined) out[key] = v === null || typeof v !== 'object' ? v : seal(v);
+  }
+  if (out.globalSeq === undefined) out.globalSeq = globalSeq;
+  return Object.freeze(out) as AuditEvent;
+}
+
 /**
- * Frozen event actors by id, then kind: one stored object per actor, whichever events name it (a
- * lifecycle names 4-5 actors in 12 events; 6.8 instead of 7.4 KB retained per case in pnpm bench's).
- * It grows with the distinct actors only, whose events the store keeps anyway.
+ * Frozen event actors by kind, then id: one stored object per actor, whichever events name it (a
+ * lifecycle names 4-5 actors in its 12 events). The table holds one entry per distinct actor, the
+ * size of a small object: it saves memory wherever an actor has more than one event (pnpm bench's
+ * cases: 6.8 instead of 7.4 KB retained per case) and costs about that entry where it has one.
  */
 type ActorTable = Map<string, Map<string, AuditEvent['actor']>>;
 
 /**
- * The stored actor of an event: the table's frozen `{ id, kind }` for an actor with just those two
- * string fields (every actor core writes), a sealed copy of anything else.
+ * The stored actor of an event: the table's frozen `{ id, kind }` for an actor whose own enumerable
+ * keys are exactly `id` and `kind`, both strings (every actor core writes); a sealed copy of
+ * anything else. Each field is read once: what is stored is what was checked.
  */
 function internActor(a: AuditEvent['actor'], table: ActorTable): AuditEvent['actor'] {
-  if (a === null || typeof a !== 'object' || typeof a.id !== 'string' || typeof a.kind !== 'string')
-    return seal(a);
+  if (a === null || typeof a !== 'object') return seal(a);
   let n = 0;
-  for (const _ in a) n++;
-  if (n !== 2) return seal(a);
-  let byKind = table.get(a.id);
-  if (byKind === undefined) {
-    byKind = new Map();
-    table.set(a.id, byKind);
+  for (const key in a) {
+    if (key !== 'id' && key !== 'kind') return seal(a);
+    n++;
   }
-  let stored = byKind.get(a.kind);
+  if (n !== 2 || !Object.hasOwn(a, 'id') || !Object.hasOwn(a, 'kind')) return seal(a);
+  const { id, kind } = a;
+  if (typeof id !== 'string' || typeof kind !== 'string') return seal(a);
+  let byId = table.get(kind);
+  if (byId === undefined) {
+    byId = new Map();
+    table.set(kind, byId);
+  }
+  let stored = byId.get(id);
   if (stored === undefined) {
-    stored = Object.freeze({ id: a.id, kind: a.kind });
-    byKind.set(a.kind, stored);
+    stored = Object.freeze({ id, kind }) as AuditEvent['actor'];
+    byId.set(id, stored);
   }
   return stored;
 }

@@ -74,10 +74,86 @@ describe('memory store: audit events are immutable', () => {
     expect(da).toEqual({ id: 'ci-bot', kind: 'human' });
     expect(da).not.toBe(aa);
     expect(ea).toEqual({ id: 'ci-bot', kind: 'workload', note: 'extra' });
+    expect(ea).not.toBe(e.events[0]!.actor);
     expect(Object.isFrozen(ea)).toBe(true);
-    // The caller changing its actor afterwards changes nothing stored.
+    // A caller changing its actors afterwards changes nothing stored.
     (a.events[0]!.actor as { id: string }).id = 'mallory';
-    expect((await actorOf(b)).id).toBe('ci-bot');
+    (e.events[0]!.actor as Record<string, unknown>).note = 'changed';
+    expect(await actorOf(a)).toEqual({ id: 'ci-bot', kind: 'workload' });
+    expect(await actorOf(b)).toEqual({ id: 'ci-bot', kind: 'workload' });
+    expect(((await actorOf(e)) as Record<string, unknown>).note).toBe('extra');
+  });
+
+  it("stores the actor it checked: an id that answers differently per read cannot rewrite others' events", async () => {
+    const s = createMemoryStore();
+    // An actor whose id is a getter: 'bob' on the first read, 'mallory' after. Interned under one
+    // id and stored with the other, every later event of bob would name mallory.
+    const tricky = makeGrant({ requesterId: 'bob' });
+    let reads = 0;
+    tricky.events[0]!.actor = {
+      kind: 'workload',
+      get id() {
+        reads += 1;
+        return reads === 1 ? 'bob' : 'mallory';
+      },
+    } as { id: string; kind: 'workload' };
+    await s.create(tricky.grant, tricky.events);
+    const honest = makeGrant({ requesterId: 'bob' });
+    await s.create(honest.grant, honest.events);
+    const [stored] = await s.events(honest.grant.id);
+    expect(stored!.actor).toEqual({ id: 'bob', kind: 'workload' });
+    const [first] = await s.events(tricky.grant.id);
+    expect(first!.actor.id).toBe('bob'); // the value that was checked, read once
+    // A non-enumerable id is not an { id, kind } actor: copied as the old store copied it.
+    const hidden = makeGrant({ requesterId: 'bob' });
+    const actor = { kind: 'workload' } as { id: string; kind: 'workload' };
+    Object.defineProperty(actor, 'id', { value: 'bob', enumerable: false });
+    hidden.events[0]!.actor = actor;
+    await s.create(hidden.grant, hidden.events);
+    expect((await s.events(hidden.grant.id))[0]!.actor).toEqual({ kind: 'workload' });
+  });
+
+  it('keeps an event as given: acting role, extra keys (as the PostgreSQL store does), no added keys', async () => {
+    const s = createMemoryStore();
+    const withRole = makeGrant();
+    withRole.events[0]!.actingRole = 'approver';
+    const extra = makeGrant();
+    (extra.events[0] as Record<string, unknown>).note = 'kept';
+    const undefinedRole = makeGrant();
+    undefinedRole.events[0]!.actingRole = undefined;
+    for (const x of [withRole, extra, undefinedRole]) await s.create(x.grant, x.events);
+    const first = async (x: typeof withRole) => (await s.events(x.grant.id))[0]!;
+    const r = await first(withRole);
+    expect(r.actingRole).toBe('approver');
+    const { globalSeq: _r, ...rRest } = r;
+    expect(rRest).toStrictEqual(withRole.events[0]);
+    const x = await first(extra);
+    expect((x as Record<string, unknown>).note).toBe('kept');
+    expect(Object.isFrozen(x)).toBe(true);
+    const u = await first(undefinedRole);
+    expect(Object.keys(u)).not.toContain('actingRole');
+  });
+
+  it('a write that cannot be copied writes nothing: no record version, no event, no sequence number', async () => {
+    const s = createMemoryStore();
+    const { grant, events } = makeGrant();
+    await s.create(grant, events);
+    const next = { ...grant, version: 2 };
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    const good = { ...events[0]!, seq: 2, prevHash: events[0]!.hash, hash: 'h2', data: { ok: true } };
+    const bad = { ...events[0]!, seq: 3, prevHash: 'h2', hash: 'h3', data: { cyclic } };
+    await expect(s.compareAndSet(next, 1, [good, bad])).rejects.toThrow();
+    expect((await s.get(grant.id))!.version).toBe(1);
+    expect(await s.events(grant.id)).toHaveLength(1);
+    const fresh = makeGrant();
+    (fresh.events[0]!.data as Record<string, unknown>).cyclic = cyclic;
+    await expect(s.create(fresh.grant, fresh.events)).rejects.toThrow();
+    expect(await s.get(fresh.grant.id)).toBeNull();
+    // The numbers the failed writes would have used are still free: the next event gets 2.
+    const after = makeGrant();
+    await s.create(after.grant, after.events);
+    expect((await s.allEvents(0, 10)).map((e) => e.globalSeq)).toEqual([1, 2]);
   });
 
   it('keeps no reference to the caller’s event objects', async () => {
