@@ -82,11 +82,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     }
   };
   /**
-   * Frozen copies of a write's events, numbered after the store's last global sequence number.
+   * Frozen copies of a write's events, numbered after `base` (the store's last global sequence number,
+   * or the last one a batch being prepared will have used).
    * Writes nothing: it throws on events out of sequence and on a value it cannot copy (a cyclic
    * `data`), before the caller has changed any state, so a failed write leaves no trace.
    */
-  const freezeAll = (id: string, evs: AuditEvent[]): AuditEvent[] => {
+  const freezeAll = (id: string, evs: AuditEvent[], base = lastGlobalSeq): AuditEvent[] => {
     const list = events.get(id);
     let expected = (list?.[list.length - 1]?.seq ?? 0) + 1;
     for (const e of evs) {
@@ -104,7 +105,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     // Stored events are immutable: frozen once here, then handed out without a copy per read
     // (history, evidence, checkpoints and audits read every event; copying them dominated).
     const frozen: AuditEvent[] = new Array(evs.length);
-    for (let i = 0; i < evs.length; i++) frozen[i] = freezeEvent(evs[i]!, lastGlobalSeq + 1 + i, actors);
+    for (let i = 0; i < evs.length; i++) frozen[i] = freezeEvent(evs[i]!, base + 1 + i, actors);
     return frozen;
   };
   /** Appends what `freezeAll` made (cannot throw). */
@@ -133,8 +134,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     }
   };
 
-  /** Checks and writes one compare-and-set synchronously; throws without writing anything. */
-  const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
+  /**
+   * Checks one compare-and-set and copies what it writes, numbering its events after `base`; writes
+   * nothing. Throws a GrantlineError for a write that fails its checks; anything else it throws
+   * (a value it cannot copy) is the caller's bad input.
+   */
+  const prepareCas = (grant: Grant, expectedVersion: number, evs: AuditEvent[], base: number) => {
     // Checked first, as the PostgreSQL store does (it needs no read for it).
     if (grant.version !== expectedVersion + 1) {
       throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
@@ -163,13 +168,26 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         details: { caseId: grant.id },
       });
     }
-    // Everything is copied first (a copy can throw), then both writes happen in one synchronous
-    // block that cannot throw: no reader observes one without the other, and a failure writes nothing.
     const stored = copy(grant, row.grant); // shares what is unchanged since the stored version
-    const frozen = freezeAll(grant.id, evs);
-    rows.set(grant.id, { grant: stored, due: undefined });
-    append(grant.id, frozen);
-    notify(grant.id);
+    return { stored, frozen: freezeAll(grant.id, evs, base) };
+  };
+  /**
+   * Writes what `prepareCas` made, in one synchronous block that cannot throw. Listeners are told
+   * by the caller, after every write of the call: one could write to the store itself, and the
+   * events of a batch are numbered in advance.
+   */
+  const commitCas = ({ stored, frozen }: { stored: Grant; frozen: AuditEvent[] }) => {
+    rows.set(stored.id, { grant: stored, due: undefined });
+    append(stored.id, frozen);
+    return stored;
+  };
+  /**
+   * One compare-and-set: everything is checked and copied first (a copy can throw), then both
+   * writes happen together: no reader observes one without the other, and a failure writes nothing.
+   */
+  const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
+    const stored = commitCas(prepareCas(grant, expectedVersion, evs, lastGlobalSeq));
+    notify(stored.id);
     return stored;
   };
 
@@ -258,15 +276,27 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       });
       if (latency > 0) await pause();
       guard();
-      // Each item is checked and written in one synchronous step, as compareAndSet does.
-      return items.map((item): CasOutcome => {
+      // Every item is checked and copied before any is written (the items are distinct cases, so no
+      // item's checks depend on another's write): an item that fails its checks gets its error, and a
+      // value that cannot be copied rejects the call with nothing written, as the PostgreSQL store's
+      // one statement does. Then all the writes happen in one synchronous block.
+      let base = lastGlobalSeq;
+      const prepared = items.map((item) => {
         try {
-          return { ok: true, grant: casOne(item.grant, item.expectedVersion, item.events) };
+          const p = prepareCas(item.grant, item.expectedVersion, item.events, base);
+          base += p.frozen.length;
+          return p;
         } catch (err) {
-          if (err instanceof GrantlineError) return { ok: false, error: err };
+          if (err instanceof GrantlineError) return err;
           throw err;
         }
       });
+      const outcomes = prepared.map(
+        (p): CasOutcome =>
+          p instanceof GrantlineError ? { ok: false, error: p } : { ok: true, grant: commitCas(p) },
+      );
+      for (const o of outcomes) if (o.ok) notify(o.grant.id);
+      return outcomes;
     },
 
     async list(query: ListQueryParsed): Promise<GrantPage> {

@@ -156,6 +156,33 @@ describe('memory store: audit events are immutable', () => {
     expect((await s.allEvents(0, 10)).map((e) => e.globalSeq)).toEqual([1, 2]);
   });
 
+  it('a batch with an item that cannot be copied writes no item; items that fail their checks get their errors', async () => {
+    const s = createMemoryStore();
+    const cases = [makeGrant(), makeGrant(), makeGrant()];
+    for (const { grant, events } of cases) await s.create(grant, events);
+    const step = (i: number, data: Record<string, unknown>) => {
+      const { grant, events } = cases[i]!;
+      const e = { ...events[0]!, seq: 2, prevHash: events[0]!.hash, hash: `h${i}`, data };
+      return { grant: { ...grant, version: 2 }, expectedVersion: 1, events: [e] };
+    };
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await expect(s.compareAndSetMany([step(0, {}), step(1, { cyclic }), step(2, {})])).rejects.toThrow();
+    for (const { grant } of cases) expect((await s.get(grant.id))!.version).toBe(1);
+    expect(await s.allEvents(0, 10)).toHaveLength(3);
+    // A stale item fails on its own; the others are written, their events numbered in order.
+    const stale = { ...step(1, {}), expectedVersion: 0, grant: { ...cases[1]!.grant, version: 1 } };
+    const seen: string[] = [];
+    s.onChange?.((id) => seen.push(id));
+    const out = await s.compareAndSetMany([step(0, {}), stale, step(2, {})]);
+    expect(out.map((o) => o.ok)).toEqual([true, false, true]);
+    expect((await s.allEvents(3, 10)).map((e) => [e.caseId, e.globalSeq])).toEqual([
+      [cases[0]!.grant.id, 4],
+      [cases[2]!.grant.id, 5],
+    ]);
+    expect(seen).toEqual([cases[0]!.grant.id, cases[2]!.grant.id]);
+  });
+
   it('keeps no reference to the caller’s event objects', async () => {
     const s = createMemoryStore();
     const { grant, events } = makeGrant();
