@@ -76,7 +76,9 @@ export interface GrantStore {
    * @throws GrantlineError `ERR_VALIDATION` for a malformed call (not an array, a case twice, a
    *   grant without id); nothing is written. A thrown store error (`ERR_STORE`, connection lost)
    *   means the call as a whole may or may not have committed: callers re-read, as after any
-   *   failed `compareAndSet`.
+   *   failed `compareAndSet`. An item holding a value the store cannot keep (one JSON cannot
+   *   represent, such as a cyclic `data`) rejects the whole call with whatever error the copy or
+   *   serialisation raised, and nothing is written, in both the memory and PostgreSQL stores.
    */
   compareAndSetMany?(items: CasItem[]): Promise<CasOutcome[]>;
   /** Cases matching the query, newest `createdAt` first then id, paged by cursor. */

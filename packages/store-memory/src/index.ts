@@ -1,5 +1,6 @@
 import {
   type AuditEvent,
+  type CasItem,
   type CasOutcome,
   type CreateResult,
   ErrorCodes,
@@ -84,13 +85,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   /**
    * Frozen copies of a write's events, numbered after `base` (the store's last global sequence number,
    * or the last one a batch being prepared will have used).
-   * Writes nothing: it throws on events out of sequence and on a value it cannot copy (a cyclic
-   * `data`), before the caller has changed any state, so a failed write leaves no trace.
+   * Writes nothing: it throws on a value it cannot copy (a cyclic `data`) and on events out of
+   * sequence, checked on the copies (what is stored is what was checked, whatever the caller's
+   * objects answer on a second read), so a failed write leaves no trace.
    */
   const freezeAll = (id: string, evs: AuditEvent[], base = lastGlobalSeq): AuditEvent[] => {
+    // Stored events are immutable: frozen once here, then handed out without a copy per read
+    // (history, evidence, checkpoints and audits read every event; copying them dominated).
+    const frozen: AuditEvent[] = new Array(evs.length);
+    for (let i = 0; i < evs.length; i++) frozen[i] = freezeEvent(evs[i]!, base + 1 + i, actors);
     const list = events.get(id);
     let expected = (list?.[list.length - 1]?.seq ?? 0) + 1;
-    for (const e of evs) {
+    for (const e of frozen) {
       if (e.caseId !== id || e.seq !== expected) {
         throw new GrantlineError(
           ErrorCodes.STORE,
@@ -102,11 +108,30 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       }
       expected += 1;
     }
-    // Stored events are immutable: frozen once here, then handed out without a copy per read
-    // (history, evidence, checkpoints and audits read every event; copying them dominated).
-    const frozen: AuditEvent[] = new Array(evs.length);
-    for (let i = 0; i < evs.length; i++) frozen[i] = freezeEvent(evs[i]!, base + 1 + i, actors);
     return frozen;
+  };
+  /** True while a write copies its input: caller code (a getter, a proxy) running then must not write. */
+  let writing = false;
+  /**
+   * Runs a write's synchronous part (checks, copies, writes) with no other write inside it. Without
+   * latency a write never awaits, so a getter in one write's input could otherwise commit a second
+   * write between the first one's checks and its writes (two events with one global number).
+   */
+  const exclusive = <T>(write: () => T): T => {
+    if (writing)
+      throw new GrantlineError(
+        ErrorCodes.STORE,
+        'memory store: a write was started while another copied its input',
+        {
+          details: { where: 'store' },
+        },
+      );
+    writing = true;
+    try {
+      return write();
+    } finally {
+      writing = false;
+    }
   };
   /** Appends what `freezeAll` made (cannot throw). */
   const append = (id: string, frozen: AuditEvent[]) => {
@@ -140,16 +165,17 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
    * (a value it cannot copy) is the caller's bad input.
    */
   const prepareCas = (grant: Grant, expectedVersion: number, evs: AuditEvent[], base: number) => {
+    const id = grant.id;
     // Checked first, as the PostgreSQL store does (it needs no read for it).
     if (grant.version !== expectedVersion + 1) {
       throw new GrantlineError(ErrorCodes.STORE, `new version must be ${expectedVersion + 1}`, {
-        details: { caseId: grant.id },
+        details: { caseId: id },
       });
     }
-    const row = rows.get(grant.id);
+    const row = rows.get(id);
     if (!row)
-      throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${grant.id}`, {
-        details: { caseId: grant.id },
+      throw new GrantlineError(ErrorCodes.NOT_FOUND, `no case ${id}`, {
+        details: { caseId: id },
       });
     if (row.grant.version !== expectedVersion) {
       throw new GrantlineError(
@@ -161,15 +187,16 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         },
       );
     }
-    const list = events.get(grant.id) ?? [];
+    const list = events.get(id) ?? [];
     const next = (list[list.length - 1]?.seq ?? 0) + 1;
-    if (!Array.isArray(evs) || !evs.every((e, i) => e.caseId === grant.id && e.seq === next + i)) {
-      throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${grant.id}`, {
-        details: { caseId: grant.id },
+    if (!Array.isArray(evs) || !evs.every((e, i) => e.caseId === id && e.seq === next + i)) {
+      throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for case ${id}`, {
+        details: { caseId: id },
       });
     }
     const stored = copy(grant, row.grant); // shares what is unchanged since the stored version
-    return { stored, frozen: freezeAll(grant.id, evs, base) };
+    if (stored.id !== id || stored.version !== expectedVersion + 1) throw changedWhileCopied(id);
+    return { stored, frozen: freezeAll(id, evs, base) };
   };
   /**
    * Writes what `prepareCas` made, in one synchronous block that cannot throw. Listeners are told
@@ -186,9 +213,92 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
    * writes happen together: no reader observes one without the other, and a failure writes nothing.
    */
   const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
-    const stored = commitCas(prepareCas(grant, expectedVersion, evs, lastGlobalSeq));
+    const stored = exclusive(() => commitCas(prepareCas(grant, expectedVersion, evs, lastGlobalSeq)));
     notify(stored.id);
     return stored;
+  };
+
+  /** `create`'s synchronous part, inside `exclusive`. */
+  const createNow = (grant: Grant, evs: AuditEvent[]): CreateResult => {
+    const id = grant.id;
+    const key = grant.idempotencyKey;
+    if (key !== undefined) {
+      const existing = byKey.get(key);
+      if (existing !== undefined) return { grant: rows.get(existing)!.grant, created: false };
+    }
+    if (rows.has(id)) {
+      throw new GrantlineError(ErrorCodes.CONFLICT, `case ${id} exists already`, {
+        details: { caseId: id },
+      });
+    }
+    if ((events.get(id)?.length ?? 0) > 0) {
+      throw new GrantlineError(ErrorCodes.CONFLICT, `case ${id} has events already`, {
+        details: { caseId: id },
+      });
+    }
+    // Validate the events before writing anything, so a bad call leaves no half-written case.
+    if (!evs.every((e, i) => e.caseId === id && e.seq === i + 1)) {
+      throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for new case ${id}`, {
+        details: { caseId: id },
+      });
+    }
+    // Copied before anything is written, as in casOne, and the copy is what gets checked and kept.
+    const stored = copy(grant);
+    if (stored.id !== id || stored.idempotencyKey !== key) throw changedWhileCopied(id);
+    const frozen = freezeAll(id, evs);
+    rows.set(id, { grant: stored, due: undefined });
+    append(id, frozen);
+    const entry = { createdAt: stored.createdAt, id };
+    if (order.length > 0 && before(entry, order[order.length - 1]!)) orderSorted = false;
+    order.push(entry);
+    if (key !== undefined) byKey.set(key, id);
+    return { grant: stored, created: true };
+  };
+
+  /** `compareAndSetMany`'s synchronous part, inside `exclusive`; listeners are told by the caller. */
+  const casMany = (items: CasItem[]): CasOutcome[] => {
+    const seen = new Set<string>();
+    items.forEach((item, i) => {
+      checkGrant(item?.grant);
+      const bad = !Number.isInteger(item.expectedVersion)
+        ? 'expectedVersion must be an integer'
+        : !Array.isArray(item.events)
+          ? 'events must be an array'
+          : null;
+      if (bad)
+        throw new GrantlineError(ErrorCodes.VALIDATION, `compareAndSetMany: ${bad}`, {
+          details: { where: 'compareAndSetMany', path: ['items', i] },
+        });
+      if (seen.has(item.grant.id))
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          `compareAndSetMany: case ${item.grant.id} appears twice`,
+          {
+            details: { where: 'compareAndSetMany', path: ['items', i, 'grant', 'id'] },
+          },
+        );
+      seen.add(item.grant.id);
+    });
+    // Every item is checked and copied before any is written (the items are distinct cases, so no
+    // item's checks depend on another's write): an item that fails its checks gets its error, and a
+    // value that cannot be copied rejects the call with nothing written, as the PostgreSQL store's
+    // one statement does. Then all the writes happen in one synchronous block.
+    let base = lastGlobalSeq;
+    const prepared = items.map((item) => {
+      try {
+        const p = prepareCas(item.grant, item.expectedVersion, item.events, base);
+        base += p.frozen.length;
+        return p;
+      } catch (err) {
+        if (err instanceof GrantlineError) return err;
+        throw err;
+      }
+    });
+    const outcomes = prepared.map(
+      (p): CasOutcome =>
+        p instanceof GrantlineError ? { ok: false, error: p } : { ok: true, grant: commitCas(p) },
+    );
+    return outcomes;
   };
 
   return {
@@ -199,36 +309,9 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       checkGrant(grant);
       if (latency > 0) await pause(); // no extra turn of the event loop per call without latency
       guard();
-      if (grant.idempotencyKey !== undefined) {
-        const existing = byKey.get(grant.idempotencyKey);
-        if (existing !== undefined) return { grant: rows.get(existing)!.grant, created: false };
-      }
-      if (rows.has(grant.id)) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} exists already`, {
-          details: { caseId: grant.id },
-        });
-      }
-      if ((events.get(grant.id)?.length ?? 0) > 0) {
-        throw new GrantlineError(ErrorCodes.CONFLICT, `case ${grant.id} has events already`, {
-          details: { caseId: grant.id },
-        });
-      }
-      // Validate the events before writing anything, so a bad call leaves no half-written case.
-      if (!evs.every((e, i) => e.caseId === grant.id && e.seq === i + 1)) {
-        throw new GrantlineError(ErrorCodes.STORE, `audit events out of sequence for new case ${grant.id}`, {
-          details: { caseId: grant.id },
-        });
-      }
-      const stored = copy(grant);
-      const frozen = freezeAll(grant.id, evs); // copied before anything is written, as in casOne
-      rows.set(grant.id, { grant: stored, due: undefined });
-      append(grant.id, frozen);
-      const key = { createdAt: grant.createdAt, id: grant.id };
-      if (order.length > 0 && before(key, order[order.length - 1]!)) orderSorted = false;
-      order.push(key);
-      if (grant.idempotencyKey !== undefined) byKey.set(grant.idempotencyKey, grant.id);
-      notify(grant.id);
-      return { grant: stored, created: true };
+      const result = exclusive(() => createNow(grant, evs));
+      if (result.created) notify(result.grant.id);
+      return result;
     },
 
     async get(id) {
@@ -237,7 +320,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       const row = rows.get(id);
       return row ? row.grant : null; // frozen: no copy needed
     },
-
     async compareAndSet(grant, expectedVersion, evs) {
       guard();
       checkGrant(grant);
@@ -252,49 +334,10 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         throw new GrantlineError(ErrorCodes.VALIDATION, 'compareAndSetMany: items must be an array', {
           details: { where: 'compareAndSetMany', path: ['items'] },
         });
-      const seen = new Set<string>();
-      items.forEach((item, i) => {
-        checkGrant(item?.grant);
-        const bad = !Number.isInteger(item.expectedVersion)
-          ? 'expectedVersion must be an integer'
-          : !Array.isArray(item.events)
-            ? 'events must be an array'
-            : null;
-        if (bad)
-          throw new GrantlineError(ErrorCodes.VALIDATION, `compareAndSetMany: ${bad}`, {
-            details: { where: 'compareAndSetMany', path: ['items', i] },
-          });
-        if (seen.has(item.grant.id))
-          throw new GrantlineError(
-            ErrorCodes.VALIDATION,
-            `compareAndSetMany: case ${item.grant.id} appears twice`,
-            {
-              details: { where: 'compareAndSetMany', path: ['items', i, 'grant', 'id'] },
-            },
-          );
-        seen.add(item.grant.id);
-      });
+      // The pause comes first: the items are read once, after it, in one synchronous block.
       if (latency > 0) await pause();
       guard();
-      // Every item is checked and copied before any is written (the items are distinct cases, so no
-      // item's checks depend on another's write): an item that fails its checks gets its error, and a
-      // value that cannot be copied rejects the call with nothing written, as the PostgreSQL store's
-      // one statement does. Then all the writes happen in one synchronous block.
-      let base = lastGlobalSeq;
-      const prepared = items.map((item) => {
-        try {
-          const p = prepareCas(item.grant, item.expectedVersion, item.events, base);
-          base += p.frozen.length;
-          return p;
-        } catch (err) {
-          if (err instanceof GrantlineError) return err;
-          throw err;
-        }
-      });
-      const outcomes = prepared.map(
-        (p): CasOutcome =>
-          p instanceof GrantlineError ? { ok: false, error: p } : { ok: true, grant: commitCas(p) },
-      );
+      const outcomes = exclusive(() => casMany(items));
       for (const o of outcomes) if (o.ok) notify(o.grant.id);
       return outcomes;
     },
@@ -600,4 +643,11 @@ function internActor(a: AuditEvent['actor'], table: ActorTable): AuditEvent['act
     byId.set(id, stored);
   }
   return stored;
+}
+
+/** A write whose input answered differently when it was copied than when it was checked. */
+function changedWhileCopied(id: string): GrantlineError {
+  return new GrantlineError(ErrorCodes.STORE, `case ${id}: the write's input changed while it was copied`, {
+    details: { caseId: id },
+  });
 }

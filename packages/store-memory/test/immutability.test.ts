@@ -167,20 +167,90 @@ describe('memory store: audit events are immutable', () => {
     };
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
-    await expect(s.compareAndSetMany([step(0, {}), step(1, { cyclic }), step(2, {})])).rejects.toThrow();
+    await expect(s.compareAndSetMany!([step(0, {}), step(1, { cyclic }), step(2, {})])).rejects.toThrow();
     for (const { grant } of cases) expect((await s.get(grant.id))!.version).toBe(1);
     expect(await s.allEvents(0, 10)).toHaveLength(3);
     // A stale item fails on its own; the others are written, their events numbered in order.
     const stale = { ...step(1, {}), expectedVersion: 0, grant: { ...cases[1]!.grant, version: 1 } };
     const seen: string[] = [];
     s.onChange?.((id) => seen.push(id));
-    const out = await s.compareAndSetMany([step(0, {}), stale, step(2, {})]);
+    const out = await s.compareAndSetMany!([step(0, {}), stale, step(2, {})]);
     expect(out.map((o) => o.ok)).toEqual([true, false, true]);
     expect((await s.allEvents(3, 10)).map((e) => [e.caseId, e.globalSeq])).toEqual([
       [cases[0]!.grant.id, 4],
       [cases[2]!.grant.id, 5],
     ]);
     expect(seen).toEqual([cases[0]!.grant.id, cases[2]!.grant.id]);
+  });
+
+  it("a write started from a getter in another write's input is refused; numbering stays whole", async () => {
+    const s = createMemoryStore();
+    const a = makeGrant();
+    const b = makeGrant();
+    await s.create(a.grant, a.events);
+    await s.create(b.grant, b.events);
+    const stepOf = (x: typeof a, data: Record<string, unknown>) => ({
+      grant: { ...x.grant, version: 2 },
+      expectedVersion: 1,
+      events: [{ ...x.events[0]!, seq: 2, prevHash: x.events[0]!.hash, hash: 'h2', data }],
+    });
+    // Copying b's event data runs this getter, which writes a's next version from inside the copy.
+    let inner: Promise<unknown> | undefined;
+    const data = {
+      get sneaky() {
+        const st = stepOf(a, {});
+        inner = s.compareAndSet(st.grant, 1, st.events);
+        return 1;
+      },
+    };
+    const outer = stepOf(b, data);
+    await s.compareAndSet(outer.grant, 1, outer.events); // the outer write goes through ...
+    await expect(inner).rejects.toMatchObject({ code: 'ERR_STORE' }); // ... the one inside it does not
+    expect((await s.get(a.grant.id))!.version).toBe(1);
+    expect((await s.get(b.grant.id))!.version).toBe(2);
+    // a's write afterwards is numbered 4: no number given twice, none skipped.
+    const st = stepOf(a, {});
+    await s.compareAndSet(st.grant, 1, st.events);
+    expect((await s.allEvents(0, 10)).map((e) => [e.caseId, e.seq, e.globalSeq])).toEqual([
+      [a.grant.id, 1, 1],
+      [b.grant.id, 1, 2],
+      [b.grant.id, 2, 3],
+      [a.grant.id, 2, 4],
+    ]);
+  });
+
+  it('with latency, a batch reads its items after the pause: a case put in twice meanwhile is refused', async () => {
+    const s = createMemoryStore({ latencyMs: 5 });
+    const a = makeGrant();
+    await s.create(a.grant, a.events);
+    const stepOf = (hash: string) => ({
+      grant: { ...a.grant, version: 2 },
+      expectedVersion: 1,
+      events: [{ ...a.events[0]!, seq: 2, prevHash: a.events[0]!.hash, hash, data: {} }],
+    });
+    const other = makeGrant();
+    await s.create(other.grant, other.events);
+    const items = [stepOf('h2'), { ...stepOf('x'), grant: { ...other.grant, version: 2 }, events: [] }];
+    const call = s.compareAndSetMany!(items);
+    items[1] = stepOf('h2-again'); // during the pause: a second item for case a
+    await expect(call).rejects.toMatchObject({ code: 'ERR_VALIDATION' });
+    expect((await s.events(a.grant.id)).map((e) => e.seq)).toEqual([1]);
+  });
+
+  it('stores what it checked: a version that reads differently the second time is refused', async () => {
+    const s = createMemoryStore();
+    const a = makeGrant();
+    await s.create(a.grant, a.events);
+    let reads = 0;
+    const grant = { ...a.grant } as typeof a.grant;
+    Object.defineProperty(grant, 'version', {
+      enumerable: true,
+      get: () => (++reads <= 2 ? 2 : 9), // checked as 2 (checkGrant, then the version check), copied as 9
+    });
+    const e = { ...a.events[0]!, seq: 2, prevHash: a.events[0]!.hash, hash: 'h2', data: {} };
+    await expect(s.compareAndSet(grant, 1, [e])).rejects.toMatchObject({ code: 'ERR_STORE' });
+    expect((await s.get(a.grant.id))!.version).toBe(1);
+    expect(await s.events(a.grant.id)).toHaveLength(1);
   });
 
   it('keeps no reference to the caller’s event objects', async () => {
