@@ -113,11 +113,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
   /** True while a write copies its input: caller code (a getter, a proxy) running then must not write. */
   let writing = false;
   /**
-   * Runs a write's synchronous part (checks, copies, writes) with no other write inside it. Without
-   * latency a write never awaits, so a getter in one write's input could otherwise commit a second
-   * write between the first one's checks and its writes (two events with one global number).
+   * Starts a write's synchronous part (checks, copies, writes), which must end with
+   * `writing = false` in a `finally`: no other write may start inside it. Without latency a write
+   * never awaits, so a getter in one write's input could otherwise commit a second write between
+   * the first one's checks and its writes (two events with one global number). Inline, not a
+   * wrapper taking a callback: no closure per write.
    */
-  const exclusive = <T>(write: () => T): T => {
+  const enterWrite = () => {
     if (writing)
       throw new GrantlineError(
         ErrorCodes.STORE,
@@ -127,11 +129,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
         },
       );
     writing = true;
-    try {
-      return write();
-    } finally {
-      writing = false;
-    }
   };
   /** Appends what `freezeAll` made (cannot throw). */
   const append = (id: string, frozen: AuditEvent[]) => {
@@ -213,12 +210,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
    * writes happen together: no reader observes one without the other, and a failure writes nothing.
    */
   const casOne = (grant: Grant, expectedVersion: number, evs: AuditEvent[]) => {
-    const stored = exclusive(() => commitCas(prepareCas(grant, expectedVersion, evs, lastGlobalSeq)));
+    enterWrite();
+    let stored: Grant;
+    try {
+      stored = commitCas(prepareCas(grant, expectedVersion, evs, lastGlobalSeq));
+    } finally {
+      writing = false;
+    }
     notify(stored.id);
     return stored;
   };
 
-  /** `create`'s synchronous part, inside `exclusive`. */
+  /** `create`'s synchronous part, between `enterWrite` and its `finally`. */
   const createNow = (grant: Grant, evs: AuditEvent[]): CreateResult => {
     const id = grant.id;
     const key = grant.idempotencyKey;
@@ -255,7 +258,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
     return { grant: stored, created: true };
   };
 
-  /** `compareAndSetMany`'s synchronous part, inside `exclusive`; listeners are told by the caller. */
+  /** `compareAndSetMany`'s synchronous part, between `enterWrite` and its `finally`; listeners are told by the caller. */
   const casMany = (items: CasItem[]): CasOutcome[] => {
     const seen = new Set<string>();
     items.forEach((item, i) => {
@@ -309,7 +312,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       checkGrant(grant);
       if (latency > 0) await pause(); // no extra turn of the event loop per call without latency
       guard();
-      const result = exclusive(() => createNow(grant, evs));
+      enterWrite();
+      let result: CreateResult;
+      try {
+        result = createNow(grant, evs);
+      } finally {
+        writing = false;
+      }
       if (result.created) notify(result.grant.id);
       return result;
     },
@@ -337,7 +346,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       // The pause comes first: the items are read once, after it, in one synchronous block.
       if (latency > 0) await pause();
       guard();
-      const outcomes = exclusive(() => casMany(items));
+      enterWrite();
+      let outcomes: CasOutcome[];
+      try {
+        outcomes = casMany(items);
+      } finally {
+        writing = false;
+      }
       for (const o of outcomes) if (o.ok) notify(o.grant.id);
       return outcomes;
     },
