@@ -1,5 +1,6 @@
 import {
   type AuditEvent,
+  auditEventSchema,
   type CasItem,
   type CasOutcome,
   type CreateResult,
@@ -549,19 +550,11 @@ function seal<T>(value: T, shared?: unknown): T {
   return Object.freeze(out) as T;
 }
 
-/** The fields of an `AuditEvent`: an event with any other key takes `freezeEventAsGiven`. */
-const EVENT_FIELDS: ReadonlySet<string> = new Set([
-  'seq',
-  'caseId',
-  'type',
-  'at',
-  'actor',
-  'actingRole',
-  'data',
-  'prevHash',
-  'hash',
-  'globalSeq',
-]);
+/**
+ * The fields of an `AuditEvent`, from core's schema (one list for both): an event with any other
+ * key takes `freezeEventAsGiven`.
+ */
+const EVENT_FIELDS: ReadonlySet<string> = new Set(Object.keys(auditEventSchema.shape));
 
 /**
  * The stored copy of an event, with the store's `globalSeq`. An event core writes (an `AuditEvent`'s
