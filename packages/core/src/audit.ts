@@ -143,7 +143,16 @@ export function cloneJson<T>(value: T): T {
   const out: Record<string, unknown> = {};
   for (const key in value) {
     const v = (value as Record<string, unknown>)[key];
-    if (v !== undefined) out[key] = cloneJson(v);
+    if (v === undefined) continue;
+    // An own `__proto__` key stays a key (an assignment would set the prototype instead).
+    if (key === '__proto__')
+      Object.defineProperty(out, key, {
+        value: cloneJson(v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    else out[key] = cloneJson(v);
   }
   return out as T;
 }

@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './model.js';
+export { isStorableText, jsonDataProblem, MAX_JSON_DEPTH } from './json-data.js';
 export * from './ports.js';
 export * from './audit.js';
 export * from './lifecycle.js';

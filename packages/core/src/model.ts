@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { jsonRecord, str } from './json-data.js';
 
 /** Identifier shape for ids supplied by hosts (principals, targets, roles). */
-const id = z.string().min(1).max(256);
-const text = (max: number) => z.string().min(1).max(max);
+const id = str().min(1).max(256);
+const text = (max: number) => str().min(1).max(max);
 /** ISO-8601 timestamp in UTC with milliseconds, as produced by `Date#toISOString`. */
 export const isoTime = z.iso.datetime({ offset: false });
 
@@ -14,7 +15,7 @@ export const principalSchema = z.strictObject({
   /** Teams the principal belongs to; the rule's operator team may not approve. */
   teams: z.array(id).max(64).default([]),
   /** Claims of a proven identity (set by an identity verifier) or supplied by the host. */
-  claims: z.record(z.string(), z.unknown()).optional(),
+  claims: jsonRecord().optional(),
 });
 export type Principal = z.output<typeof principalSchema>;
 export type PrincipalInput = z.input<typeof principalSchema>;
@@ -39,7 +40,7 @@ export const targetSchema = z.strictObject({
   system: text(64),
   resource: text(1024),
   permissions: z.array(text(256)).max(256).optional(),
-  params: z.record(z.string(), z.unknown()).optional(),
+  params: jsonRecord().optional(),
 });
 export type Target = z.output<typeof targetSchema>;
 // #endregion
@@ -82,10 +83,10 @@ export const approvalSchema = z.strictObject({
   approver: principalSchema,
   /** The role that qualified the approver under the rule. */
   role: id,
-  reason: z.string().max(2000).optional(),
+  reason: str().max(2000).optional(),
   at: isoTime,
   /** Present when the approver's identity was proven by a signed assertion. */
-  proof: z.strictObject({ issuer: z.string(), subject: z.string(), kid: z.string().optional() }).optional(),
+  proof: z.strictObject({ issuer: str(), subject: str(), kid: str().optional() }).optional(),
 });
 export type Approval = z.output<typeof approvalSchema>;
 
@@ -93,9 +94,9 @@ export type Approval = z.output<typeof approvalSchema>;
 /** Non-secret record of what was issued for one target. */
 export const issuanceSchema = z.strictObject({
   /** Non-secret references: key id, session name, assignment id, token id. */
-  ref: z.record(z.string(), z.string()),
+  ref: z.record(str(), str()),
   /** SHA-256 fingerprint (hex prefix) of the secret, for correlation without the secret. */
-  fingerprint: z.string().optional(),
+  fingerprint: str().optional(),
   issuedAt: isoTime,
   expiresAt: isoTime,
 });
@@ -106,19 +107,19 @@ export const targetRevocationSchema = z.strictObject({
   attempts: z.number().int().nonnegative(),
   confirmedAt: isoTime.optional(),
   alreadyGone: z.boolean().optional(),
-  lastError: z.strictObject({ code: z.string(), message: z.string(), retryable: z.boolean() }).optional(),
-  detail: z.record(z.string(), z.unknown()).optional(),
+  lastError: z.strictObject({ code: str(), message: str(), retryable: z.boolean() }).optional(),
+  detail: jsonRecord().optional(),
 });
 export type TargetRevocation = z.output<typeof targetRevocationSchema>;
 
 export const targetVerificationSchema = z.strictObject({
   attempts: z.number().int().nonnegative(),
   result: z.enum(['absent', 'present']).optional(),
-  method: z.string().optional(),
-  observation: z.record(z.string(), z.unknown()).optional(),
-  verifier: z.string().optional(),
+  method: str().optional(),
+  observation: jsonRecord().optional(),
+  verifier: str().optional(),
   at: isoTime.optional(),
-  lastError: z.strictObject({ code: z.string(), message: z.string(), retryable: z.boolean() }).optional(),
+  lastError: z.strictObject({ code: str(), message: str(), retryable: z.boolean() }).optional(),
 });
 export type TargetVerification = z.output<typeof targetVerificationSchema>;
 
@@ -139,8 +140,8 @@ export type ApprovalRequirement = z.output<typeof approvalRequirementSchema>;
 
 // #region usage-constraints
 export const usageConstraintsSchema = z.strictObject({
-  sourceCidrs: z.array(z.string()).optional(),
-  actions: z.array(z.string()).optional(),
+  sourceCidrs: z.array(str()).optional(),
+  actions: z.array(str()).optional(),
   timeWindow: z
     .strictObject({
       /** Days of week allowed, 0 = Sunday (UTC). */
@@ -156,8 +157,8 @@ export type UsageConstraints = z.output<typeof usageConstraintsSchema>;
 /** The policy decision frozen into the case at request time. */
 export const policySnapshotSchema = z.strictObject({
   policyId: id,
-  policyVersion: z.string(),
-  policyHash: z.string(),
+  policyVersion: str(),
+  policyHash: str(),
   ruleId: id,
   risk: z.enum(['low', 'medium', 'high']),
   /** The single accountable governance function. */
@@ -166,7 +167,7 @@ export const policySnapshotSchema = z.strictObject({
   operator: id,
   approvals: approvalRequirementSchema,
   maxDurationSeconds: z.number().int().positive(),
-  template: z.string().optional(),
+  template: str().optional(),
   constraints: usageConstraintsSchema.optional(),
   requireProvenApprovers: z.boolean().optional(),
   requireProvenWorkload: z.boolean().optional(),
@@ -178,7 +179,7 @@ export type PolicySnapshot = z.output<typeof policySnapshotSchema>;
 
 export const breakGlassSchema = z.strictObject({
   actor: principalSchema,
-  reason: z.string(),
+  reason: str(),
   at: isoTime,
   reviewDueAt: isoTime,
   reviewerRoles: z.array(id),
@@ -188,7 +189,7 @@ export const breakGlassSchema = z.strictObject({
       reviewer: principalSchema,
       role: id,
       outcome: z.enum(['accepted', 'rejected']),
-      notes: z.string().optional(),
+      notes: str().optional(),
       at: isoTime,
     })
     .optional(),
@@ -225,14 +226,14 @@ export const grantSchema = z.strictObject({
     .strictObject({
       by: actorSchema,
       outcome: z.enum(['denied', 'cancelled', 'expired']),
-      reason: z.string(),
+      reason: str(),
       at: isoTime,
     })
     .optional(),
   revocation: z
     .strictObject({
       trigger: revocationTriggerSchema,
-      reason: z.string(),
+      reason: str(),
       actor: actorSchema,
       requestedAt: isoTime,
       revokedAt: isoTime.optional(),
@@ -246,18 +247,18 @@ export const grantSchema = z.strictObject({
        * Targets whose credential was issued after the case had ended `failed` and could not be
        * removed at once: the sweeper keeps revoking them (the state stays `failed`, which is terminal).
        */
-      pendingLate: z.array(z.string()).optional(),
+      pendingLate: z.array(str()).optional(),
     })
     .optional(),
   breakGlass: breakGlassSchema.optional(),
   usage: z.strictObject({ count: z.number().int().nonnegative(), lastAt: isoTime.optional() }),
   /** Head of the case's audit chain as of this version: last `seq` and its hash. */
-  audit: z.strictObject({ seq: z.number().int().nonnegative(), head: z.string() }),
+  audit: z.strictObject({ seq: z.number().int().nonnegative(), head: str() }),
   /** Next time the sweeper must look at this case, or null when nothing is pending. */
   dueAt: isoTime.nullable(),
   /** Sweeper bookkeeping: consecutive failures of the pending step and when to retry. */
   retry: z.strictObject({ attempts: z.number().int().nonnegative(), nextAt: isoTime.optional() }).optional(),
-  idempotencyKey: z.string().optional(),
+  idempotencyKey: str().optional(),
 });
 export type Grant = z.output<typeof grantSchema>;
 
@@ -266,13 +267,13 @@ export const auditEventSchema = z.strictObject({
   /** Position in the case's chain, from 1. */
   seq: z.number().int().positive(),
   caseId: id,
-  type: z.string(),
+  type: str(),
   at: isoTime,
   actor: actorSchema,
-  actingRole: z.string().optional(),
-  data: z.record(z.string(), z.unknown()),
-  prevHash: z.string(),
-  hash: z.string(),
+  actingRole: str().optional(),
+  data: jsonRecord(),
+  prevHash: str(),
+  hash: str(),
   /** Store-wide monotonic position, assigned by the store on append (not part of the hash). */
   globalSeq: z.number().int().positive().optional(),
 });
@@ -303,9 +304,9 @@ export const requestInputSchema = z.strictObject({
   /** Ask for a pre-approved low-risk template by id. */
   template: id.optional(),
   /** Repeating a request with the same key returns the first case instead of creating another. */
-  idempotencyKey: z.string().min(1).max(200).optional(),
+  idempotencyKey: str().min(1).max(200).optional(),
   /** Signed identity assertion proving the subject workload (checked by the identity verifier). */
-  subjectAssertion: z.string().min(1).optional(),
+  subjectAssertion: str().min(1).optional(),
 });
 export type RequestInput = z.input<typeof requestInputSchema>;
 
@@ -313,9 +314,9 @@ export const approveInputSchema = z.strictObject({
   approver: principalSchema,
   /** Role to act in; defaults to the first of the approver's roles that qualifies. */
   role: id.optional(),
-  reason: z.string().max(2000).optional(),
+  reason: str().max(2000).optional(),
   /** Signed identity assertion proving the approver (checked by the identity verifier). */
-  assertion: z.string().min(1).optional(),
+  assertion: str().min(1).optional(),
 });
 export type ApproveInput = z.input<typeof approveInputSchema>;
 
@@ -329,17 +330,17 @@ export const issueInputSchema = z.strictObject({ actor: principalSchema.optional
 export type IssueInput = z.input<typeof issueInputSchema>;
 
 export const usageInputSchema = z.strictObject({
-  targetId: z.string().min(1).optional(),
+  targetId: str().min(1).optional(),
   /** Who used it (normally the subject). */
   actor: principalSchema.optional(),
   sourceIp: z.union([z.ipv4(), z.ipv6()]),
   action: text(512),
-  resource: z.string().max(1024).optional(),
+  resource: str().max(1024).optional(),
   at: timeInput.optional(),
   outcome: z.enum(['allowed', 'denied', 'error']).default('allowed'),
   /** Where the record came from: 'host', 'cloudtrail', 'token-verifier', ... */
-  source: z.string().max(64).default('host'),
-  detail: z.record(z.string(), z.unknown()).optional(),
+  source: str().max(64).default('host'),
+  detail: jsonRecord().optional(),
 });
 export type UsageInput = z.input<typeof usageInputSchema>;
 
@@ -359,7 +360,7 @@ export const breakGlassInputSchema = z.strictObject({
     .int()
     .positive()
     .max(24 * 3600),
-  idempotencyKey: z.string().min(1).max(200).optional(),
+  idempotencyKey: str().min(1).max(200).optional(),
 });
 export type BreakGlassInput = z.input<typeof breakGlassInputSchema>;
 
@@ -367,19 +368,19 @@ export const reviewInputSchema = z.strictObject({
   reviewer: principalSchema,
   role: id.optional(),
   outcome: z.enum(['accepted', 'rejected']),
-  notes: z.string().max(4000).optional(),
+  notes: str().max(4000).optional(),
 });
 export type ReviewInput = z.input<typeof reviewInputSchema>;
 
 export const listQuerySchema = z
   .strictObject({
     states: z.array(grantStateSchema).optional(),
-    subjectId: z.string().optional(),
-    requesterId: z.string().optional(),
+    subjectId: str().optional(),
+    requesterId: str().optional(),
     updatedAfter: isoTime.optional(),
     limit: z.number().int().positive().max(10_000).default(100),
     /** Opaque cursor returned as `nextCursor` by the previous page. */
-    cursor: z.string().optional(),
+    cursor: str().optional(),
   })
   .default({ limit: 100 });
 export type ListQuery = z.input<typeof listQuerySchema>;

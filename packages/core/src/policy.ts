@@ -11,15 +11,17 @@ import type {
   Target,
   UsageConstraints,
 } from './model.js';
+import { str } from './json-data.js';
 import { usageConstraintsSchema } from './model.js';
 
-const id = z.string().min(1).max(256);
+const id = str().min(1).max(256);
 const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
 
-const cidr = z
-  .string()
-  .refine((v) => parseCidr(v) !== null, 'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32');
-const regexSource = z.string().refine((v) => {
+const cidr = str().refine(
+  (v) => parseCidr(v) !== null,
+  'expected a CIDR such as 10.0.0.0/8 or 2001:db8::/32',
+);
+const regexSource = str().refine((v) => {
   try {
     new RegExp(v);
     return true;
@@ -32,18 +34,18 @@ const regexSource = z.string().refine((v) => {
 export const ruleSchema = z
   .strictObject({
     id,
-    description: z.string().optional(),
+    description: str().optional(),
     risk: z.enum(['low', 'medium', 'high']),
     /** What the rule applies to; every listed criterion must hold. Globs use `*`. */
     match: z
       .strictObject({
-        systems: z.array(z.string()).optional(),
-        resources: z.array(z.string()).optional(),
+        systems: z.array(str()).optional(),
+        resources: z.array(str()).optional(),
         /** Every requested permission must match one of these. */
-        permissions: z.array(z.string()).optional(),
+        permissions: z.array(str()).optional(),
         subjectKinds: z.array(z.enum(['human', 'workload'])).optional(),
         /** The requester must hold at least one of these roles. */
-        requesterRoles: z.array(z.string()).optional(),
+        requesterRoles: z.array(str()).optional(),
       })
       .default({}),
     /** The accountable governance function (defaults to the policy's owner). */
@@ -124,7 +126,7 @@ export type Rule = z.output<typeof ruleSchema>;
 export const policySchema = z
   .strictObject({
     id,
-    version: z.string().min(1),
+    version: str().min(1),
     owner: id,
     rules: z.array(ruleSchema).min(1),
     breakGlass: z

@@ -8,6 +8,8 @@ import {
   createCheckpointer,
 } from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { type ExecutorOp, checkExecutorResult } from './executor-result.js';
+import { toStorableText } from './json-data.js';
 import { isoAt, isoOf } from './iso.js';
 import { type EvidenceBundle, createEvidence } from './evidence.js';
 import { type GrantlineReport, type ReportInput, buildReport } from './report.js';
@@ -280,10 +282,11 @@ class CallSignal {
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
   const redact = (s: string) =>
     secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
+  // Recorded in the case and its hashed events: text every store keeps and every hash covers.
   if (isGrantlineError(err))
-    return { code: err.code, message: redact(err.message), retryable: err.retryable };
+    return { code: err.code, message: toStorableText(redact(err.message)), retryable: err.retryable };
   const message = err instanceof Error ? err.message : String(err);
-  return { code: ErrorCodes.EXECUTOR, message: redact(message), retryable: true };
+  return { code: ErrorCodes.EXECUTOR, message: toStorableText(redact(message)), retryable: true };
 }
 
 /**
@@ -1906,7 +1909,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   private async callExecutor<T>(
     system: string,
-    op: 'issue' | 'revoke' | 'verify' | 'renew',
+    op: ExecutorOp,
     call: (s: CallSignal) => Promise<T>,
   ): Promise<T> {
     const s = new CallSignal();
@@ -1932,7 +1935,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       pending.then(
         (v) => {
           clearTimeout(timer);
-          resolve(v);
+          try {
+            resolve(checkExecutorResult(system, op, v));
+          } catch (err) {
+            reject(err);
+          }
         },
         (err: unknown) => {
           clearTimeout(timer);

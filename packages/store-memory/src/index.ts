@@ -541,13 +541,23 @@ function seal<T>(value: T, shared?: unknown): T {
     for (const key in value) {
       const v = (value as Record<string, unknown>)[key];
       if (v === undefined) continue;
-      o[key] = v === null || typeof v !== 'object' ? v : seal(v, prev?.[key]);
+      const c = v === null || typeof v !== 'object' ? v : seal(v, prev?.[key]);
+      if (key === '__proto__') ownKey(o, key, c);
+      else o[key] = c;
       empty = false;
     }
     if (empty) return EMPTY_OBJECT as T;
     out = o;
   }
   return Object.freeze(out) as T;
+}
+
+/**
+ * Sets `key` as an own enumerable property: for `__proto__`, which an assignment would take for the
+ * prototype (the copy would lose the key, inherit the value, and no longer match its event's hash).
+ */
+function ownKey(o: object, key: string, value: unknown) {
+  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /**
@@ -611,7 +621,9 @@ function freezeEventAsGiven(e: AuditEvent, globalSeq: number): AuditEvent {
   for (const key in e) {
     const v = (e as Record<string, unknown>)[key];
     if (key === 'globalSeq') out[key] = globalSeq;
-    else if (v !== undefined) out[key] = v === null || typeof v !== 'object' ? v : seal(v);
+    else if (v === undefined) continue;
+    else if (key === '__proto__') ownKey(out, key, v === null || typeof v !== 'object' ? v : seal(v));
+    else out[key] = v === null || typeof v !== 'object' ? v : seal(v);
   }
   if (out.globalSeq === undefined) out.globalSeq = globalSeq;
   return Object.freeze(out) as AuditEvent;

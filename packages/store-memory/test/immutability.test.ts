@@ -1,4 +1,5 @@
 import { makeGrant } from '@grantline/core/testing';
+import { chainEvents, verifyChain } from '@grantline/core';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStore } from '../src/index.js';
 
@@ -323,5 +324,24 @@ describe('memory store: case records are immutable and shared, not copied per re
     withNewTargets.targets[0]!.resource = 'changed-after-write';
     expect((await s.get(grant.id))!.targets[0]!.resource).toBe('api://x');
     expect(third.requester).toBe(stored.requester);
+  });
+});
+
+describe('memory store: an own __proto__ key is kept as a key', () => {
+  it('stores it as given (an assignment would set the prototype): the stored event still matches its hash', async () => {
+    const s = createMemoryStore();
+    const { grant } = makeGrant();
+    // A direct store caller's event (core refuses such data): parsed JSON has an own `__proto__`.
+    const data = JSON.parse('{"x":{"__proto__":{"p":1}}}') as Record<string, unknown>;
+    const [event] = chainEvents(grant.id, grant.createdAt, undefined, [
+      { type: 'requested', actor: { id: 'kit', kind: 'system' }, data },
+    ]);
+    await s.create({ ...grant, audit: { seq: 1, head: event!.hash } }, [event!]);
+    const [stored] = await s.events(grant.id);
+    const x = stored!.data.x as Record<string, unknown>;
+    expect(Object.keys(x)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(x)).toBe(Object.prototype);
+    expect((x as { p?: unknown }).p).toBeUndefined();
+    expect(verifyChain(grant.id, [stored!]).valid).toBe(true);
   });
 });
