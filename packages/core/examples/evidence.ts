@@ -70,6 +70,7 @@ export async function main() {
       audience: 'https://grantline.example',
       jwks: idp.jwks, // a JWKS object, or its URL: new URL('https://idp.example/realms/staff/…/certs')
       rolesClaim: 'realm_access.roles',
+      teamsClaim: 'groups', // proven teams: a member of the rule's operator team cannot approve
     },
     workloads: {
       issuer: 'https://token.actions.githubusercontent.com',

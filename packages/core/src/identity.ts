@@ -47,6 +47,12 @@ export interface JwtIssuerOptions {
 export interface ApproverIssuerOptions extends JwtIssuerOptions {
   /** Claim holding the roles, as a string array or a space-separated string; dotted paths reach nested claims (`realm_access.roles`). Default `roles`. */
   rolesClaim?: string;
+  /**
+   * Claim holding the approver's teams, read like `rolesClaim` (e.g. `groups`). A proven approver's
+   * teams are these together with any the caller names: the operator team's exclusion from approval
+   * does not rest on what the caller declares. Without it, only the caller's teams count.
+   */
+  teamsClaim?: string;
 }
 
 /** The workloads' OIDC issuer (a CI system such as GitHub Actions or GitLab, or a cloud workload identity). */
@@ -102,12 +108,12 @@ function rolesOf(value: unknown): string[] {
 }
 
 interface Compiled {
-  opts: JwtIssuerOptions & { rolesClaim?: string };
+  opts: JwtIssuerOptions & { rolesClaim?: string; teamsClaim?: string };
   getKey: JWTVerifyGetKey;
   algorithms: string[];
 }
 
-function compile(o: JwtIssuerOptions & { rolesClaim?: string }): Compiled {
+function compile(o: JwtIssuerOptions & { rolesClaim?: string; teamsClaim?: string }): Compiled {
   const getKey = o.jwks instanceof URL ? createRemoteJWKSet(o.jwks) : createLocalJWKSet(o.jwks);
   const algorithms = (o.algorithms ?? [...IDENTITY_ALGORITHMS]).filter((a) => !/^HS|^none$/i.test(a));
   return { opts: o, getKey, algorithms };
@@ -228,11 +234,16 @@ export function createJwtIdentityVerifier(options: JwtIdentityVerifierOptions): 
         }
       }
       const roles = purpose === 'approver' ? rolesOf(claimAt(payload, cfg.opts.rolesClaim ?? 'roles')) : [];
+      const teams =
+        purpose === 'approver' && cfg.opts.teamsClaim
+          ? rolesOf(claimAt(payload, cfg.opts.teamsClaim))
+          : undefined;
       return {
         subject,
         issuer: String(payload.iss),
         ...(typeof header.kid === 'string' ? { kid: header.kid } : {}),
         roles,
+        ...(teams ? { teams } : {}),
         claims: { ...payload },
       } satisfies VerifiedIdentity;
     },

@@ -45,7 +45,12 @@ export interface LateIssuanceResult {
 
 /** Every command the lifecycle understands. `transition()` is the only place that interprets them. */
 export type Command =
-  | { type: 'approve'; approval: Approval }
+  | {
+      type: 'approve';
+      approval: Approval;
+      /** The issuance deadline once the quorum is met (approval time plus the activation TTL). */
+      activateBy?: string;
+    }
   | { type: 'deny'; actor: Actor; reason: string }
   | { type: 'cancel'; actor: Actor; reason: string }
   | { type: 'expire'; reason: string }
@@ -375,6 +380,8 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       emit(d, 'grant:approval', { approverId: command.approval.approver.id, role: command.approval.role });
       if (quorumMet(g.policy, g.approvals)) {
         g.state = 'approved';
+        // "Approved cases not issued within the activation TTL expire": from now, not from the request.
+        if (command.activateBy) ownWindow(d).requestExpiresAt = command.activateBy;
         events.push({
           type: 'approved',
           actor: SYSTEM,

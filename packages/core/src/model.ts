@@ -281,11 +281,29 @@ export type AuditEvent = z.output<typeof auditEventSchema>;
 
 // ---- Service inputs ----
 
-const timeInput = z.union([z.date(), isoTime]).transform((v) => (v instanceof Date ? v : new Date(v)));
+/**
+ * A principal as a host hands it in: `claims.proof` is refused, as only the identity verifier may
+ * set it (a rule requiring a proven workload or approver reads it; a forged one would pass).
+ */
+const inputPrincipalSchema = principalSchema.superRefine((p, ctx) => {
+  if (p.claims?.proof !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['claims', 'proof'],
+      message: 'claims.proof is set by the identity verifier from a signed assertion, never by the caller',
+    });
+  }
+});
+
+/** Times a host hands in: from 1970 to 9000, so that adding a case's durations stays a valid Date. */
+const timeInput = z
+  .union([z.date(), isoTime])
+  .transform((v) => (v instanceof Date ? v : new Date(v)))
+  .refine((d) => d.getTime() >= 0 && d.getTime() < Date.UTC(9000, 0, 1), 'must be from 1970 to 9000');
 
 export const requestInputSchema = z.strictObject({
-  requester: principalSchema,
-  subject: principalSchema,
+  requester: inputPrincipalSchema,
+  subject: inputPrincipalSchema,
   justification: justificationSchema,
   targets: z
     .array(targetSchema)
@@ -311,7 +329,7 @@ export const requestInputSchema = z.strictObject({
 export type RequestInput = z.input<typeof requestInputSchema>;
 
 export const approveInputSchema = z.strictObject({
-  approver: principalSchema,
+  approver: inputPrincipalSchema,
   /** Role to act in; defaults to the first of the approver's roles that qualifies. */
   role: id.optional(),
   reason: str().max(2000).optional(),
@@ -321,18 +339,18 @@ export const approveInputSchema = z.strictObject({
 export type ApproveInput = z.input<typeof approveInputSchema>;
 
 export const decisionInputSchema = z.strictObject({
-  actor: principalSchema,
+  actor: inputPrincipalSchema,
   reason: text(2000),
 });
 export type DecisionInput = z.input<typeof decisionInputSchema>;
 
-export const issueInputSchema = z.strictObject({ actor: principalSchema.optional() }).default({});
+export const issueInputSchema = z.strictObject({ actor: inputPrincipalSchema.optional() }).default({});
 export type IssueInput = z.input<typeof issueInputSchema>;
 
 export const usageInputSchema = z.strictObject({
   targetId: str().min(1).optional(),
   /** Who used it (normally the subject). */
-  actor: principalSchema.optional(),
+  actor: inputPrincipalSchema.optional(),
   sourceIp: z.union([z.ipv4(), z.ipv6()]),
   action: text(512),
   resource: str().max(1024).optional(),
@@ -345,14 +363,14 @@ export const usageInputSchema = z.strictObject({
 export type UsageInput = z.input<typeof usageInputSchema>;
 
 export const revokeInputSchema = z.strictObject({
-  actor: principalSchema,
+  actor: inputPrincipalSchema,
   reason: text(2000),
 });
 export type RevokeInput = z.input<typeof revokeInputSchema>;
 
 export const breakGlassInputSchema = z.strictObject({
-  requester: principalSchema,
-  subject: principalSchema,
+  requester: inputPrincipalSchema,
+  subject: inputPrincipalSchema,
   justification: justificationSchema,
   targets: requestInputSchema.shape.targets,
   durationSeconds: z
@@ -365,7 +383,7 @@ export const breakGlassInputSchema = z.strictObject({
 export type BreakGlassInput = z.input<typeof breakGlassInputSchema>;
 
 export const reviewInputSchema = z.strictObject({
-  reviewer: principalSchema,
+  reviewer: inputPrincipalSchema,
   role: id.optional(),
   outcome: z.enum(['accepted', 'rejected']),
   notes: str().max(4000).optional(),
@@ -388,7 +406,7 @@ export type ListQueryParsed = z.output<typeof listQuerySchema>;
 
 export const extendInputSchema = z.strictObject({
   /** The requester or the subject. */
-  actor: principalSchema,
+  actor: inputPrincipalSchema,
   /** How much longer, in seconds. */
   seconds: z
     .number()
@@ -407,7 +425,7 @@ export type ExtendInput = z.input<typeof extendInputSchema>;
 export const ticketClosedInputSchema = z.strictObject({
   ticket: text(256),
   /** Who reports the closure (a ticketing webhook, a person). */
-  actor: principalSchema.optional(),
+  actor: inputPrincipalSchema.optional(),
 });
 
 /** Options of `sweep()`. */

@@ -16,6 +16,9 @@ import { usageConstraintsSchema } from './model.js';
 
 const id = str().min(1).max(256);
 const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
+/** Durations in a policy are at most a year: a larger one is a mistake (and overflows dates). */
+const YEAR_SECONDS = 366 * 24 * 3600;
+const seconds = () => z.number().int().positive().max(YEAR_SECONDS);
 
 const cidr = str().refine(
   (v) => parseCidr(v) !== null,
@@ -52,7 +55,7 @@ export const ruleSchema = z
     owner: id.optional(),
     /** The team that executes; it may not approve. */
     operator: id,
-    maxDurationSeconds: z.number().int().positive(),
+    maxDurationSeconds: seconds(),
     require: z
       .strictObject({
         ticket: z.strictObject({ pattern: regexSource.optional() }).optional(),
@@ -82,7 +85,7 @@ export const ruleSchema = z
       })
       .optional(),
     /** Pending requests expire after this long (default: the policy's). */
-    requestTtlSeconds: z.number().int().positive().optional(),
+    requestTtlSeconds: seconds().optional(),
   })
   .superRefine((r, ctx) => {
     if (r.template !== undefined && r.risk !== 'low') {
@@ -137,18 +140,14 @@ export const policySchema = z
           .int()
           .positive()
           .max(24 * 3600),
-        reviewWithinSeconds: z.number().int().positive(),
+        reviewWithinSeconds: seconds(),
         reviewerRoles: z.array(id).min(1),
         operator: id,
       })
       .optional(),
-    requestTtlSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(24 * 3600),
+    requestTtlSeconds: seconds().default(24 * 3600),
     /** Approved cases not issued within this long expire. */
-    activationTtlSeconds: z.number().int().positive().default(3600),
+    activationTtlSeconds: seconds().default(3600),
   })
   .superRefine((p, ctx) => {
     const seen = new Set<string>();

@@ -228,6 +228,8 @@ export interface VerifiedIdentity {
   issuer: string;
   kid?: string;
   roles: string[];
+  /** Teams from the assertion, when the verifier reads them (added to the caller's). */
+  teams?: string[];
   claims: Record<string, unknown>;
 }
 

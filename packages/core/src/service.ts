@@ -279,6 +279,24 @@ class CallSignal {
   }
 }
 
+/**
+ * The `expire` command for a case still `requested` or `approved` past its deadline, else undefined:
+ * an approval or an issuance after it expires the case (as the sweeper would have) instead.
+ */
+function lapsedCommand(g: Grant, now: Date): Command | undefined {
+  if (g.state !== 'requested' && g.state !== 'approved') return undefined;
+  if (!(Date.parse(g.window.requestExpiresAt) <= now.getTime())) return undefined;
+  return { type: 'expire', reason: g.state === 'requested' ? 'not approved in time' : 'not issued in time' };
+}
+
+function lapsedError(g: Grant, command: string): GrantlineError {
+  return new GrantlineError(
+    ErrorCodes.INVALID_TRANSITION,
+    `case ${g.id} expired at ${g.window.requestExpiresAt} (${g.decision?.reason ?? 'deadline passed'}); it cannot ${command}`,
+    { details: { caseId: g.id, state: g.state, command } },
+  );
+}
+
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
   const redact = (s: string) =>
     secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
@@ -356,6 +374,41 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     this.retryOpts = { baseMs: 1_000, maxMs: 300_000, maxAttempts: 8, ...options.retry };
+    // Durations and counts of the options: a negative backoff would retry a failing removal at once,
+    // forever; a timeout beyond what a timer holds (2^31-1 ms) fires at once.
+    const numeric: [string, unknown, number][] = [
+      ['issuingTimeoutMs', this.issuingTimeoutMs, 1],
+      ['leaseMs', this.leaseMs, 1],
+      ['retry.baseMs', this.retryOpts.baseMs, 1],
+      ['retry.maxMs', this.retryOpts.maxMs, 1],
+      ['retry.maxAttempts', this.retryOpts.maxAttempts, 1],
+    ];
+    for (const [name, value, min] of numeric) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 2_147_483_647) {
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          `createGrantline: ${name} must be an integer from ${min} to 2147483647, not ${String(value)}`,
+          {
+            details: {
+              where: 'createGrantline',
+              issues: [{ path: name.split('.'), code: 'invalid_value', message: 'out of range' }],
+            },
+          },
+        );
+      }
+    }
+    if (this.retryOpts.maxMs < this.retryOpts.baseMs) {
+      throw new GrantlineError(
+        ErrorCodes.VALIDATION,
+        'createGrantline: retry.maxMs must be at least retry.baseMs',
+        {
+          details: {
+            where: 'createGrantline',
+            issues: [{ path: ['retry', 'maxMs'], code: 'too_small', message: 'below retry.baseMs' }],
+          },
+        },
+      );
+    }
     this.random = options.random ?? Math.random;
     this.signer = options.signer;
     if (options.checkpoints) {
@@ -427,17 +480,18 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     const snapshot = decision.value;
-    if (snapshot.requireProvenWorkload && subject.kind === 'workload' && !subject.claims?.proof) {
+    // Proven only by the assertion verified above: the input's `kind` and claims are the caller's.
+    if (snapshot.requireProvenWorkload && (!req.subjectAssertion || subject.kind !== 'workload')) {
       throw new GrantlineError(
         ErrorCodes.POLICY_DENIED,
-        `rule ${snapshot.ruleId} requires a signed identity assertion for the workload`,
+        `rule ${snapshot.ruleId} requires the subject to be a workload proven by a signed identity assertion`,
         {
           details: {
             where: 'request',
             reasons: [
               {
                 code: 'WORKLOAD_NOT_PROVEN',
-                message: 'subjectAssertion required',
+                message: 'a workload subject with a subjectAssertion is required',
                 path: ['subjectAssertion'],
               },
             ],
@@ -645,7 +699,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Records an approval. The case becomes `approved` when the quorum (count, qualifying roles,
    * distinct roles) is met. Concurrent approvals are serialised by compare-and-set and retried.
    * @throws `ERR_APPROVAL_REFUSED` with reasons (self-approval, operator team, role, duplicate),
-   * `ERR_INVALID_TRANSITION`, `ERR_NOT_FOUND`, `ERR_VALIDATION`, `ERR_IDENTITY`.
+   * `ERR_INVALID_TRANSITION` (also when the case's deadline has passed: it is expired then, as the
+   * sweeper would have), `ERR_NOT_FOUND`, `ERR_VALIDATION`, `ERR_IDENTITY`.
    */
   async approve(id: string, input: ApproveInput): Promise<Grant> {
     this.checkId(id, 'approve');
@@ -654,7 +709,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       ? await this.proveApprover(a.approver, a.assertion, 'approve', ['assertion'])
       : { approver: a.approver, proof: undefined };
     // Awaited, not returned: an async function resolving with a promise takes two more turns.
-    return await this.mutate(id, (g, now) => {
+    const out = await this.mutate(id, (g, now) => {
+      const lapsed = lapsedCommand(g, now);
+      if (lapsed) return lapsed;
       const d = evaluateApproval(g, approver, a.role, proof !== undefined);
       if (!d.allowed || !d.value) {
         throw new GrantlineError(
@@ -674,8 +731,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(a.reason ? { reason: a.reason } : {}),
           ...(proof ? { proof } : {}),
         },
+        activateBy: isoAt(now.getTime() + this.policy.policy.activationTtlSeconds * 1000),
       };
     });
+    if (out.state === 'expired') throw lapsedError(out, 'approve');
+    return out;
   }
 
   /**
@@ -735,13 +795,18 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Issues access for every target of an approved case, all or nothing. The intent (`issuing`) is
    * committed before any executor call; on a partial failure the issued targets are revoked and
    * verified and the case ends `failed`. Secrets are returned here once and kept nowhere.
-   * @throws `ERR_INVALID_TRANSITION` (not approved, or before `notBefore`), `ERR_ISSUANCE_FAILED`,
+   * An issue call that answers after `executorTimeoutMs` has failed the case already; what it made
+   * is then revoked and verified with its refs and recorded as `target.issued-late`.
+   * @throws `ERR_INVALID_TRANSITION` (not approved, before `notBefore`, or past the case's deadline,
+   * which expires it), `ERR_ISSUANCE_FAILED`,
    * `ERR_APPROVAL_REFUSED` (actor is neither requester nor subject), `ERR_NOT_FOUND`.
    */
   async issue(id: string, input: IssueInput = {}): Promise<IssueOutcome> {
     this.checkId(id, 'issue');
     const opts = parseInput(issueInputSchema, input, 'issue');
     let started = await this.mutate(id, (g, now) => {
+      const lapsed = lapsedCommand(g, now);
+      if (lapsed) return lapsed;
       if (opts.actor && opts.actor.id !== g.requester.id && opts.actor.id !== g.subject.id) {
         throw new GrantlineError(
           ErrorCodes.APPROVAL_REFUSED,
@@ -772,6 +837,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         staleAt: isoAt(now.getTime() + this.issuingTimeoutMs),
       };
     });
+    if (started.state === 'expired') throw lapsedError(started, 'issue');
     const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
     const now = this.clock.now();
     const durationMs = Math.min(started.window.durationSeconds, started.policy.maxDurationSeconds) * 1000;
@@ -783,6 +849,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }[] = [];
     const secretValues: string[] = [];
     let failure: { targetId: string; error: FailureInfo } | undefined;
+    // Settled once this call has recorded its outcome: an issuance that answers late waits for it.
+    let settle!: () => void;
+    const recorded = new Promise<void>((r) => {
+      settle = r;
+    });
     const window = {
       ...started,
       // Object.assign, not spread: keys added to a spread copy take V8's slow path.
@@ -794,15 +865,41 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     for (const t of started.targets) {
       try {
         const exec = this.executorFor(t.system);
-        const res = await this.callExecutor(t.system, 'issue', (s) =>
-          exec.issue({
-            grant: window,
-            target: { ...t, params: t.params ?? {} },
-            now,
-            get signal() {
-              return s.signal;
-            },
-          }),
+        const res = await this.callExecutor(
+          t.system,
+          'issue',
+          (s) =>
+            exec.issue({
+              grant: window,
+              target: { ...t, params: t.params ?? {} },
+              now,
+              get signal() {
+                return s.signal;
+              },
+            }),
+          // Issued after the deadline, so after this call recorded the target as failed: removed
+          // with its refs once this call has recorded its outcome (the case has left `issuing`).
+          (late) => {
+            const issuance = {
+              ref: late.ref,
+              ...(late.secret || late.fingerprint
+                ? {
+                    fingerprint: late.fingerprint ?? sha256Hex(canonicalJson(late.secret ?? {})).slice(0, 32),
+                  }
+                : {}),
+              issuedAt: isoOf(now),
+              expiresAt: late.expiresAt.toISOString(),
+            };
+            void recorded
+              .then(() => this.removeLateIssuance(id, [{ targetId: t.id, issuance }], actor))
+              .catch((e: unknown) =>
+                this.logger.error('grantline: an issuance that answered late could not be removed', {
+                  caseId: id,
+                  targetId: t.id,
+                  error: failureOf(e),
+                }),
+              );
+          },
         );
         const secret = res.secret ?? {};
         credentials[t.id] = secret;
@@ -828,73 +925,77 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         break;
       }
     }
-    if (failure) {
-      const f = failure;
-      started = await this.mutate(
-        id,
-        (_, at) => ({
-          type: 'issueFailed',
-          actor,
-          issued,
-          failedTargetId: f.targetId,
-          error: f.error,
-          resumeAt: this.resumeAt(at),
-        }),
-        started,
-      );
-      const after = await this.advance(started).catch(() => started);
-      throw new GrantlineError(
-        ErrorCodes.ISSUANCE_FAILED,
-        `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`,
-        {
-          retryable: false,
-          details: { caseId: id, targetId: f.targetId, error: f.error, state: after.state },
-        },
-      );
-    }
-    let done: Grant;
     try {
-      done = await this.mutate(
-        id,
-        (_, at) => ({
-          type: 'issued',
-          actor,
-          issued,
-          expiresAt: isoOf(expiresAt),
-          resumeAt: this.resumeAt(at),
-        }),
-        started,
-      );
-    } catch (err) {
-      // The case moved on while we were issuing (another instance's sweeper rolled it back after
-      // `issuingTimeoutMs`): its rollback may have run before these credentials existed, so remove
-      // them now, with their issuance refs, and record it. Nothing issued late may stay behind.
-      const after = await this.removeLateIssuance(id, issued, actor).catch((e: unknown) => {
-        this.logger.error('grantline: late issuance could not be recorded', {
-          caseId: id,
-          error: failureOf(e, secretValues),
+      if (failure) {
+        const f = failure;
+        started = await this.mutate(
+          id,
+          (_, at) => ({
+            type: 'issueFailed',
+            actor,
+            issued,
+            failedTargetId: f.targetId,
+            error: f.error,
+            resumeAt: this.resumeAt(at),
+          }),
+          started,
+        );
+        const after = await this.advance(started).catch(() => started);
+        throw new GrantlineError(
+          ErrorCodes.ISSUANCE_FAILED,
+          `issuance of case ${id} failed at target ${f.targetId}: ${f.error.message}; rolled back`,
+          {
+            retryable: false,
+            details: { caseId: id, targetId: f.targetId, error: f.error, state: after.state },
+          },
+        );
+      }
+      let done: Grant;
+      try {
+        done = await this.mutate(
+          id,
+          (_, at) => ({
+            type: 'issued',
+            actor,
+            issued,
+            expiresAt: isoOf(expiresAt),
+            resumeAt: this.resumeAt(at),
+          }),
+          started,
+        );
+      } catch (err) {
+        // The case moved on while we were issuing (another instance's sweeper rolled it back after
+        // `issuingTimeoutMs`): its rollback may have run before these credentials existed, so remove
+        // them now, with their issuance refs, and record it. Nothing issued late may stay behind.
+        const after = await this.removeLateIssuance(id, issued, actor).catch((e: unknown) => {
+          this.logger.error('grantline: late issuance could not be recorded', {
+            caseId: id,
+            error: failureOf(e, secretValues),
+          });
+          return undefined;
         });
-        return undefined;
-      });
-      throw new GrantlineError(
-        ErrorCodes.ISSUANCE_FAILED,
-        `case ${id} changed during issuance and was rolled back; what was issued late was revoked`,
-        {
-          details: { caseId: id, ...(after ? { state: after.state } : {}) },
-          cause: isGrantlineError(err) ? err.toJSON() : undefined,
-        },
-      );
+        throw new GrantlineError(
+          ErrorCodes.ISSUANCE_FAILED,
+          `case ${id} changed during issuance and was rolled back; what was issued late was revoked`,
+          {
+            details: { caseId: id, ...(after ? { state: after.state } : {}) },
+            cause: isGrantlineError(err) ? err.toJSON() : undefined,
+          },
+        );
+      }
+      if (done.state === 'revoking') {
+        // The break-glass review was rejected during issuance: what was issued is being revoked.
+        const after = await this.advance(done).catch(() => done);
+        throw new GrantlineError(
+          ErrorCodes.ISSUANCE_FAILED,
+          `the break-glass review of case ${id} was rejected during issuance; what was issued is revoked`,
+          { retryable: false, details: { caseId: id, state: after.state } },
+        );
+      }
+      return { grant: done, credentials };
+    } finally {
+      settle();
     }
-    if (done.state === 'revoking') {
-      // The break-glass review was rejected during issuance: what was issued is being revoked.
-      const after = await this.advance(done).catch(() => done);
-      throw new GrantlineError(
-        ErrorCodes.ISSUANCE_FAILED,
-        `the break-glass review of case ${id} was rejected during issuance; what was issued is revoked`,
-        { retryable: false, details: { caseId: id, state: after.state } },
-      );
-    }
-    return { grant: done, credentials };
   }
 
   // ---------------------------------------------------------------- use and revocation
@@ -1054,7 +1155,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * that can renew are asked to; otherwise the extension may not outlive what was issued. Recorded
    * as its own event.
    * @throws `ERR_POLICY_DENIED` (reasons `EXTENSION_NOT_ALLOWED`, `EXTENSION_LIMIT`,
-   * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`.
+   * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`,
+   * `ERR_CONFLICT` (retryable: the case changed while it was extended, e.g. by a racing extension;
+   * nothing was recorded, and what was renewed ends with the case at its recorded expiry).
    */
   async extend(id: string, input: ExtendInput): Promise<IssueOutcome> {
     this.checkId(id, 'extend');
@@ -1183,14 +1286,31 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     const done = await this.mutate(
       id,
-      () => ({
-        type: 'extend',
-        actor: actorOf(x.actor),
-        expiresAt: to.toISOString(),
-        reason: x.reason,
-        approvals,
-        renewed,
-      }),
+      (cur) => {
+        // Everything above was decided on `g`: a racing extension, a revocation or an expiry that
+        // committed since makes it stale (its count, its base expiry). What was renewed then stays
+        // unrecorded and ends with the case at the recorded expiry (executors remove by case and
+        // target; the token executor deny-lists up to the hard limit, past any renewed token).
+        if (
+          cur.state !== 'issued' ||
+          cur.window.extensions !== g.window.extensions ||
+          cur.window.expiresAt !== g.window.expiresAt
+        ) {
+          throw new GrantlineError(
+            ErrorCodes.CONFLICT,
+            `case ${id} changed while it was being extended (now ${cur.state}, ${cur.window.extensions} extension(s)); nothing was recorded`,
+            { retryable: true, details: { caseId: id, state: cur.state, command: 'extend' } },
+          );
+        }
+        return {
+          type: 'extend',
+          actor: actorOf(x.actor),
+          expiresAt: to.toISOString(),
+          reason: x.reason,
+          approvals,
+          renewed,
+        };
+      },
       g,
     );
     return { grant: done, credentials };
@@ -1911,10 +2031,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     system: string,
     op: ExecutorOp,
     call: (s: CallSignal) => Promise<T>,
+    late?: (answer: T) => void,
   ): Promise<T> {
     const s = new CallSignal();
+    let timedOut = false;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
+        timedOut = true;
         const err = new GrantlineError(
           ErrorCodes.EXECUTOR,
           `executor ${system}: ${op} did not answer within ${this.executorTimeoutMs} ms`,
@@ -1935,11 +2058,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       pending.then(
         (v) => {
           clearTimeout(timer);
+          let answer: T;
           try {
-            resolve(checkExecutorResult(system, op, v));
+            answer = checkExecutorResult(system, op, v);
           } catch (err) {
+            if (timedOut)
+              this.logger.error('grantline: a late executor answer cannot be recorded', { system, op });
             reject(err);
+            return;
           }
+          // An answer after the deadline: the caller has moved on, but what it did is real (an
+          // aborted request does not undo what the server already did). `late` deals with it.
+          if (timedOut) late?.(answer);
+          else resolve(answer);
         },
         (err: unknown) => {
           clearTimeout(timer);
@@ -2253,7 +2384,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     return {
-      approver: { ...approver, roles: verified.roles, claims: verified.claims },
+      approver: {
+        ...approver,
+        roles: verified.roles,
+        // Proven teams added to the caller's: a team can only exclude from approving, never qualify.
+        teams: verified.teams ? [...new Set([...approver.teams, ...verified.teams])] : approver.teams,
+        claims: verified.claims,
+      },
       proof: {
         issuer: verified.issuer,
         subject: verified.subject,

@@ -44,10 +44,12 @@ export function createMemoryRevocationList(
     async add(jti, until) {
       prune();
       // Deny-list even a jti never seen: cheap, and safe if a crash lost the record of issuance.
+      // Kept until the last token ever signed for this jti (a renewal signs a later one) has expired.
+      const lastExpiry = live.get(jti) ?? 0;
       const wasLive = live.delete(jti);
-      if (revoked.has(jti)) return false;
-      revoked.set(jti, until.getTime());
-      return wasLive;
+      const known = revoked.get(jti);
+      revoked.set(jti, Math.max(until.getTime(), lastExpiry, known ?? 0));
+      return wasLive && known === undefined;
     },
     async has(jti) {
       return revoked.has(jti);
@@ -233,8 +235,12 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
     },
     async revoke(ctx) {
       const jti = jtiOf(ctx.grant.id, ctx.target.id);
-      const until = ctx.issuance
-        ? new Date(ctx.issuance.expiresAt)
+      // Until no token of this case can still be valid: an extension's renewal that raced this
+      // revocation may have signed one past the recorded expiry, never past the hard limit.
+      const recorded = ctx.issuance ? Date.parse(ctx.issuance.expiresAt) : Number.NaN;
+      const hardLimit = ctx.grant.window.hardLimitAt ? Date.parse(ctx.grant.window.hardLimitAt) : Number.NaN;
+      const until = Number.isFinite(recorded)
+        ? new Date(Math.max(recorded, Number.isFinite(hardLimit) ? hardLimit : recorded))
         : new Date(clock.now().getTime() + 31 * 24 * 3600 * 1000);
       const added = await revocations.add(jti, until);
       return { alreadyGone: !added, detail: { jti } };

@@ -261,4 +261,72 @@ describe('createJwtIdentityVerifier', () => {
       assert.ok(r2.problems.some((x) => x.code === 'APPROVER_NOT_PROVEN'));
     });
   });
+
+  describe('proof cannot be claimed by the caller', () => {
+    const base = {
+      requester: alice,
+      justification: { reason: 'deploy', workload: ciJob.id },
+      targets: [{ id: 'api', system: 'token', resource: 'api://proven/deploy' }],
+      durationSeconds: 600,
+    };
+
+    it('a subject with a forged claims.proof is refused; without an assertion the rule is not met whatever the kind', async () => {
+      const env = await setup({ identity: verifier });
+      env.clock.set(clock.now().toISOString());
+      const forged = { ...ciJob, claims: { proof: { issuer: CI, subject: ciJob.id } } };
+      await expect(env.service.request({ ...base, subject: forged })).rejects.toMatchObject({
+        code: 'ERR_VALIDATION',
+        details: { issues: [expect.objectContaining({ path: ['subject', 'claims', 'proof'] })] },
+      });
+      // Declared human: before, a rule requiring a proven workload let any non-workload through.
+      await expect(
+        env.service.request({ ...base, subject: { ...ciJob, kind: 'human' } }),
+      ).rejects.toMatchObject({
+        code: 'ERR_POLICY_DENIED',
+        details: { reasons: [expect.objectContaining({ code: 'WORKLOAD_NOT_PROVEN' })] },
+      });
+      // An approver's forged proof is refused too.
+      const ciToken = await token(ci, githubClaims, { iss: CI, sub: ciJob.id });
+      const g = await env.service.request({ ...base, subject: ciJob, subjectAssertion: ciToken });
+      await expect(
+        env.service.approve(g.id, {
+          approver: { ...bob, claims: { proof: { issuer: IDP, subject: 'bob' } } },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_VALIDATION' });
+      expect((await env.service.get(g.id)).approvals).toEqual([]);
+    });
+
+    it("a proven approver's teams from the IdP count, whatever teams the caller names", async () => {
+      const withTeams = createJwtIdentityVerifier({
+        approvers: {
+          issuer: IDP,
+          audience: AUD,
+          jwks: { keys: [idp.jwk] },
+          rolesClaim: 'realm_access.roles',
+          teamsClaim: 'groups',
+        },
+        workloads: { issuer: CI, audience: AUD, jwks: { keys: [ci.jwk] } },
+        clock,
+      });
+      const env = await setup({ identity: withTeams });
+      env.clock.set(clock.now().toISOString());
+      const ciToken = await token(ci, githubClaims, { iss: CI, sub: ciJob.id });
+      const g = await env.service.request({ ...base, subject: ciJob, subjectAssertion: ciToken });
+      // bob is in the operator team by his IdP groups, and says he is not.
+      const asOperator = await token(idp, {
+        realm_access: { roles: ['sre-lead'] },
+        groups: ['platform-team'],
+      });
+      await expect(
+        env.service.approve(g.id, { approver: { ...bob, teams: [] }, assertion: asOperator }),
+      ).rejects.toMatchObject({
+        code: 'ERR_APPROVAL_REFUSED',
+        details: { reasons: [expect.objectContaining({ path: ['approver', 'teams'] })] },
+      });
+      const notOperator = await token(idp, { realm_access: { roles: ['sre-lead'] }, groups: ['sre'] });
+      const ok = await env.service.approve(g.id, { approver: { ...bob, teams: [] }, assertion: notOperator });
+      expect(ok.state).toBe('approved');
+      expect(ok.approvals[0]!.approver.teams).toEqual(['sre']);
+    });
+  });
 });

@@ -368,11 +368,18 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore
       // Newest first: walk `order` backwards from just below the cursor.
       let start = order.length - 1;
       if (query.cursor) {
-        const [createdAt, id] = JSON.parse(Buffer.from(query.cursor, 'base64url').toString()) as [
-          string,
-          string,
-        ];
-        const c = { createdAt, id };
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(Buffer.from(query.cursor, 'base64url').toString());
+        } catch {
+          parsed = undefined;
+        }
+        if (!Array.isArray(parsed) || typeof parsed[0] !== 'string' || typeof parsed[1] !== 'string') {
+          throw new GrantlineError(ErrorCodes.VALIDATION, 'list: cursor is not one this store returned', {
+            details: { where: 'list', path: ['cursor'] },
+          });
+        }
+        const c = { createdAt: parsed[0], id: parsed[1] };
         let lo = 0;
         let hi = order.length;
         while (lo < hi) {
