@@ -180,7 +180,9 @@ function toEvent(row: Row): AuditEvent {
  *   writer re-checks the version after the first commits, so exactly one wins.
  * - `global_seq` follows commit order: appenders hold a shared advisory lock from drawing the number
  *   until commit; `allEvents` takes that lock exclusively before reading, so it never sees a number
- *   while a smaller one is still uncommitted (appenders do not block each other).
+ *   while a smaller one is still uncommitted (appenders do not block each other). In mode
+ *   `transaction` it takes the lock at session level and releases it before returning, so it is
+ *   never held until the host commits; it then needs a READ COMMITTED host transaction.
  * - `claimDue` locks due rows with `FOR UPDATE SKIP LOCKED` in (due_at, id) order, walking the
  *   partial index `grants_due_idx` (finished cases are not in it), and leases them in the same
  *   statement.
@@ -584,16 +586,49 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
 
     async allEvents(afterGlobalSeq, limit) {
       guard('allEvents');
+      const read = (q: (text: string, values?: unknown[]) => Promise<Row[]>) =>
+        q(
+          `SELECT doc, global_seq FROM ${s}.audit_events WHERE global_seq > $1 ORDER BY global_seq LIMIT $2`,
+          [afterGlobalSeq, limit],
+        );
       try {
-        return await runner.transaction(async (q) => {
-          // Wait until no appender holds a drawn-but-uncommitted global_seq, then read with a new snapshot.
-          await q(`SELECT pg_advisory_xact_lock(${seqLock})`);
-          const rows = await q(
-            `SELECT doc, global_seq FROM ${s}.audit_events WHERE global_seq > $1 ORDER BY global_seq LIMIT $2`,
-            [afterGlobalSeq, limit],
-          );
-          return rows.map(toEvent);
-        });
+        if (mode !== 'transaction') {
+          return await runner.transaction(async (q) => {
+            // Wait until no appender holds a drawn-but-uncommitted global_seq, then read with a new snapshot.
+            await q(`SELECT pg_advisory_xact_lock(${seqLock})`);
+            return (await read(q)).map(toEvent);
+          });
+        }
+        // In the host's transaction a transaction-level lock would be held until the host commits,
+        // stalling every writer of the schema meanwhile (and deadlocking two such hosts). The same
+        // lock taken at session level is released before returning: it still waits for every
+        // appender in flight, and READ COMMITTED gives the next statement a snapshot that sees
+        // them all. An older snapshot (REPEATABLE READ, SERIALIZABLE) could miss a number committed
+        // after it was taken while showing a later one, so such a host transaction is refused.
+        let locked = false;
+        try {
+          return await runner.transaction(async (q) => {
+            const [iso] = await q(`SELECT current_setting('transaction_isolation') AS iso`);
+            if (iso?.iso !== 'read committed')
+              throw new GrantlineError(
+                ErrorCodes.VALIDATION,
+                `allEvents: in mode "transaction" the host transaction must be READ COMMITTED (it is ${String(iso?.iso).toUpperCase()}); an older snapshot could skip a global_seq`,
+                { details: { where: 'allEvents', isolation: iso?.iso } },
+              );
+            await q(`SELECT pg_advisory_lock(${seqLock})`);
+            locked = true;
+            return (await read(q)).map(toEvent);
+          });
+        } finally {
+          // After the savepoint was released or rolled back, so this runs in a usable transaction.
+          // If even that fails the connection is almost certainly gone, and the lock with it.
+          if (locked)
+            await runner.query(`SELECT pg_advisory_unlock(${seqLock})`).catch((err: unknown) =>
+              logger.warn('grantline: allEvents could not release its advisory lock', {
+                error: toStoreError(err, 'allEvents').toJSON(),
+              }),
+            );
+        }
       } catch (err) {
         throw toStoreError(err, 'allEvents');
       }
