@@ -80,6 +80,23 @@ function parseJson<T>(v: unknown): T {
   return (typeof v === 'string' ? JSON.parse(v) : v) as T;
 }
 
+/**
+ * `JSON.stringify` that reports what it cannot serialise (a BigInt, a cycle) as bad input instead
+ * of the TypeError it throws.
+ * @throws GrantlineError `ERR_VALIDATION`.
+ */
+function jsonText(value: unknown, where: string, path: (string | number)[]): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw new GrantlineError(
+      ErrorCodes.VALIDATION,
+      `${where}: ${path.join('.')} is not JSON data (${(err as Error).message}); nothing was written`,
+      { details: { where, path }, cause: err },
+    );
+  }
+}
+
 function badInput(where: string, message: string, path: (string | number)[]): GrantlineError {
   return new GrantlineError(ErrorCodes.VALIDATION, `${where}: ${message}`, { details: { where, path } });
 }
@@ -127,8 +144,12 @@ function checkEvents(caseId: string, events: AuditEvent[], first: number | undef
 }
 
 /** The event as stored: everything but the store-assigned `globalSeq`. */
-function eventJson(events: AuditEvent[]): string {
-  return JSON.stringify(events.map(({ globalSeq: _drop, ...rest }) => rest));
+function eventJson(events: AuditEvent[], where: string): string {
+  return jsonText(
+    events.map(({ globalSeq: _drop, ...rest }) => rest),
+    where,
+    ['events'],
+  );
 }
 
 /** The new version must follow the expected one (a caller's bug, not a race). */
@@ -309,7 +330,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     WHERE id = ANY (ARRAY(SELECT id FROM c))
     RETURNING doc`;
 
-  const grantValues = (g: Grant, lastSeq: number | null) => [
+  const grantValues = (g: Grant, lastSeq: number | null, where: string) => [
     g.id,
     g.version,
     g.state,
@@ -320,7 +341,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     g.createdAt,
     g.updatedAt,
     lastSeq,
-    JSON.stringify(g),
+    jsonText(g, where, ['grant']),
   ];
 
   return {
@@ -337,7 +358,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       const [row] = await run(
         'create',
         createSql,
-        [...grantValues(grant, lastSeq), eventJson(events)],
+        [...grantValues(grant, lastSeq, 'create'), eventJson(events, 'create')],
         { caseId: grant.id },
         named('create'),
       );
@@ -379,8 +400,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         'compareAndSet',
         casSql,
         [
-          ...grantValues(grant, lastSeq),
-          eventJson(events),
+          ...grantValues(grant, lastSeq, 'compareAndSet'),
+          eventJson(events, 'compareAndSet'),
           expectedVersion,
           first === null ? null : first - 1,
         ],
@@ -427,36 +448,41 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       });
       const outcomes: (CasOutcome | undefined)[] = new Array(items.length);
       const rows: Record<string, unknown>[] = [];
+      // Each row serialised on its own: one item that is not JSON data fails alone, not the batch.
+      const rowsJson: string[] = [];
       items.forEach((item, ord) => {
         const { grant, expectedVersion, events } = item;
+        let row: Record<string, unknown>;
         try {
           checkNextVersion(grant, expectedVersion, 'compareAndSetMany');
           checkEvents(grant.id, events, undefined, 'compareAndSetMany');
+          const first = events[0]?.seq;
+          row = {
+            ord,
+            id: grant.id,
+            version: grant.version,
+            state: grant.state,
+            due_at: grant.dueAt ?? null,
+            idempotency_key: grant.idempotencyKey ?? null,
+            subject_id: grant.subject.id,
+            requester_id: grant.requester.id,
+            created_at: grant.createdAt,
+            updated_at: grant.updatedAt,
+            audit_seq: events.length > 0 ? events[events.length - 1]!.seq : null,
+            doc: grant,
+            expected: expectedVersion,
+            prev_seq: first === undefined ? null : first - 1,
+            events: events.map(({ globalSeq: _drop, ...rest }) => rest),
+          };
+          rowsJson.push(jsonText(row, 'compareAndSetMany', ['items', ord]));
         } catch (err) {
           outcomes[ord] = { ok: false, error: err as GrantlineError };
           return;
         }
-        const first = events[0]?.seq;
-        rows.push({
-          ord,
-          id: grant.id,
-          version: grant.version,
-          state: grant.state,
-          due_at: grant.dueAt ?? null,
-          idempotency_key: grant.idempotencyKey ?? null,
-          subject_id: grant.subject.id,
-          requester_id: grant.requester.id,
-          created_at: grant.createdAt,
-          updated_at: grant.updatedAt,
-          audit_seq: events.length > 0 ? events[events.length - 1]!.seq : null,
-          doc: grant,
-          expected: expectedVersion,
-          prev_seq: first === undefined ? null : first - 1,
-          events: events.map(({ globalSeq: _drop, ...rest }) => rest),
-        });
+        rows.push(row);
       });
       if (rows.length > 0) {
-        const updated = await run('compareAndSetMany', casManySql, [JSON.stringify(rows)], {
+        const updated = await run('compareAndSetMany', casManySql, [`[${rowsJson.join(',')}]`], {
           cases: rows.length,
         });
         const done = new Set(updated.map((r) => String(r.id)));

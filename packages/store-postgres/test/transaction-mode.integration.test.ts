@@ -38,6 +38,33 @@ describe.skipIf(skip !== null)('store-postgres in a host transaction (mode "tran
       ).rows[0].n,
     );
 
+  it('a store call that fails inside the host transaction does not abort it (savepoint): earlier and later work commits', async () => {
+    const outside = createPostgresStore({ db: pool, schema });
+    const client = await pool.connect();
+    try {
+      const store = createPostgresStore({ db: client, schema, mode: 'transaction' });
+      await client.query('BEGIN');
+      const before = makeGrant(`sp-before-${Date.now()}`);
+      await store.create(before, makeEvents(before.id, undefined, ['requested']));
+      const bad = makeGrant(`sp-bad-${Date.now()}`, { justification: { reason: 'nul\u0000byte' } });
+      await assert.rejects(
+        store.create(bad, makeEvents(bad.id, undefined, ['requested'])),
+        (e: unknown) => isGrantlineError(e) && e.code === ErrorCodes.VALIDATION,
+      );
+      const after = makeGrant(`sp-after-${Date.now()}`);
+      await store.create(after, makeEvents(after.id, undefined, ['requested']));
+      await client.query('COMMIT');
+      assert.equal((await outside.get(before.id))?.id, before.id);
+      assert.equal((await outside.get(after.id))?.id, after.id);
+      assert.equal(await outside.get(bad.id), null);
+      assert.deepEqual(await outside.events(bad.id), []);
+      await store.close();
+    } finally {
+      await release(client);
+      await outside.close();
+    }
+  });
+
   it('allEvents holds no lock once it returns, so writers of the schema are not stalled until the host commits', async () => {
     const outside = createPostgresStore({ db: pool, schema });
     const seed = makeGrant(`seed-${Date.now()}`);
