@@ -306,6 +306,59 @@ export function describeContract(name: string, setup: () => Promise<Backend | nu
       assert.equal(await countEvents(g.id), 0);
     });
 
+    it('refuses U+0000 and lone surrogates anywhere (case, columns, events, compareAndSet, compareAndSetMany) with ERR_VALIDATION, writing nothing', async (ctx) => {
+      if (!b) return ctx.skip();
+      const isValidation = (e: unknown) => isGrantlineError(e) && e.code === ErrorCodes.VALIDATION;
+      for (const bad of ['nul\u0000byte', 'lone\ud800high', 'lone\udfffLow', 'end\ud83d']) {
+        const label = JSON.stringify(bad);
+        // In the jsonb document, and in the extracted text columns.
+        const inDoc = makeGrant(id(), { justification: { reason: bad } });
+        const inColumn = makeGrant(id(), {
+          subject: { id: bad, kind: 'workload', roles: [], teams: [] },
+          idempotencyKey: bad,
+        });
+        for (const g of [inDoc, inColumn]) {
+          await assert.rejects(
+            b.store.create(g, makeEvents(g.id, undefined, ['requested'])),
+            isValidation,
+            label,
+          );
+          assert.equal(await b.store.get(g.id), null, label);
+          assert.equal(await countEvents(g.id), 0, label);
+        }
+        // In an event only.
+        const g = makeGrant(id());
+        const evs = makeEvents(g.id, undefined, ['requested']);
+        (evs[0]!.data as Record<string, unknown>).note = bad;
+        await assert.rejects(b.store.create(g, evs), isValidation, label);
+        assert.equal(await b.store.get(g.id), null, label);
+        assert.equal(await countEvents(g.id), 0, label);
+        // On update: the stored case and its events are unchanged.
+        const base = makeGrant(id());
+        const baseEvs = makeEvents(base.id, undefined, ['requested']);
+        await b.store.create(base, baseEvs);
+        const nextEvs = makeEvents(base.id, baseEvs[0], ['approved']);
+        const next = nextVersion(base, { state: 'approved', justification: { reason: bad } }, nextEvs);
+        await assert.rejects(b.store.compareAndSet(next, 1, nextEvs), isValidation, label);
+        const badEvs = makeEvents(base.id, baseEvs[0], ['approved']);
+        (badEvs[0]!.data as Record<string, unknown>).note = bad;
+        await assert.rejects(
+          b.store.compareAndSet(nextVersion(base, { state: 'approved' }, badEvs), 1, badEvs),
+          isValidation,
+          label,
+        );
+        if (b.store.compareAndSetMany) {
+          await assert.rejects(
+            b.store.compareAndSetMany([{ grant: next, expectedVersion: 1, events: nextEvs }]),
+            isValidation,
+            label,
+          );
+        }
+        assert.deepEqual(await b.store.get(base.id), base, label);
+        assert.equal(await countEvents(base.id), 1, label);
+      }
+    });
+
     it('a BigInt (or a cycle) anywhere in a record is ERR_VALIDATION, writing nothing', async (ctx) => {
       if (!b) return ctx.skip();
       const isValidation = (e: unknown) => isGrantlineError(e) && e.code === ErrorCodes.VALIDATION;
