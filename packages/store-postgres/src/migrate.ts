@@ -10,11 +10,17 @@ export const DEFAULT_SCHEMA = 'grantline';
 /** Advisory lock class for migrations (the other key is the schema's hash); "GL" in ASCII. */
 const MIGRATE_LOCK_CLASS = 0x474c;
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * At most 53 characters, not PostgreSQL's 63: the wake-up channel is `grantline:<schema>` (10 bytes
+ * of prefix), and a channel is an identifier too. A longer name made `pg_notify` fail with "channel
+ * name too long" on every write that made a case due soon, and `LISTEN` silently truncated it.
+ */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,52}$/;
 
 /**
- * Checks a schema name. Only lower-case identifiers are accepted: the name is spliced into DDL and
- * queries (identifiers cannot be bound parameters), so anything else is refused outright.
+ * Checks a schema name. Only lower-case identifiers of at most 53 characters are accepted: the name
+ * is spliced into DDL and queries (identifiers cannot be bound parameters), so anything else is
+ * refused outright, and it must leave room for the `grantline:` prefix of the NOTIFY channel.
  * @throws GrantlineError `ERR_VALIDATION`.
  */
 export function checkSchemaName(schema: string, where: string): string {

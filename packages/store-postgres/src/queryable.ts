@@ -30,8 +30,9 @@ export interface PoolLike extends Queryable {
  *   serialises its calls on it, because statements of concurrent callers would otherwise land
  *   inside each other's transactions. Default for anything that is not a pool.
  * - `transaction`: a connection inside a transaction the host opened and will COMMIT or ROLLBACK.
- *   The store never issues BEGIN/COMMIT; it uses a SAVEPOINT where it needs several statements, so
- *   its writes commit or roll back with the host's own work.
+ *   The store never issues BEGIN/COMMIT; every call runs inside a SAVEPOINT, so its writes commit or
+ *   roll back with the host's own work, and a call that fails is rolled back alone without aborting
+ *   the host's transaction.
  */
 export type ConnectionMode = 'pool' | 'client' | 'transaction';
 
@@ -165,7 +166,21 @@ export function createRunner(
   }
   return {
     mode,
-    query: (text, values, name) => lock(() => q(text, values, name)),
+    // Each statement in its own savepoint: a failing one (bad input, a lost race, a deadlock) is
+    // rolled back alone and the host's transaction stays usable, instead of being aborted whole.
+    // Two more round trips per statement, in this mode only.
+    query: (text, values, name) =>
+      lock(async () => {
+        await q('SAVEPOINT grantline_op');
+        try {
+          const out = await q(text, values, name);
+          await q('RELEASE SAVEPOINT grantline_op');
+          return out;
+        } catch (err) {
+          await q('ROLLBACK TO SAVEPOINT grantline_op').catch(() => undefined);
+          throw err;
+        }
+      }),
     transaction: (fn) =>
       lock(async () => {
         await q('SAVEPOINT grantline_op');

@@ -80,6 +80,23 @@ function parseJson<T>(v: unknown): T {
   return (typeof v === 'string' ? JSON.parse(v) : v) as T;
 }
 
+/**
+ * `JSON.stringify` that reports what it cannot serialise (a BigInt, a cycle) as bad input instead
+ * of the TypeError it throws.
+ * @throws GrantlineError `ERR_VALIDATION`.
+ */
+function jsonText(value: unknown, where: string, path: (string | number)[]): string {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    throw new GrantlineError(
+      ErrorCodes.VALIDATION,
+      `${where}: ${path.join('.')} is not JSON data (${(err as Error).message}); nothing was written`,
+      { details: { where, path }, cause: err },
+    );
+  }
+}
+
 function badInput(where: string, message: string, path: (string | number)[]): GrantlineError {
   return new GrantlineError(ErrorCodes.VALIDATION, `${where}: ${message}`, { details: { where, path } });
 }
@@ -127,8 +144,12 @@ function checkEvents(caseId: string, events: AuditEvent[], first: number | undef
 }
 
 /** The event as stored: everything but the store-assigned `globalSeq`. */
-function eventJson(events: AuditEvent[]): string {
-  return JSON.stringify(events.map(({ globalSeq: _drop, ...rest }) => rest));
+function eventJson(events: AuditEvent[], where: string): string {
+  return jsonText(
+    events.map(({ globalSeq: _drop, ...rest }) => rest),
+    where,
+    ['events'],
+  );
 }
 
 /** The new version must follow the expected one (a caller's bug, not a race). */
@@ -180,7 +201,9 @@ function toEvent(row: Row): AuditEvent {
  *   writer re-checks the version after the first commits, so exactly one wins.
  * - `global_seq` follows commit order: appenders hold a shared advisory lock from drawing the number
  *   until commit; `allEvents` takes that lock exclusively before reading, so it never sees a number
- *   while a smaller one is still uncommitted (appenders do not block each other).
+ *   while a smaller one is still uncommitted (appenders do not block each other). In mode
+ *   `transaction` it takes the lock at session level and releases it before returning, so it is
+ *   never held until the host commits; it then needs a READ COMMITTED host transaction.
  * - `claimDue` locks due rows with `FOR UPDATE SKIP LOCKED` in (due_at, id) order, walking the
  *   partial index `grants_due_idx` (finished cases are not in it), and leases them in the same
  *   statement.
@@ -307,7 +330,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     WHERE id = ANY (ARRAY(SELECT id FROM c))
     RETURNING doc`;
 
-  const grantValues = (g: Grant, lastSeq: number | null) => [
+  const grantValues = (g: Grant, lastSeq: number | null, where: string) => [
     g.id,
     g.version,
     g.state,
@@ -318,7 +341,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
     g.createdAt,
     g.updatedAt,
     lastSeq,
-    JSON.stringify(g),
+    jsonText(g, where, ['grant']),
   ];
 
   return {
@@ -335,7 +358,7 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       const [row] = await run(
         'create',
         createSql,
-        [...grantValues(grant, lastSeq), eventJson(events)],
+        [...grantValues(grant, lastSeq, 'create'), eventJson(events, 'create')],
         { caseId: grant.id },
         named('create'),
       );
@@ -377,8 +400,8 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
         'compareAndSet',
         casSql,
         [
-          ...grantValues(grant, lastSeq),
-          eventJson(events),
+          ...grantValues(grant, lastSeq, 'compareAndSet'),
+          eventJson(events, 'compareAndSet'),
           expectedVersion,
           first === null ? null : first - 1,
         ],
@@ -425,36 +448,41 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
       });
       const outcomes: (CasOutcome | undefined)[] = new Array(items.length);
       const rows: Record<string, unknown>[] = [];
+      // Each row serialised on its own: one item that is not JSON data fails alone, not the batch.
+      const rowsJson: string[] = [];
       items.forEach((item, ord) => {
         const { grant, expectedVersion, events } = item;
+        let row: Record<string, unknown>;
         try {
           checkNextVersion(grant, expectedVersion, 'compareAndSetMany');
           checkEvents(grant.id, events, undefined, 'compareAndSetMany');
+          const first = events[0]?.seq;
+          row = {
+            ord,
+            id: grant.id,
+            version: grant.version,
+            state: grant.state,
+            due_at: grant.dueAt ?? null,
+            idempotency_key: grant.idempotencyKey ?? null,
+            subject_id: grant.subject.id,
+            requester_id: grant.requester.id,
+            created_at: grant.createdAt,
+            updated_at: grant.updatedAt,
+            audit_seq: events.length > 0 ? events[events.length - 1]!.seq : null,
+            doc: grant,
+            expected: expectedVersion,
+            prev_seq: first === undefined ? null : first - 1,
+            events: events.map(({ globalSeq: _drop, ...rest }) => rest),
+          };
+          rowsJson.push(jsonText(row, 'compareAndSetMany', ['items', ord]));
         } catch (err) {
           outcomes[ord] = { ok: false, error: err as GrantlineError };
           return;
         }
-        const first = events[0]?.seq;
-        rows.push({
-          ord,
-          id: grant.id,
-          version: grant.version,
-          state: grant.state,
-          due_at: grant.dueAt ?? null,
-          idempotency_key: grant.idempotencyKey ?? null,
-          subject_id: grant.subject.id,
-          requester_id: grant.requester.id,
-          created_at: grant.createdAt,
-          updated_at: grant.updatedAt,
-          audit_seq: events.length > 0 ? events[events.length - 1]!.seq : null,
-          doc: grant,
-          expected: expectedVersion,
-          prev_seq: first === undefined ? null : first - 1,
-          events: events.map(({ globalSeq: _drop, ...rest }) => rest),
-        });
+        rows.push(row);
       });
       if (rows.length > 0) {
-        const updated = await run('compareAndSetMany', casManySql, [JSON.stringify(rows)], {
+        const updated = await run('compareAndSetMany', casManySql, [`[${rowsJson.join(',')}]`], {
           cases: rows.length,
         });
         const done = new Set(updated.map((r) => String(r.id)));
@@ -584,16 +612,49 @@ export function createPostgresStore(options: PostgresStoreOptions): PostgresStor
 
     async allEvents(afterGlobalSeq, limit) {
       guard('allEvents');
+      const read = (q: (text: string, values?: unknown[]) => Promise<Row[]>) =>
+        q(
+          `SELECT doc, global_seq FROM ${s}.audit_events WHERE global_seq > $1 ORDER BY global_seq LIMIT $2`,
+          [afterGlobalSeq, limit],
+        );
       try {
-        return await runner.transaction(async (q) => {
-          // Wait until no appender holds a drawn-but-uncommitted global_seq, then read with a new snapshot.
-          await q(`SELECT pg_advisory_xact_lock(${seqLock})`);
-          const rows = await q(
-            `SELECT doc, global_seq FROM ${s}.audit_events WHERE global_seq > $1 ORDER BY global_seq LIMIT $2`,
-            [afterGlobalSeq, limit],
-          );
-          return rows.map(toEvent);
-        });
+        if (mode !== 'transaction') {
+          return await runner.transaction(async (q) => {
+            // Wait until no appender holds a drawn-but-uncommitted global_seq, then read with a new snapshot.
+            await q(`SELECT pg_advisory_xact_lock(${seqLock})`);
+            return (await read(q)).map(toEvent);
+          });
+        }
+        // In the host's transaction a transaction-level lock would be held until the host commits,
+        // stalling every writer of the schema meanwhile (and deadlocking two such hosts). The same
+        // lock taken at session level is released before returning: it still waits for every
+        // appender in flight, and READ COMMITTED gives the next statement a snapshot that sees
+        // them all. An older snapshot (REPEATABLE READ, SERIALIZABLE) could miss a number committed
+        // after it was taken while showing a later one, so such a host transaction is refused.
+        let locked = false;
+        try {
+          return await runner.transaction(async (q) => {
+            const [iso] = await q(`SELECT current_setting('transaction_isolation') AS iso`);
+            if (iso?.iso !== 'read committed')
+              throw new GrantlineError(
+                ErrorCodes.VALIDATION,
+                `allEvents: in mode "transaction" the host transaction must be READ COMMITTED (it is ${String(iso?.iso).toUpperCase()}); an older snapshot could skip a global_seq`,
+                { details: { where: 'allEvents', isolation: iso?.iso } },
+              );
+            await q(`SELECT pg_advisory_lock(${seqLock})`);
+            locked = true;
+            return (await read(q)).map(toEvent);
+          });
+        } finally {
+          // After the savepoint was released or rolled back, so this runs in a usable transaction.
+          // If even that fails the connection is almost certainly gone, and the lock with it.
+          if (locked)
+            await runner.query(`SELECT pg_advisory_unlock(${seqLock})`).catch((err: unknown) =>
+              logger.warn('grantline: allEvents could not release its advisory lock', {
+                error: toStoreError(err, 'allEvents').toJSON(),
+              }),
+            );
+        }
       } catch (err) {
         throw toStoreError(err, 'allEvents');
       }

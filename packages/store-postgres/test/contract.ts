@@ -306,6 +306,109 @@ export function describeContract(name: string, setup: () => Promise<Backend | nu
       assert.equal(await countEvents(g.id), 0);
     });
 
+    it('refuses U+0000 and lone surrogates anywhere (case, columns, events, compareAndSet, compareAndSetMany) with ERR_VALIDATION, writing nothing', async (ctx) => {
+      if (!b) return ctx.skip();
+      const isValidation = (e: unknown) => isGrantlineError(e) && e.code === ErrorCodes.VALIDATION;
+      for (const bad of ['nul\u0000byte', 'lone\ud800high', 'lone\udfffLow', 'end\ud83d']) {
+        const label = JSON.stringify(bad);
+        // In the jsonb document, and in the extracted text columns.
+        const inDoc = makeGrant(id(), { justification: { reason: bad } });
+        const inColumn = makeGrant(id(), {
+          subject: { id: bad, kind: 'workload', roles: [], teams: [] },
+          idempotencyKey: bad,
+        });
+        for (const g of [inDoc, inColumn]) {
+          await assert.rejects(
+            b.store.create(g, makeEvents(g.id, undefined, ['requested'])),
+            isValidation,
+            label,
+          );
+          assert.equal(await b.store.get(g.id), null, label);
+          assert.equal(await countEvents(g.id), 0, label);
+        }
+        // In an event only.
+        const g = makeGrant(id());
+        const evs = makeEvents(g.id, undefined, ['requested']);
+        (evs[0]!.data as Record<string, unknown>).note = bad;
+        await assert.rejects(b.store.create(g, evs), isValidation, label);
+        assert.equal(await b.store.get(g.id), null, label);
+        assert.equal(await countEvents(g.id), 0, label);
+        // On update: the stored case and its events are unchanged.
+        const base = makeGrant(id());
+        const baseEvs = makeEvents(base.id, undefined, ['requested']);
+        await b.store.create(base, baseEvs);
+        const nextEvs = makeEvents(base.id, baseEvs[0], ['approved']);
+        const next = nextVersion(base, { state: 'approved', justification: { reason: bad } }, nextEvs);
+        await assert.rejects(b.store.compareAndSet(next, 1, nextEvs), isValidation, label);
+        const badEvs = makeEvents(base.id, baseEvs[0], ['approved']);
+        (badEvs[0]!.data as Record<string, unknown>).note = bad;
+        await assert.rejects(
+          b.store.compareAndSet(nextVersion(base, { state: 'approved' }, badEvs), 1, badEvs),
+          isValidation,
+          label,
+        );
+        if (b.store.compareAndSetMany) {
+          await assert.rejects(
+            b.store.compareAndSetMany([{ grant: next, expectedVersion: 1, events: nextEvs }]),
+            isValidation,
+            label,
+          );
+        }
+        assert.deepEqual(await b.store.get(base.id), base, label);
+        assert.equal(await countEvents(base.id), 1, label);
+      }
+    });
+
+    it('a BigInt (or a cycle) anywhere in a record is ERR_VALIDATION, writing nothing', async (ctx) => {
+      if (!b) return ctx.skip();
+      const isValidation = (e: unknown) => isGrantlineError(e) && e.code === ErrorCodes.VALIDATION;
+      // In the case record.
+      const g = makeGrant(id(), { justification: { reason: 'r', extra: 10n } as never });
+      await assert.rejects(b.store.create(g, makeEvents(g.id, undefined, ['requested'])), isValidation);
+      assert.equal(await b.store.get(g.id), null);
+      assert.equal(await countEvents(g.id), 0);
+      // In an event's data.
+      const g2 = makeGrant(id());
+      const evs = makeEvents(g2.id, undefined, ['requested']);
+      (evs[0]!.data as Record<string, unknown>).n = 2n;
+      await assert.rejects(b.store.create(g2, evs), isValidation);
+      assert.equal(await b.store.get(g2.id), null);
+      assert.equal(await countEvents(g2.id), 0);
+      // compareAndSet, and compareAndSetMany: the bad item fails alone, the other commits.
+      const ok = makeGrant(id());
+      const okEvs = makeEvents(ok.id, undefined, ['requested']);
+      await b.store.create(ok, okEvs);
+      const other = makeGrant(id());
+      const otherEvs = makeEvents(other.id, undefined, ['requested']);
+      await b.store.create(other, otherEvs);
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      const badEvs = makeEvents(ok.id, okEvs[0], ['approved']);
+      const bad = nextVersion(
+        ok,
+        { state: 'approved', justification: { reason: 'r', c: cyclic } as never },
+        badEvs,
+      );
+      await assert.rejects(b.store.compareAndSet(bad, 1, badEvs), isValidation);
+      const big = nextVersion(
+        ok,
+        { state: 'approved', justification: { reason: 'r', n: 1n } as never },
+        badEvs,
+      );
+      const fineEvs = makeEvents(other.id, otherEvs[0], ['approved']);
+      const fine = nextVersion(other, { state: 'approved' }, fineEvs);
+      const out = await b.store.compareAndSetMany!([
+        { grant: big, expectedVersion: 1, events: badEvs },
+        { grant: fine, expectedVersion: 1, events: fineEvs },
+      ]);
+      assert.equal(out[0]!.ok, false);
+      assert.ok(!out[0]!.ok && isValidation(out[0]!.error));
+      assert.equal(out[1]!.ok, true);
+      assert.equal((await b.store.get(ok.id))!.version, 1, 'nothing written for the bad item');
+      assert.equal(await countEvents(ok.id), 1);
+      assert.equal((await b.store.get(other.id))!.version, 2);
+    });
+
     it('the audit table is append-only, whoever asks', async (ctx) => {
       if (!b) return ctx.skip();
       const g = makeGrant(id());
