@@ -18,6 +18,7 @@ import {
 } from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import { runCli } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const tsx = join(root, 'node_modules/.bin/tsx');
@@ -236,4 +237,114 @@ describe('grantline verify (CLI process) on a case with a checkpoint', () => {
     assert.equal(c.code, 2);
     assert.match(c.stderr, /private key/);
   }, 60_000);
+});
+
+/** runCli in-process: the exit code and everything written to standard output and error. */
+async function runInProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { out: (t) => (stdout += t), err: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+/** The lines of a report, without the final line break. */
+const linesOf = (out: string) => out.replace(/\n$/, '').split('\n');
+
+describe('grantline verify on a tampered bundle missing members', () => {
+  let dir: string;
+  let keysPath: string;
+  let bundle: EvidenceBundle;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grantline-cli-missing-'));
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test' });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      executors: [tokens.executor],
+      signer,
+      policy: {
+        id: 'missing',
+        version: '1',
+        owner: 'security',
+        rules: [
+          {
+            id: 'api',
+            risk: 'medium',
+            operator: 'platform',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['sre-lead'] },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: alice,
+      subject: job,
+      justification: { reason: 'deploy payments', ticket: 'OPS-1' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    await gl.approve(g.id, { approver: bob });
+    await gl.issue(g.id);
+    await gl.recordUsage(g.id, { sourceIp: '10.0.0.7', action: 'deploy' });
+    await gl.revoke(g.id, { actor: alice, reason: 'deployed' });
+    bundle = await gl.evidence(g.id);
+    keysPath = join(dir, 'keys.json');
+    await writeFile(keysPath, JSON.stringify(createJwks(signer)));
+  }, 60_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Verifies the bundle with its payload changed by `edit`; the report must name the broken signature. */
+  async function verifyEdited(name: string, edit: (p: Record<string, unknown>) => void) {
+    const p = JSON.parse(bundle.payload);
+    edit(p);
+    const payload = JSON.stringify(p);
+    if (payload === bundle.payload) return; // a member that was null already
+    const file = join(dir, `${name}.json`);
+    await writeFile(file, JSON.stringify({ ...bundle, payload }));
+    const r = await runInProcess(['verify', file, '--jwks', keysPath]);
+    assert.equal(r.code, 1, `${name}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr, '', name);
+    assert.match(r.stdout, /ERROR SIGNATURE_INVALID: /, name);
+    assert.equal(linesOf(r.stdout)[0], 'Grantline evidence: INVALID', name);
+  }
+
+  it('no record.justification, or issuance.ref null: exit 1 with SIGNATURE_INVALID, not a crash (exit 2)', async () => {
+    await verifyEdited('no-justification', (p) => {
+      delete (p.record as Record<string, unknown>).justification;
+    });
+    await verifyEdited('ref-null', (p) => {
+      (p.record as { targets: { issuance: { ref: unknown } }[] }).targets[0]!.issuance.ref = null;
+    });
+  });
+
+  it('every member of the payload deleted, or set to null, in turn: exit 1 and the problems printed', async () => {
+    const paths: (string | number)[][] = [];
+    const walk = (v: unknown, path: (string | number)[]) => {
+      if (v === null || typeof v !== 'object') return;
+      for (const [k, x] of Object.entries(v)) {
+        const at = [...path, Array.isArray(v) ? Number(k) : k];
+        paths.push(at);
+        walk(x, at);
+      }
+    };
+    walk(JSON.parse(bundle.payload), []);
+    assert.ok(paths.length > 100, String(paths.length));
+    for (const path of paths) {
+      for (const how of ['delete', 'null'] as const) {
+        await verifyEdited(`${how}-${paths.indexOf(path)}`, (p) => {
+          let parent: Record<string | number, unknown> = p;
+          for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+          const last = path.at(-1)!;
+          if (how === 'null') parent[last] = null;
+          else if (Array.isArray(parent)) parent.splice(last as number, 1);
+          else delete parent[last];
+        });
+      }
+    }
+  }, 120_000);
 });
