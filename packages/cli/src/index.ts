@@ -40,6 +40,23 @@ async function readJson(path: string, what: string): Promise<unknown> {
   }
 }
 
+/**
+ * Characters a terminal may act on rather than show: C0 and C1 controls, DEL, the line and paragraph
+ * separators, and the bidirectional marks, embeddings, overrides and isolates (which can make text
+ * read in another order than it is stored).
+ */
+const CONTROL_CLASS =
+  '[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069]';
+const CONTROLS = new RegExp(CONTROL_CLASS, 'g');
+const HAS_CONTROL = new RegExp(CONTROL_CLASS);
+/** The characters of {@link CONTROLS} that JSON.stringify leaves as they are (it escapes C0 in strings). */
+const JSON_RAW = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` with every character of {@link CONTROLS} as a `\uXXXX` escape. */
+function escapeControls(text: string, which: RegExp = CONTROLS): string {
+  return text.replace(which, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A bundle-derived value as text: strings as they are, anything else as JSON (`undefined` for a missing value). */
 function asText(v: unknown): string {
   if (typeof v === 'string') return v;
@@ -52,14 +69,20 @@ function asText(v: unknown): string {
   }
 }
 
-/** A value from the bundle as text (`undefined` where it is missing). */
-function printable(v: unknown): string {
-  return asText(v);
+/**
+ * A value from the bundle as it may be printed: as it is when it holds no control character (see
+ * {@link CONTROLS}), else JSON-quoted with every such character escaped. Bundle text is untrusted,
+ * even in a correctly signed bundle: printed raw, escape sequences could clear the screen and draw a
+ * verdict of their own, and a newline could add a line that seems to be the report's.
+ */
+export function printable(v: unknown): string {
+  const s = asText(v);
+  return HAS_CONTROL.test(s) ? escapeControls(JSON.stringify(s)) : s;
 }
 
-/** Free text from the bundle (reasons), in quotes. */
+/** Free text from the bundle (reasons), always JSON-quoted and with control characters escaped. */
 function quoted(v: unknown): string {
-  return v === undefined ? 'undefined' : `"${asText(v)}"`;
+  return v === undefined ? 'undefined' : escapeControls(JSON.stringify(asText(v)));
 }
 
 /** The value at `path` in `v`, or undefined where any step is not an object (a tampered bundle may lack anything). */
@@ -78,8 +101,10 @@ function list(v: unknown): unknown[] {
 }
 
 /**
- * Human-readable account of a bundle's payload: who asked, approved, used, removed, verified. A
- * missing or mistyped member (a tampered bundle) is printed as `undefined` rather than thrown over.
+ * Human-readable account of a bundle's payload: who asked, approved, used, removed, verified. Every
+ * value from the bundle goes through {@link printable}, and a missing or mistyped member (a tampered
+ * bundle) is printed as `undefined` rather than thrown over: the lines never contain a control
+ * character, and each is one line.
  */
 export function describeEvidence(p: EvidencePayload): string[] {
   const r: unknown = at(p, 'record');
@@ -164,10 +189,11 @@ export function describeEvidence(p: EvidencePayload): string[] {
 }
 
 function report(r: EvidenceVerification): string {
-  const lines = [`Grantline evidence: ${r.valid ? 'VALID' : 'INVALID'}`, ''];
+  const verdict = `Grantline evidence: ${r.valid ? 'VALID' : 'INVALID'}`;
+  const lines = [verdict, ''];
   if (r.payload) {
-    // describeEvidence reads whatever the payload holds; should it still fail, the problems are
-    // printed all the same.
+    // describeEvidence reads whatever the payload holds; should it still fail, the problems and the
+    // verdict are printed all the same.
     try {
       lines.push(...describeEvidence(r.payload), '');
     } catch (err) {
@@ -183,10 +209,12 @@ function report(r: EvidenceVerification): string {
     lines.push(`Problems (${r.problems.length}):`);
     for (const p of r.problems)
       lines.push(
-        `  ${p.severity.toUpperCase()} ${p.code}${p.seq !== undefined ? ` (event ${p.seq})` : ''}: ${p.message}`,
+        `  ${printable(p.severity.toUpperCase())} ${printable(p.code)}${p.seq !== undefined ? ` (event ${printable(p.seq)})` : ''}: ${printable(p.message)}`,
       );
   }
   if (!r.valid && r.payload) lines.push('', 'Do not rely on the account above: the bundle did not verify.');
+  // The verdict once more as the last line, where the eye ends: nothing printed from the bundle comes after it.
+  lines.push('', verdict);
   return `${lines.join('\n')}\n`;
 }
 
@@ -250,8 +278,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   });
   if (values.json) {
     const { payload, ...rest2 } = r;
+    // JSON.stringify escapes C0 controls only: the others are escaped too (still JSON, same values).
     io.out(
-      `${JSON.stringify({ ...rest2, ...(payload ? { caseId: at(payload, 'caseId'), state: at(payload, 'record', 'state'), generatedAt: at(payload, 'generatedAt') } : {}) }, null, 2)}\n`,
+      `${escapeControls(JSON.stringify({ ...rest2, ...(payload ? { caseId: at(payload, 'caseId'), state: at(payload, 'record', 'state'), generatedAt: at(payload, 'generatedAt') } : {}) }, null, 2), JSON_RAW)}\n`,
     );
   } else io.out(report(r));
   return r.valid ? EXIT.VALID : EXIT.INVALID;
