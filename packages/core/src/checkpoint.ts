@@ -63,7 +63,10 @@ export interface SignedCheckpoint {
 export interface CheckpointSink {
   /** Stores a checkpoint. Called in batches by the checkpointer, never per event. */
   put(checkpoint: SignedCheckpoint): Promise<void>;
-  /** The most recent checkpoint, so a restarted checkpointer continues from it. */
+  /**
+   * The most recent checkpoint, so a restarted checkpointer continues from it (and refuses to sign a
+   * stream that does not extend it). A sink without it needs {@link CheckpointerOptions.fromScratch}.
+   */
   latest?(): Promise<SignedCheckpoint | null>;
 }
 
@@ -338,6 +341,15 @@ export interface CheckpointerOptions {
   intervalMs?: number;
   /** Keys a resumed checkpoint may be signed with (default: the signer's own key). Include retired keys after a rotation. */
   resumeKeys?: JSONWebKeySet;
+  /**
+   * Accepts a sink without `latest()` (default false: such a sink is refused with `ERR_VALIDATION`).
+   * Without `latest()` every new checkpointer, so every restart, starts from global sequence 0 and
+   * signs the store as it is then: a case deleted or a tail truncated since the last checkpoint is
+   * attested, not refused. Only for a sink that starts empty each time by design (a one-off audit
+   * run, tests), or when the host compares each checkpoint with the previous one itself. No effect
+   * on a sink with `latest()`, which is always resumed from.
+   */
+  fromScratch?: boolean;
 }
 
 /** Signs checkpoints of the store-wide audit stream in batches. */
@@ -361,9 +373,19 @@ export interface Checkpointer {
 /**
  * Creates a checkpointer. Signing is never on the transition path: the background loop only counts
  * change notifications and signs when `everyChanges` or `intervalMs` is reached.
+ * @throws GrantlineError `ERR_VALIDATION` when the sink has no `latest()` and `fromScratch` is not set.
  */
 export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const { store, signer, sink } = options;
+  if (typeof sink?.latest !== 'function' && options.fromScratch !== true) {
+    throw new GrantlineError(
+      ErrorCodes.VALIDATION,
+      'checkpointer: the sink has no latest(), so a restarted checkpointer would sign the store as it then is, ignoring the last checkpoint; give the sink latest(), or pass fromScratch: true if that is meant',
+      {
+        details: { where: 'createCheckpointer', path: ['sink', 'latest'] },
+      },
+    );
+  }
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const pageSize = options.pageSize ?? 5_000;

@@ -157,6 +157,32 @@ describe('signed checkpoints', () => {
     assert.equal(b.events, (await w.store.allEvents(0, 1e6)).length);
   });
 
+  it('a sink without latest() is refused unless fromScratch: every restart would attest a deleted case or a truncated tail', async () => {
+    const w = await world(3);
+    const first = (await w.service.checkpoint())!;
+    const put: SignedCheckpoint[] = [];
+    const bare = { put: async (cp: SignedCheckpoint) => void put.push(cp) };
+    assert.throws(() => createCheckpointer({ store: w.store, signer: w.signer!, sink: bare }), {
+      code: 'ERR_VALIDATION',
+    });
+    await expect(setup({ checkpoints: { sink: bare } })).rejects.toMatchObject({ code: 'ERR_VALIDATION' });
+    // What the refusal prevents: after a restart, a case deleted and a tail truncated below the last
+    // checkpoint. A checkpointer over a sink with latest() is held to that checkpoint...
+    w.store.tamperDeleteCase(w.ids[1]!);
+    w.store.tamperTruncate(w.ids[0]!, 2);
+    assert.deepEqual(
+      [...new Set(codes(await auditStore(w.store, { checkpoint: first, keys: w.keys })))].sort(),
+      ['CASE_DELETED', 'CASE_TRUNCATED', 'CHECKPOINT_COUNT_MISMATCH', 'RECORD_HEAD_MISMATCH'],
+    );
+    // ...while one from scratch, when explicitly asked for, signs the store as it now is.
+    const fresh = createCheckpointer({ store: w.store, signer: w.signer!, sink: bare, fromScratch: true });
+    const cp = (await fresh.run())!;
+    assert.equal(put.length, 1);
+    assert.equal((await verifyCheckpoint(cp, w.keys)).checkpoint!.cases, 2);
+    assert.equal(headOf(cp, w.ids[1]!), undefined);
+    await expect(setup({ checkpoints: { sink: bare, fromScratch: true } })).resolves.toBeTruthy();
+  });
+
   it('after a key rotation, a service resumes from a checkpoint signed with the retired key (resumeKeys)', async () => {
     const w = await world(2);
     const first = (await w.service.checkpoint())!;
