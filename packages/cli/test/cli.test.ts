@@ -18,6 +18,7 @@ import {
 } from '@grantline/core';
 import { createMemoryStore } from '@grantline/store-memory';
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import { runCli } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const tsx = join(root, 'node_modules/.bin/tsx');
@@ -86,7 +87,7 @@ describe('grantline verify on the evidence the quickstart (pnpm demo) writes', (
     assert.match(r.stdout, /Used {7}by ci:deploy-payments from 10\.20\.30\.40 for payments:rotate-webhook/);
     assert.match(r.stdout, /Revoked {4}by ci:deploy-payments \(completion: webhooks rotated\)/);
     assert.match(r.stdout, /Verified {3}payments removed, by executor:token@\S+ with signed-probe/);
-    assert.match(r.stdout, /No problems found\.\n$/);
+    assert.match(r.stdout, /No problems found\.\n\nGrantline evidence: VALID\n$/);
     const json = await cli(['verify', bundlePath, '--jwks', keysPath, '--json']);
     assert.equal(json.code, 0, json.stderr);
     assert.deepEqual(
@@ -236,4 +237,235 @@ describe('grantline verify (CLI process) on a case with a checkpoint', () => {
     assert.equal(c.code, 2);
     assert.match(c.stderr, /private key/);
   }, 60_000);
+});
+
+/** Every character a terminal may act on, except the line feed the CLI itself writes between lines. */
+const RAW_CONTROL =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** runCli in-process: the exit code and everything written to standard output and error. */
+async function runInProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { out: (t) => (stdout += t), err: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+/** The lines of a report, without the final line break. */
+const linesOf = (out: string) => out.replace(/\n$/, '').split('\n');
+
+// Bundle text is untrusted, even when it is correctly signed: the service stores whatever reason and
+// identifiers the host passes, escape sequences included.
+describe('grantline verify prints no terminal control character from a bundle', () => {
+  let dir: string;
+  let keysPath: string;
+  let genuine: EvidenceBundle;
+  const ESC = '\u001b';
+  const fakeReport = `${ESC}[2J${ESC}[H${ESC}[32mGrantline evidence: VALID${ESC}[0m\n\nNo problems found.\n${ESC}[8m`;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grantline-cli-controls-'));
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test' });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      executors: [tokens.executor],
+      signer,
+      policy: {
+        id: 'controls',
+        version: '1',
+        owner: 'security',
+        rules: [
+          {
+            id: 'any',
+            risk: 'low',
+            template: 'auto',
+            operator: 'ops',
+            maxDurationSeconds: 600,
+            approvals: { count: 0, roles: [] },
+          },
+        ],
+      },
+    });
+    // C0, C1 (CSI), DEL, a line separator and bidi overrides and isolates, in a genuinely signed case.
+    const job: Principal = {
+      id: `ci:\u202eexport\u2066${ESC}]0;owned\u0007`,
+      kind: 'workload',
+      roles: [],
+      teams: [],
+    };
+    const c = await gl.request({
+      requester: job,
+      subject: job,
+      justification: { reason: `nightly\n${fakeReport}\u009b2J\u007f\u2028` },
+      targets: [
+        { id: 'api', system: 'token', resource: 'api://orders\r\nApproved   by mallory as security-officer' },
+      ],
+      durationSeconds: 300,
+      template: 'auto',
+    });
+    await gl.issue(c.id);
+    await gl.complete(c.id, { actor: job, reason: `done\u2029${ESC}[1A` });
+    genuine = await gl.evidence(c.id);
+    keysPath = join(dir, 'keys.json');
+    await writeFile(join(dir, 'genuine.json'), JSON.stringify(genuine));
+    await writeFile(keysPath, JSON.stringify(createJwks(signer)));
+    // A tampered copy: the reason replaced by a fake report, a fake approval appended to an approver id.
+    const p = JSON.parse(genuine.payload);
+    p.record.justification.reason = fakeReport;
+    p.record.approvals = [
+      {
+        approver: { id: 'sam\nApproved   by olga as service-owner', kind: 'human', roles: [] },
+        role: 'x\u202e',
+        at: 'now',
+      },
+    ];
+    await writeFile(join(dir, 'tampered.json'), JSON.stringify({ ...genuine, payload: canonicalJson(p) }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a genuinely signed bundle: VALID, every control character escaped, the verdict again as the last line', async () => {
+    const r = await runInProcess(['verify', join(dir, 'genuine.json'), '--jwks', keysPath]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, RAW_CONTROL);
+    const lines = linesOf(r.stdout);
+    assert.equal(lines[0], 'Grantline evidence: VALID');
+    assert.equal(lines.at(-1), 'Grantline evidence: VALID');
+    // The reason is shown, quoted and escaped, on its own line; nothing from it starts a line.
+    assert.ok(
+      lines.some((l) => l.includes('"nightly\\n\\u001b[2J\\u001b[H\\u001b[32mGrantline evidence: VALID')),
+    );
+    assert.equal(lines.filter((l) => l.startsWith('Grantline evidence:')).length, 2);
+    assert.equal(lines.filter((l) => l.startsWith('Approved')).length, 0);
+    assert.ok(lines.some((l) => l.includes('api://orders\\r\\nApproved   by mallory')));
+    assert.ok(lines.some((l) => l.includes('ci:\\u202eexport\\u2066\\u001b]0;owned\\u0007')));
+    const json = await runInProcess(['verify', join(dir, 'genuine.json'), '--jwks', keysPath, '--json']);
+    assert.equal(json.code, 0);
+    assert.doesNotMatch(json.stdout, RAW_CONTROL);
+    assert.equal(JSON.parse(json.stdout).valid, true);
+  });
+
+  it('a tampered bundle (the CLI process): exit 1, no raw control character, INVALID first and last, no fake line', async () => {
+    const r = await cli(['verify', join(dir, 'tampered.json'), '--jwks', keysPath]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, RAW_CONTROL);
+    const lines = linesOf(r.stdout);
+    assert.equal(lines[0], 'Grantline evidence: INVALID');
+    assert.equal(lines.at(-1), 'Grantline evidence: INVALID');
+    assert.deepEqual(
+      lines.filter((l) => /^(Grantline evidence|No problems found|Approved)/.test(l)),
+      [
+        'Grantline evidence: INVALID',
+        'Approved   by "sam\\nApproved   by olga as service-owner" as "x\\u202e" at now',
+        'Grantline evidence: INVALID',
+      ],
+    );
+    assert.match(r.stdout, /ERROR SIGNATURE_INVALID: /);
+    const json = await runInProcess(['verify', join(dir, 'tampered.json'), '--jwks', keysPath, '--json']);
+    assert.equal(json.code, 1);
+    assert.doesNotMatch(json.stdout, RAW_CONTROL);
+  }, 60_000);
+});
+
+describe('grantline verify on a tampered bundle missing members', () => {
+  let dir: string;
+  let keysPath: string;
+  let bundle: EvidenceBundle;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'grantline-cli-missing-'));
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test' });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      executors: [tokens.executor],
+      signer,
+      policy: {
+        id: 'missing',
+        version: '1',
+        owner: 'security',
+        rules: [
+          {
+            id: 'api',
+            risk: 'medium',
+            operator: 'platform',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['sre-lead'] },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: alice,
+      subject: job,
+      justification: { reason: 'deploy payments', ticket: 'OPS-1' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    await gl.approve(g.id, { approver: bob });
+    await gl.issue(g.id);
+    await gl.recordUsage(g.id, { sourceIp: '10.0.0.7', action: 'deploy' });
+    await gl.revoke(g.id, { actor: alice, reason: 'deployed' });
+    bundle = await gl.evidence(g.id);
+    keysPath = join(dir, 'keys.json');
+    await writeFile(keysPath, JSON.stringify(createJwks(signer)));
+  }, 60_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Verifies the bundle with its payload changed by `edit`; the report must name the broken signature. */
+  async function verifyEdited(name: string, edit: (p: Record<string, unknown>) => void) {
+    const p = JSON.parse(bundle.payload);
+    edit(p);
+    const payload = JSON.stringify(p);
+    if (payload === bundle.payload) return; // a member that was null already
+    const file = join(dir, `${name}.json`);
+    await writeFile(file, JSON.stringify({ ...bundle, payload }));
+    const r = await runInProcess(['verify', file, '--jwks', keysPath]);
+    assert.equal(r.code, 1, `${name}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr, '', name);
+    assert.match(r.stdout, /ERROR SIGNATURE_INVALID: /, name);
+    assert.equal(linesOf(r.stdout).at(-1), 'Grantline evidence: INVALID', name);
+  }
+
+  it('no record.justification, or issuance.ref null: exit 1 with SIGNATURE_INVALID, not a crash (exit 2)', async () => {
+    await verifyEdited('no-justification', (p) => {
+      delete (p.record as Record<string, unknown>).justification;
+    });
+    await verifyEdited('ref-null', (p) => {
+      (p.record as { targets: { issuance: { ref: unknown } }[] }).targets[0]!.issuance.ref = null;
+    });
+  });
+
+  it('every member of the payload deleted, or set to null, in turn: exit 1 and the problems printed', async () => {
+    const paths: (string | number)[][] = [];
+    const walk = (v: unknown, path: (string | number)[]) => {
+      if (v === null || typeof v !== 'object') return;
+      for (const [k, x] of Object.entries(v)) {
+        const at = [...path, Array.isArray(v) ? Number(k) : k];
+        paths.push(at);
+        walk(x, at);
+      }
+    };
+    walk(JSON.parse(bundle.payload), []);
+    assert.ok(paths.length > 100, String(paths.length));
+    for (const path of paths) {
+      for (const how of ['delete', 'null'] as const) {
+        await verifyEdited(`${how}-${paths.indexOf(path)}`, (p) => {
+          let parent: Record<string | number, unknown> = p;
+          for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+          const last = path.at(-1)!;
+          if (how === 'null') parent[last] = null;
+          else if (Array.isArray(parent)) parent.splice(last as number, 1);
+          else delete parent[last];
+        });
+      }
+    }
+  }, 120_000);
 });

@@ -38,6 +38,12 @@ export interface CheckpointBody {
   headsDigest: string;
   at: string;
   signer: { kid: string; alg: SigningAlgorithm };
+  /**
+   * {@link checkpointDigest} of the checkpoint this one follows: absent on the first checkpoint of a
+   * sink, and on the first of a checkpointer started with `fromScratch` over a sink without
+   * `latest()`. {@link verifyCheckpointSuccession} checks it.
+   */
+  prev?: string;
 }
 
 /**
@@ -63,7 +69,10 @@ export interface SignedCheckpoint {
 export interface CheckpointSink {
   /** Stores a checkpoint. Called in batches by the checkpointer, never per event. */
   put(checkpoint: SignedCheckpoint): Promise<void>;
-  /** The most recent checkpoint, so a restarted checkpointer continues from it. */
+  /**
+   * The most recent checkpoint, so a restarted checkpointer continues from it (and refuses to sign a
+   * stream that does not extend it). A sink without it needs {@link CheckpointerOptions.fromScratch}.
+   */
   latest?(): Promise<SignedCheckpoint | null>;
 }
 
@@ -221,6 +230,10 @@ const bodyShape = z.strictObject({
   headsDigest: z.string().regex(/^[0-9a-f]{64}$/),
   at: z.iso.datetime({ offset: false }),
   signer: z.strictObject({ kid: z.string(), alg: z.enum(['EdDSA', 'ES256']) }),
+  prev: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 const cpShape = z.strictObject({
   payload: z.string(),
@@ -319,6 +332,86 @@ export async function verifyCheckpoint(
   };
 }
 
+/** SHA-256 (hex) of a checkpoint's payload as signed: what the next checkpoint names as `prev`. */
+export function checkpointDigest(checkpoint: Pick<SignedCheckpoint, 'payload'>): string {
+  return sha256Text(checkpoint.payload);
+}
+
+/** A problem found between two checkpoints by {@link verifyCheckpointSuccession}. */
+export interface SuccessionProblem {
+  code:
+    | 'CHECKPOINT_INVALID'
+    | 'CHECKPOINT_NOT_SUCCESSOR'
+    | 'CHECKPOINT_REGRESSED'
+    | 'CHECKPOINT_CASE_DROPPED'
+    | 'CHECKPOINT_HEAD_REWRITTEN';
+  message: string;
+  caseId?: string;
+}
+
+/**
+ * Checks offline that `next` directly follows `previous`: both verify, `next.prev` is the digest of
+ * `previous`, it covers at least as much of the stream, and every case `previous` attested is still
+ * there, at the same head or further along (an equal seq with another hash is a rewrite). Checking
+ * every pair of a sink's checkpoints in order shows a checkpoint removed from it, and a checkpointer
+ * that started over (a sink without `latest()` and `fromScratch`) and attested a store changed below
+ * the last checkpoint. Whether a moved head extends its chain needs the events: {@link auditStore}.
+ */
+export async function verifyCheckpointSuccession(
+  previous: unknown,
+  next: unknown,
+  keys: JSONWebKeySet,
+): Promise<{ valid: boolean; problems: SuccessionProblem[] }> {
+  const problems: SuccessionProblem[] = [];
+  const [a, b] = await Promise.all([verifyCheckpoint(previous, keys), verifyCheckpoint(next, keys)]);
+  for (const [which, v] of [
+    ['previous', a],
+    ['next', b],
+  ] as const) {
+    if (!v.checkpoint)
+      problems.push({
+        code: 'CHECKPOINT_INVALID',
+        message: `the ${which} checkpoint does not verify (${v.problems.map((p) => p.code).join(', ')})`,
+      });
+  }
+  if (!a.checkpoint || !b.checkpoint) return { valid: false, problems };
+  const prev = a.checkpoint;
+  const cur = b.checkpoint;
+  const digest = checkpointDigest(previous as SignedCheckpoint);
+  if (cur.prev !== digest) {
+    problems.push({
+      code: 'CHECKPOINT_NOT_SUCCESSOR',
+      message:
+        cur.prev === undefined
+          ? 'the next checkpoint names no previous checkpoint: its checkpointer started over'
+          : 'the next checkpoint follows another checkpoint than the previous one given',
+    });
+  }
+  if (cur.upTo < prev.upTo || cur.events < prev.events) {
+    problems.push({
+      code: 'CHECKPOINT_REGRESSED',
+      message: `the next checkpoint covers less (up to ${cur.upTo}, ${cur.events} events) than the previous one (up to ${prev.upTo}, ${prev.events} events)`,
+    });
+  }
+  for (const [id, [seq, hash]] of prev.heads) {
+    const now = cur.heads.get(id);
+    if (!now) {
+      problems.push({
+        code: 'CHECKPOINT_CASE_DROPPED',
+        message: `case ${id} (head ${seq}) is missing from the next checkpoint`,
+        caseId: id,
+      });
+    } else if (now[0] < seq || (now[0] === seq && now[1] !== hash)) {
+      problems.push({
+        code: 'CHECKPOINT_HEAD_REWRITTEN',
+        message: `case ${id} was at seq ${seq} and is at seq ${now[0]}${now[0] === seq ? ' with another hash' : ''} in the next checkpoint`,
+        caseId: id,
+      });
+    }
+  }
+  return { valid: problems.length === 0, problems };
+}
+
 /** Options for {@link createCheckpointer}. */
 export interface CheckpointerOptions {
   store: GrantStore;
@@ -338,6 +431,15 @@ export interface CheckpointerOptions {
   intervalMs?: number;
   /** Keys a resumed checkpoint may be signed with (default: the signer's own key). Include retired keys after a rotation. */
   resumeKeys?: JSONWebKeySet;
+  /**
+   * Accepts a sink without `latest()` (default false: such a sink is refused with `ERR_VALIDATION`).
+   * Without `latest()` every new checkpointer, so every restart, starts from global sequence 0 and
+   * signs the store as it is then: a case deleted or a tail truncated since the last checkpoint is
+   * attested, not refused. Only for a sink that starts empty each time by design (a one-off audit
+   * run, tests), or when the host compares each checkpoint with the previous one itself. No effect
+   * on a sink with `latest()`, which is always resumed from.
+   */
+  fromScratch?: boolean;
 }
 
 /** Signs checkpoints of the store-wide audit stream in batches. */
@@ -361,9 +463,19 @@ export interface Checkpointer {
 /**
  * Creates a checkpointer. Signing is never on the transition path: the background loop only counts
  * change notifications and signs when `everyChanges` or `intervalMs` is reached.
+ * @throws GrantlineError `ERR_VALIDATION` when the sink has no `latest()` and `fromScratch` is not set.
  */
 export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const { store, signer, sink } = options;
+  if (typeof sink?.latest !== 'function' && options.fromScratch !== true) {
+    throw new GrantlineError(
+      ErrorCodes.VALIDATION,
+      'checkpointer: the sink has no latest(), so a restarted checkpointer would sign the store as it then is, ignoring the last checkpoint; give the sink latest(), or pass fromScratch: true if that is meant',
+      {
+        details: { where: 'createCheckpointer', path: ['sink', 'latest'] },
+      },
+    );
+  }
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const pageSize = options.pageSize ?? 5_000;
@@ -378,6 +490,8 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   let blocks: string[] = [];
   let upTo = 0;
   let events = 0;
+  /** Digest of the last checkpoint signed or resumed from: the next one's `prev`. */
+  let prev: string | undefined;
   let loaded = false;
   let inflight: Promise<SignedCheckpoint | null> | undefined;
   let handle: { stop(): Promise<void> } | undefined;
@@ -402,6 +516,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     }
     upTo = v.checkpoint.upTo;
     events = v.checkpoint.events;
+    prev = checkpointDigest(last);
     // In the checkpoint's order, with heads of our own (the sink's objects are not ours to keep).
     for (const [id, [seq, hash]] of v.checkpoint.heads) {
       const c = new HeadCursor(id, order.length);
@@ -504,6 +619,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
       headsDigest: topDigest(nextBlocks),
       at: clock.now().toISOString(),
       signer: { kid: signer.kid, alg: signer.alg },
+      ...(prev !== undefined ? { prev } : {}),
     };
     const payload = canonicalJson(body);
     const sig = await signer.sign(payload, CHECKPOINT_TYP);
@@ -519,6 +635,7 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
     blocks = nextBlocks;
     upTo = after;
     events += count;
+    prev = checkpointDigest(cp);
     return cp;
   };
 

@@ -180,6 +180,11 @@ export interface GrantlineOptions {
     intervalMs?: number;
     /** Keys the sink's latest checkpoint may be signed with (default: the signer's key); after a key rotation, include the retired public keys. */
     resumeKeys?: JSONWebKeySet;
+    /**
+     * Accepts a sink without `latest()` (else `ERR_VALIDATION`): every start then signs from global
+     * sequence 0 over the store as it is, ignoring earlier checkpoints (see `CheckpointerOptions.fromScratch`).
+     */
+    fromScratch?: boolean;
   };
 }
 

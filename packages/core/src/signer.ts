@@ -95,6 +95,30 @@ export async function generateSigningKey(alg: SigningAlgorithm = 'EdDSA'): Promi
   return { privateJwk: withMeta, publicJwk: publicJwkOf(withMeta) };
 }
 
+/** Order n of the P-256 group (ES256). */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+/** n / 2: an ES256 signature whose `s` is above it is "high-S". */
+const P256_HALF_N = P256_N >> 1n;
+
+/** `s` of a 64-byte ES256 (IEEE P1363, `r || s`) signature. */
+function es256S(signature: Uint8Array): bigint {
+  return BigInt(`0x${Buffer.from(signature.subarray(32, 64)).toString('hex')}`);
+}
+
+/**
+ * The low-S form of an ES256 signature (base64url): `(r, n − s)` when `s > n/2`, else as it is. Both
+ * verify for the same content, so without one chosen form anyone could change the bytes of a signed
+ * document; verifiers refuse the high-S one. WebCrypto and OpenSSL produce either, at random.
+ */
+function lowS(signature: string): string {
+  const bytes = Buffer.from(signature, 'base64url');
+  if (bytes.length !== 64) return signature;
+  const sv = es256S(bytes);
+  if (sv <= P256_HALF_N) return signature;
+  const low = Buffer.from((P256_N - sv).toString(16).padStart(64, '0'), 'hex');
+  return Buffer.concat([bytes.subarray(0, 32), low]).toString('base64url');
+}
+
 /** Options for {@link createJoseSigner}. */
 export interface JoseSignerOptions {
   /** The private key as a JWK (`OKP`/`Ed25519` or `EC`/`P-256`), with `d`. */
@@ -104,7 +128,8 @@ export interface JoseSignerOptions {
 }
 
 /**
- * A {@link Signer} backed by jose. The algorithm follows the key: Ed25519 → EdDSA, P-256 → ES256.
+ * A {@link Signer} backed by jose. The algorithm follows the key: Ed25519 → EdDSA, P-256 → ES256
+ * (ES256 signatures are normalised to low S, the only form {@link verifyDetached} accepts).
  * @throws GrantlineError `ERR_VALIDATION` for a public-only key or an unsupported key type.
  */
 export async function createJoseSigner(options: JoseSignerOptions): Promise<Signer> {
@@ -141,7 +166,10 @@ export async function createJoseSigner(options: JoseSignerOptions): Promise<Sign
         const jws = await new FlattenedSign(encoder.encode(payload))
           .setProtectedHeader({ alg, kid, typ, b64: false, crit: ['b64'] })
           .sign(key);
-        return { protected: jws.protected!, signature: jws.signature };
+        return {
+          protected: jws.protected!,
+          signature: alg === 'ES256' ? lowS(jws.signature) : jws.signature,
+        };
       } catch (err) {
         throw new GrantlineError(
           ErrorCodes.EVIDENCE,
@@ -240,7 +268,8 @@ function signingInput(protectedHeader: string, payload: string): Buffer {
 
 /**
  * Verifies a detached, unencoded-payload JWS over `payload` against a public JWKS. Only EdDSA and ES256
- * are accepted; the key is selected by `kid` and must be in `keys`.
+ * are accepted; the key is selected by `kid` and must be in `keys`. An ES256 signature must be in
+ * low-S form (`s <= n/2`), else it is `SIGNATURE_MALFORMED`: `(r, n − s)` would verify as well.
  * @param bytes when given, `bytes.input` is set to the signing input (ASCII of the protected header,
  * `.`, then the payload's UTF-8 bytes) when it is built (not when the header or key is refused). The
  * caller may read it meanwhile, and do what it likes with it once the returned promise settles:
@@ -340,6 +369,16 @@ export async function verifyDetached(
   const input = signingInput(protectedHeader, payload);
   if (bytes) bytes.input = input;
   const signature = Buffer.from(s.signature, 'base64url');
+  if (alg === 'ES256' && signature.length === 64 && es256S(signature) > P256_HALF_N) {
+    // (r, n − s) verifies too: only the low-S form is accepted, so no byte of a signed document can change.
+    return {
+      ok: false,
+      code: 'SIGNATURE_MALFORMED',
+      message: `ES256 signature by ${kid} is not in low-S form (s > n/2)`,
+      kid,
+      alg,
+    };
+  }
   let ok = false;
   if (signature.length === 64) {
     const how = alg === 'EdDSA' ? key : { key, dsaEncoding: 'ieee-p1363' as const };

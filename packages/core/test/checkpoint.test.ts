@@ -8,6 +8,7 @@ import {
   type SignedCheckpoint,
   auditStore,
   chainEvents,
+  checkpointDigest,
   createCheckpointer,
   createGrantline,
   createJoseSigner,
@@ -15,6 +16,7 @@ import {
   createMemoryCheckpointSink,
   generateSigningKey,
   verifyCheckpoint,
+  verifyCheckpointSuccession,
   verifyEvidence,
 } from '../src/index.js';
 import { policy, runFullCase, setup } from './evidence-helpers.js';
@@ -155,6 +157,88 @@ describe('signed checkpoints', () => {
     assert.ok(b.upTo > a.upTo);
     assert.equal(b.cases, 3);
     assert.equal(b.events, (await w.store.allEvents(0, 1e6)).length);
+  });
+
+  it('a sink without latest() is refused unless fromScratch: every restart would attest a deleted case or a truncated tail', async () => {
+    const w = await world(3);
+    const first = (await w.service.checkpoint())!;
+    const put: SignedCheckpoint[] = [];
+    const bare = { put: async (cp: SignedCheckpoint) => void put.push(cp) };
+    assert.throws(() => createCheckpointer({ store: w.store, signer: w.signer!, sink: bare }), {
+      code: 'ERR_VALIDATION',
+    });
+    await expect(setup({ checkpoints: { sink: bare } })).rejects.toMatchObject({ code: 'ERR_VALIDATION' });
+    // What the refusal prevents: after a restart, a case deleted and a tail truncated below the last
+    // checkpoint. A checkpointer over a sink with latest() is held to that checkpoint...
+    w.store.tamperDeleteCase(w.ids[1]!);
+    w.store.tamperTruncate(w.ids[0]!, 2);
+    assert.deepEqual(
+      [...new Set(codes(await auditStore(w.store, { checkpoint: first, keys: w.keys })))].sort(),
+      ['CASE_DELETED', 'CASE_TRUNCATED', 'CHECKPOINT_COUNT_MISMATCH', 'RECORD_HEAD_MISMATCH'],
+    );
+    // ...while one from scratch, when explicitly asked for, signs the store as it now is.
+    const fresh = createCheckpointer({ store: w.store, signer: w.signer!, sink: bare, fromScratch: true });
+    const cp = (await fresh.run())!;
+    assert.equal(put.length, 1);
+    assert.equal((await verifyCheckpoint(cp, w.keys)).checkpoint!.cases, 2);
+    assert.equal(headOf(cp, w.ids[1]!), undefined);
+    await expect(setup({ checkpoints: { sink: bare, fromScratch: true } })).resolves.toBeTruthy();
+  });
+
+  it('each checkpoint names the one before (prev), also across a restart; verifyCheckpointSuccession checks the pair', async () => {
+    const w = await world(2);
+    const first = (await w.service.checkpoint())!;
+    assert.equal(
+      (await verifyCheckpoint(first, w.keys)).checkpoint!.prev,
+      undefined,
+      'the first of the sink',
+    );
+    await runFullCase(w, ' later');
+    const second = (await w.service.checkpoint())!;
+    assert.equal((await verifyCheckpoint(second, w.keys)).checkpoint!.prev, checkpointDigest(first));
+    await runFullCase(w, ' after restart');
+    const third = (await createCheckpointer({ store: w.store, signer: w.signer!, sink: w.sink }).run())!;
+    assert.equal((await verifyCheckpoint(third, w.keys)).checkpoint!.prev, checkpointDigest(second));
+    assert.deepEqual(await verifyCheckpointSuccession(first, second, w.keys), { valid: true, problems: [] });
+    assert.deepEqual(await verifyCheckpointSuccession(second, third, w.keys), { valid: true, problems: [] });
+    // A checkpoint removed from the sink, the order swapped, a forged one.
+    assert.deepEqual(codes(await verifyCheckpointSuccession(first, third, w.keys)), [
+      'CHECKPOINT_NOT_SUCCESSOR',
+    ]);
+    assert.deepEqual(codes(await verifyCheckpointSuccession(third, second, w.keys)), [
+      'CHECKPOINT_NOT_SUCCESSOR',
+      'CHECKPOINT_REGRESSED',
+      'CHECKPOINT_CASE_DROPPED',
+    ]);
+    assert.deepEqual(codes(await verifyCheckpointSuccession(second, { ...third, signature: 'x' }, w.keys)), [
+      'CHECKPOINT_INVALID',
+    ]);
+  });
+
+  it('a checkpointer started over (fromScratch) on a tampered store fails the succession check', async () => {
+    const w = await world(3);
+    const first = (await w.service.checkpoint())!;
+    w.store.tamperDeleteCase(w.ids[1]!);
+    w.store.tamperTruncate(w.ids[0]!, 2);
+    const fresh = createCheckpointer({
+      store: w.store,
+      signer: w.signer!,
+      sink: { put: async () => {} },
+      fromScratch: true,
+    });
+    const cp = (await fresh.run())!;
+    assert.equal((await verifyCheckpoint(cp, w.keys)).valid, true, 'a valid checkpoint on its own');
+    const s = await verifyCheckpointSuccession(first, cp, w.keys);
+    assert.equal(s.valid, false);
+    assert.deepEqual(
+      s.problems.map((p) => [p.code, p.caseId]),
+      [
+        ['CHECKPOINT_NOT_SUCCESSOR', undefined],
+        ['CHECKPOINT_REGRESSED', undefined],
+        ['CHECKPOINT_HEAD_REWRITTEN', w.ids[0]],
+        ['CHECKPOINT_CASE_DROPPED', w.ids[1]],
+      ],
+    );
   });
 
   it('after a key rotation, a service resumes from a checkpoint signed with the retired key (resumeKeys)', async () => {

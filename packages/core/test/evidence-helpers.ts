@@ -102,7 +102,7 @@ export const carol: Principal = {
 export async function setup(
   opts: {
     signer?: Signer | null;
-    checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number };
+    checkpoints?: { sink: CheckpointSink; everyChanges?: number; intervalMs?: number; fromScratch?: boolean };
     identity?: IdentityVerifier;
     latencyMs?: number;
   } = {},
