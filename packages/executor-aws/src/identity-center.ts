@@ -449,7 +449,8 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
 /**
  * {@link AssignmentHolders} read from the Grantline store itself, so every application instance
  * sees the same holders and nothing extra is persisted: a case holds an assignment while it is
- * `issued` with that target issued and not yet revoked, or while it is `issuing` (it is about to).
+ * `issued` or `revoking` with that target issued and its revocation not yet confirmed, or while it
+ * is `issuing` (it is about to).
  * `acquire` and `release` are no-ops because the case record is the source of truth.
  *
  * `originOf` is read from the case too: a recorded issuance says `preexisting` or `created`; a
@@ -479,7 +480,10 @@ export function createStoreAssignmentHolders(
       let cursor: string | undefined;
       do {
         const page = await store.list({
-          states: ['issuing', 'issued'],
+          // Why `revoking`: a case whose revocation of this target is still being retried has not
+          // let go of the assignment; without it, a case issued meanwhile would find the assignment
+          // held by no one, record it as standing access, and never delete it.
+          states: ['issuing', 'issued', 'revoking'],
           limit: 500,
           ...(cursor ? { cursor } : {}),
         });
