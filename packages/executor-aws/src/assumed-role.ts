@@ -24,7 +24,7 @@ import {
   parseDenyPolicyName,
   roleNameOf,
 } from './names.js';
-import type { AssumedRoleParams } from './params.js';
+import { type AssumedRoleParams, grantedActions } from './params.js';
 import { type ProbeObservation, type ProbeRun, probeOnce, probeUntilRejected } from './probe.js';
 
 /** The smallest `DurationSeconds` STS accepts. */
@@ -46,13 +46,7 @@ function windowEnd(ctx: Ctx): Date {
 
 /** The session policy: the grant's actions (and source CIDRs), plus the probe's read of the role itself. */
 export function sessionPolicy(ctx: Ctx, where: string): string {
-  const actions = ctx.target.params.actions ?? ctx.target.permissions ?? [];
-  if (actions.length === 0)
-    throw invalid(
-      where,
-      ['target', 'permissions'],
-      'an assumed-role session needs at least one permitted action (target.permissions or params.actions)',
-    );
+  const actions = grantedActions(ctx.target, where, 'an assumed-role session');
   const cidrs = ctx.grant.policy.constraints?.sourceCidrs ?? [];
   const grantStatement: Record<string, unknown> = {
     Sid: 'Grant',
