@@ -6,25 +6,20 @@ import {
   PutRolePolicyCommand,
 } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, type AssumeRoleCommandOutput } from '@aws-sdk/client-sts';
-import type {
-  ExecutorContext,
-  Issuance,
-  IssueResult,
-  RevokeContext,
-  RevokeResult,
-  VerifyResult,
+import {
+  ErrorCodes,
+  type ExecutorContext,
+  GrantlineError,
+  type Issuance,
+  type IssueResult,
+  type RevokeContext,
+  type RevokeResult,
+  type VerifyResult,
 } from '@grantline/core';
 import type { StrategyDeps } from './deps.js';
 import { invalid, isNotFound, toExecutorError } from './errors.js';
-import {
-  checkSourceIdentity,
-  checkTag,
-  denyPolicyName,
-  deriveNames,
-  parseDenyPolicyName,
-  roleNameOf,
-} from './names.js';
-import type { AssumedRoleParams } from './params.js';
+import { checkSourceIdentity, checkTag, deriveNames, parseDenyPolicyName, roleNameOf } from './names.js';
+import { type AssumedRoleParams, grantedActions } from './params.js';
 import { type ProbeObservation, type ProbeRun, probeOnce, probeUntilRejected } from './probe.js';
 
 /** The smallest `DurationSeconds` STS accepts. */
@@ -46,13 +41,7 @@ function windowEnd(ctx: Ctx): Date {
 
 /** The session policy: the grant's actions (and source CIDRs), plus the probe's read of the role itself. */
 export function sessionPolicy(ctx: Ctx, where: string): string {
-  const actions = ctx.target.params.actions ?? ctx.target.permissions ?? [];
-  if (actions.length === 0)
-    throw invalid(
-      where,
-      ['target', 'permissions'],
-      'an assumed-role session needs at least one permitted action (target.permissions or params.actions)',
-    );
+  const actions = grantedActions(ctx.target, where, 'an assumed-role session');
   const cidrs = ctx.grant.policy.constraints?.sourceCidrs ?? [];
   const grantStatement: Record<string, unknown> = {
     Sid: 'Grant',
@@ -82,23 +71,63 @@ export function sessionPolicy(ctx: Ctx, where: string): string {
   return doc;
 }
 
-/** The Deny attached to the role for one session: every action, for that role session only. */
-export function denyDocument(roleId: string, sessionName: string): string {
-  // Why aws:userid: for an assumed-role session it is "<role id>:<session name>", so the Deny hits
-  // exactly the sessions of this case and target on this role (all of them, also a re-issued one),
-  // and never another case's session of the same role.
+/**
+ * Name of the one inline role policy in which Grantline denies, on that role, every session it
+ * revoked early. Why one policy and not one per session: IAM caps a role's inline policies at
+ * 10,240 characters in total, so a policy per revocation (~250 characters each) hits
+ * `LimitExceeded` (not retryable) after a few dozen concurrent revocations; one policy listing the
+ * session ids grows by one id (~90 characters) per session and sheds them as they expire.
+ */
+export const DENY_POLICY_NAME = 'grantline-deny';
+/** Deny end times are rounded up to this, so sessions revoked around the same time share a statement. */
+export const DENY_BUCKET_SECONDS = 900;
+/** How many times the Deny policy is re-read and written again when another writer overwrote it. */
+const DENY_WRITE_ATTEMPTS = 5;
+const DENY_SID = /^GrantlineRevokedUntil(\d{9,11})$/;
+
+/** One session denied by {@link DENY_POLICY_NAME}: its `aws:userid` and the end of its Deny (epoch s). */
+export interface DeniedSession {
+  userId: string;
+  until: number;
+}
+
+/**
+ * The document of {@link DENY_POLICY_NAME}: `Deny *` for the listed sessions, one statement per
+ * Deny end time (`Sid` `GrantlineRevokedUntil<epoch>`), the session ids in its `aws:userid`
+ * condition. Why aws:userid: for an assumed-role session it is "<role id>:<session name>", so the
+ * Deny hits exactly the sessions of a case and target on this role (also a re-issued one), and never
+ * another case's session of the same role.
+ */
+export function denyDocument(sessions: DeniedSession[]): string {
+  const byUntil = new Map<number, Set<string>>();
+  for (const x of sessions) byUntil.set(x.until, (byUntil.get(x.until) ?? new Set()).add(x.userId));
   return JSON.stringify({
     Version: '2012-10-17',
-    Statement: [
-      {
-        Sid: 'GrantlineRevokedSession',
+    Statement: [...byUntil.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([until, ids]) => ({
+        Sid: `GrantlineRevokedUntil${until}`,
         Effect: 'Deny',
         Action: '*',
         Resource: '*',
-        Condition: { StringEquals: { 'aws:userid': `${roleId}:${sessionName}` } },
-      },
-    ],
+        Condition: { StringEquals: { 'aws:userid': [...ids].sort() } },
+      })),
   });
+}
+
+/** The sessions a {@link denyDocument} denies; statements not of that form are ignored. */
+export function parseDenyDocument(doc: string | undefined): DeniedSession[] {
+  const parsed = parsePolicy(doc);
+  const out: DeniedSession[] = [];
+  for (const st of parsed?.Statement ?? []) {
+    const m = DENY_SID.exec(String(st.Sid ?? ''));
+    const all = st.Action === '*' || (Array.isArray(st.Action) && st.Action.includes('*'));
+    if (!m || st.Effect !== 'Deny' || !all) continue;
+    const ids = st.Condition?.StringEquals?.['aws:userid'];
+    for (const userId of Array.isArray(ids) ? ids : ids ? [ids] : [])
+      out.push({ userId, until: Number(m[1]) });
+  }
+  return out;
 }
 
 /** Assumed-role sessions: STS `AssumeRole`, revoked early by a session-scoped Deny on the role. */
@@ -136,7 +165,57 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     });
   };
 
-  /** Removes Deny policies whose session has long expired. Best effort: failures are logged only. */
+  /** The sessions denied by the role's {@link DENY_POLICY_NAME} (none when it does not exist). */
+  const readDenied = async (roleArn: string): Promise<DeniedSession[]> => {
+    try {
+      const out = await deps.iam.send(
+        new GetRolePolicyCommand({ RoleName: roleNameOf(roleArn), PolicyName: DENY_POLICY_NAME }),
+      );
+      return parseDenyDocument(out.PolicyDocument);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw toExecutorError(err, 'iam:GetRolePolicy', [], { roleArn, policyName: DENY_POLICY_NAME });
+    }
+  };
+
+  /**
+   * Adds `userId` to the role's Deny policy until at least `until` (rounded up to
+   * {@link DENY_BUCKET_SECONDS}), dropping sessions whose Deny has ended. Why the re-read: the policy
+   * is one document, read-modify-written; two revocations at once on one role would otherwise lose
+   * one. Only an entry seen in place after the write counts; verify observes it again later.
+   */
+  const denySession = async (roleArn: string, userId: string, until: number, now: Date) => {
+    const bucketed = Math.ceil(until / DENY_BUCKET_SECONDS) * DENY_BUCKET_SECONDS;
+    const covers = (xs: DeniedSession[]) => xs.find((x) => x.userId === userId && x.until >= until);
+    for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS; attempt++) {
+      const current = await readDenied(roleArn);
+      const live = current.filter((x) => x.until * 1000 > now.getTime() && x.userId !== userId);
+      try {
+        await deps.iam.send(
+          new PutRolePolicyCommand({
+            RoleName: roleNameOf(roleArn),
+            PolicyName: DENY_POLICY_NAME,
+            PolicyDocument: denyDocument([...live, { userId, until: bucketed }]),
+          }),
+        );
+      } catch (err) {
+        throw toExecutorError(err, 'iam:PutRolePolicy', [], { roleArn, policyName: DENY_POLICY_NAME });
+      }
+      const placed = covers(await readDenied(roleArn));
+      if (placed) return placed;
+    }
+    throw new GrantlineError(
+      ErrorCodes.EXECUTOR,
+      `aws iam:PutRolePolicy: the session Deny was overwritten by concurrent writers ${DENY_WRITE_ATTEMPTS} times`,
+      { retryable: true, details: { operation: 'iam:PutRolePolicy', roleArn, policyName: DENY_POLICY_NAME } },
+    );
+  };
+
+  /**
+   * Removes Denies whose session has long expired: sessions from {@link DENY_POLICY_NAME}, and the
+   * per-session policies of earlier versions ({@link parseDenyPolicyName}). Best effort: failures are
+   * logged only.
+   */
   const collectGarbage = async (roleArn: string, now: Date) => {
     let removed = 0;
     for (const p of await denyPolicies(roleArn)) {
@@ -152,6 +231,33 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
             roleArn,
             policy: p.name,
             code: toExecutorError(err, 'iam:DeleteRolePolicy').details.awsCode,
+          });
+      }
+    }
+    // The consolidated policy sheds sessions whose Deny has ended (deleted once none is left).
+    const denied = await readDenied(roleArn);
+    const live = denied.filter((x) => x.until * 1000 > now.getTime());
+    if (live.length < denied.length) {
+      try {
+        if (live.length === 0)
+          await deps.iam.send(
+            new DeleteRolePolicyCommand({ RoleName: roleNameOf(roleArn), PolicyName: DENY_POLICY_NAME }),
+          );
+        else
+          await deps.iam.send(
+            new PutRolePolicyCommand({
+              RoleName: roleNameOf(roleArn),
+              PolicyName: DENY_POLICY_NAME,
+              PolicyDocument: denyDocument(live),
+            }),
+          );
+        removed += denied.length - live.length;
+      } catch (err) {
+        if (!isNotFound(err))
+          deps.logger.warn('grantline-aws: could not prune the deny policy', {
+            roleArn,
+            policy: DENY_POLICY_NAME,
+            code: toExecutorError(err, 'iam:PutRolePolicy').details.awsCode,
           });
       }
     }
@@ -346,33 +452,26 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     const roleId = ctx.issuance?.ref.roleId || role.roleId;
     const horizon = known.knownIssued ? known : sessionHorizon(ctx, names.key, role.maxSessionSeconds);
     const until = Math.ceil(horizon.until.getTime() / 1000) + DENY_MARGIN_SECONDS;
-    const existing = (await denyPolicies(roleArn)).filter((p) => p.sessionName === names.principalName);
-    const covering = existing.find((p) => p.until >= until - DENY_MARGIN_SECONDS);
+    const userId = `${roleId}:${names.principalName}`;
+    const needed = until - DENY_MARGIN_SECONDS;
+    const legacy = (await denyPolicies(roleArn)).filter((p) => p.sessionName === names.principalName);
+    const covering =
+      (await readDenied(roleArn)).find((x) => x.userId === userId && x.until >= needed) ??
+      legacy.find((p) => p.until >= needed);
     if (covering) {
       return {
         alreadyGone: true,
         detail: {
           method: 'session-deny',
-          policyName: covering.name,
+          policyName: 'name' in covering ? covering.name : DENY_POLICY_NAME,
           roleArn,
           denyUntil: new Date(covering.until * 1000).toISOString(),
         },
       };
     }
-    const policyName = denyPolicyName(names.principalName, until);
-    try {
-      await deps.iam.send(
-        new PutRolePolicyCommand({
-          RoleName: roleNameOf(roleArn),
-          PolicyName: policyName,
-          PolicyDocument: denyDocument(roleId, names.principalName),
-        }),
-      );
-    } catch (err) {
-      throw toExecutorError(err, 'iam:PutRolePolicy', [], { roleArn, policyName });
-    }
-    // Older Denies for the same session are superseded by the one just written (later expiry).
-    for (const old of existing) {
+    const placed = await denySession(roleArn, userId, until, ctx.now);
+    // Per-session Denies of earlier versions for this session are superseded by the entry just written.
+    for (const old of legacy) {
       await deps.iam
         .send(new DeleteRolePolicyCommand({ RoleName: roleNameOf(roleArn), PolicyName: old.name }))
         .catch(() => undefined);
@@ -389,9 +488,9 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
       detail: {
         method: 'session-deny',
         roleArn,
-        policyName,
-        condition: `aws:userid=${roleId}:${names.principalName}`,
-        denyUntil: new Date(until * 1000).toISOString(),
+        policyName: DENY_POLICY_NAME,
+        condition: `aws:userid=${userId}`,
+        denyUntil: new Date(placed.until * 1000).toISOString(),
         ...(end !== undefined && horizon.until.getTime() > end ? { sessionOutlivesWindow: true } : {}),
         ...(horizon.knownIssued ? {} : { precautionary: true }),
       },
@@ -471,6 +570,23 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     const roleId = ctx.issuance?.ref.roleId || role.roleId;
     const horizon = sessionHorizon(ctx, names.key, role.maxSessionSeconds);
     const expected = `${roleId}:${names.principalName}`;
+    const entry = (await readDenied(roleArn)).find(
+      (x) => x.userId === expected && x.until * 1000 >= horizon.until.getTime(),
+    );
+    if (entry) {
+      return {
+        status: 'absent',
+        method: 'deny-policy-state',
+        observation: {
+          roleArn,
+          policyName: DENY_POLICY_NAME,
+          condition: `aws:userid=${expected}`,
+          denyUntil: new Date(entry.until * 1000).toISOString(),
+          probe: 'not possible: credentials not held by this process',
+        },
+      };
+    }
+    // A per-session Deny written by an earlier version still counts.
     for (const p of (await denyPolicies(roleArn)).filter((x) => x.sessionName === names.principalName)) {
       let doc: string | undefined;
       try {
@@ -520,9 +636,10 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
 
 interface PolicyDoc {
   Statement?: {
+    Sid?: string;
     Effect?: string;
     Action?: string | string[];
-    Condition?: { StringEquals?: Record<string, string> };
+    Condition?: { StringEquals?: Record<string, string | string[]> };
   }[];
 }
 

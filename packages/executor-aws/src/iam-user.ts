@@ -25,9 +25,9 @@ import type {
   VerifyResult,
 } from '@grantline/core';
 import type { StrategyDeps } from './deps.js';
-import { invalid, isNotFound, toExecutorError } from './errors.js';
+import { isNotFound, toExecutorError } from './errors.js';
 import { checkTag, deriveNames } from './names.js';
-import type { IamUserParams } from './params.js';
+import { grantedActions, type IamUserParams } from './params.js';
 import { type ProbeRun, probeUntilRejected } from './probe.js';
 
 type Ctx = ExecutorContext<IamUserParams>;
@@ -92,13 +92,7 @@ export function createIamUserStrategy(deps: StrategyDeps) {
   };
 
   const userPolicy = (ctx: Ctx, where: string) => {
-    const actions = ctx.target.params.actions ?? ctx.target.permissions ?? [];
-    if (actions.length === 0)
-      throw invalid(
-        where,
-        ['target', 'permissions'],
-        'an IAM user needs at least one permitted action (target.permissions or params.actions)',
-      );
+    const actions = grantedActions(ctx.target, where, 'an IAM user');
     const cidrs = ctx.grant.policy.constraints?.sourceCidrs ?? [];
     return JSON.stringify({
       Version: '2012-10-17',

@@ -226,10 +226,20 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
     };
   }
 
-  /** Adds (once) a Deny for the user's sessions issued before `at` to the permission set, and provisions it. */
-  const denySessions = async (p: IdentityCenterParams, at: Date) => {
-    const sid = `GrantlineRevoke${deriveNames({ id: p.principalId }, { id: p.permissionSetArn.slice(-16) }, 'deny').hash.slice(0, 12)}`;
-    let doc: { Version: string; Statement: Record<string, unknown>[] };
+  /** How many times a Deny write is re-read and written again when another writer overwrote it. */
+  const DENY_WRITE_ATTEMPTS = 5;
+
+  const denySid = (p: IdentityCenterParams) =>
+    `GrantlineRevoke${deriveNames({ id: p.principalId }, { id: p.permissionSetArn.slice(-16) }, 'deny').hash.slice(0, 12)}`;
+  const cutoffOf = (st: Record<string, unknown> | undefined): number | undefined => {
+    const c = (st?.Condition as { DateLessThan?: Record<string, string> } | undefined)?.DateLessThan?.[
+      'aws:TokenIssueTime'
+    ];
+    return c === undefined ? undefined : Date.parse(c);
+  };
+
+  type PolicyDoc = { Version: string; Statement: Record<string, unknown>[] };
+  const readInline = async (p: IdentityCenterParams): Promise<PolicyDoc> => {
     try {
       const out = await client().send(
         new GetInlinePolicyForPermissionSetCommand({
@@ -237,41 +247,91 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
           PermissionSetArn: p.permissionSetArn,
         }),
       );
-      doc = out.InlinePolicy ? JSON.parse(out.InlinePolicy) : { Version: '2012-10-17', Statement: [] };
+      const doc: PolicyDoc = out.InlinePolicy
+        ? JSON.parse(out.InlinePolicy)
+        : { Version: '2012-10-17', Statement: [] };
       if (!Array.isArray(doc.Statement)) doc.Statement = doc.Statement ? [doc.Statement] : [];
+      return doc;
     } catch (err) {
       throw toExecutorError(err, 'sso:GetInlinePolicyForPermissionSet');
     }
-    // Why TokenIssueTime: sessions issued before the revocation are denied, while a later case of the
-    // same user with the same permission set still works (AWS's documented revoke-older-sessions form).
-    const statement = {
-      Sid: sid,
-      Effect: 'Deny',
-      Action: '*',
-      Resource: '*',
-      Condition: {
-        StringEquals: { 'identitystore:userId': p.principalId },
-        DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
-      },
-    };
+  };
+
+  /** This user's Grantline Deny in `doc` when its cut-off is at or after `covers`, else `undefined`. */
+  const coveringDeny = (doc: PolicyDoc, p: IdentityCenterParams, covers: Date) => {
+    const st = doc.Statement.find((x) => x.Sid === denySid(p));
+    const cutoff = cutoffOf(st);
+    return st && cutoff !== undefined && cutoff >= covers.getTime() ? st : undefined;
+  };
+
+  /**
+   * The moment a Deny for this case must reach: sessions could start until the assignment was
+   * deleted, which is after the revocation was requested. A Deny with a cut-off at or after it was
+   * written by this revocation (it is written only once the assignment is gone).
+   */
+  const denyAnchor = (ctx: RCtx): Date | undefined => {
+    const t = ctx.grant.revocation?.requestedAt ?? ctx.issuance?.issuedAt;
+    return t ? new Date(t) : undefined;
+  };
+
+  /**
+   * Makes sure the permission set's inline policy denies the user's sessions issued before `at`
+   * (kept as is when a Deny of this user already reaches `covers`), then provisions it. Idempotent:
+   * a repeated call after a failure (e.g. throttled provisioning) finds the statement and provisions
+   * again, so a revocation counts only once the Deny is in place and provisioned.
+   *
+   * Why a re-read after the write: the inline policy is one document, read-modify-written; two
+   * revocations at once (two users of one permission set) would otherwise lose one Deny. Only a
+   * statement seen in place after the write counts; verify checks it again later.
+   */
+  const denySessions = async (p: IdentityCenterParams, at: Date, covers: Date = at) => {
+    const sid = denySid(p);
     // Garbage collection: a Grantline Deny whose cut-off is older than the longest session Identity
     // Center allows (12 h) can no longer match any live session, so it is dropped on the way.
     const stale = (st: Record<string, unknown>) => {
       if (typeof st.Sid !== 'string' || !st.Sid.startsWith('GrantlineRevoke')) return false;
-      const cutoff = (st.Condition as { DateLessThan?: Record<string, string> } | undefined)?.DateLessThan?.[
-        'aws:TokenIssueTime'
-      ];
-      return cutoff !== undefined && Date.parse(cutoff) < at.getTime() - MAX_SSO_SESSION_MS;
+      const cutoff = cutoffOf(st);
+      return cutoff !== undefined && cutoff < at.getTime() - MAX_SSO_SESSION_MS;
     };
-    doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
-    try {
-      await client().send(
-        new PutInlinePolicyToPermissionSetCommand({
-          InstanceArn: p.instanceArn,
-          PermissionSetArn: p.permissionSetArn,
-          InlinePolicy: JSON.stringify(doc),
-        }),
+    let placed: Record<string, unknown> | undefined;
+    for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS && !placed; attempt++) {
+      const doc = await readInline(p);
+      placed = coveringDeny(doc, p, covers);
+      if (placed) break;
+      // Why TokenIssueTime: sessions issued before the revocation are denied, while a later case of
+      // the same user with the same permission set still works (AWS's documented revoke-older-sessions form).
+      const statement = {
+        Sid: sid,
+        Effect: 'Deny',
+        Action: '*',
+        Resource: '*',
+        Condition: {
+          StringEquals: { 'identitystore:userId': p.principalId },
+          DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
+        },
+      };
+      doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
+      try {
+        await client().send(
+          new PutInlinePolicyToPermissionSetCommand({
+            InstanceArn: p.instanceArn,
+            PermissionSetArn: p.permissionSetArn,
+            InlinePolicy: JSON.stringify(doc),
+          }),
+        );
+      } catch (err) {
+        throw toExecutorError(err, 'sso:PutInlinePolicyToPermissionSet');
+      }
+      placed = coveringDeny(await readInline(p), p, covers);
+    }
+    if (!placed) {
+      throw new GrantlineError(
+        ErrorCodes.EXECUTOR,
+        `aws sso:PutInlinePolicyToPermissionSet: the session Deny was overwritten by concurrent writers ${DENY_WRITE_ATTEMPTS} times`,
+        { retryable: true, details: { operation: 'sso:PutInlinePolicyToPermissionSet', sid } },
       );
+    }
+    try {
       const out = await client().send(
         new ProvisionPermissionSetCommand({
           InstanceArn: p.instanceArn,
@@ -295,9 +355,13 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
             ).PermissionSetProvisioningStatus,
         );
       }
-      return { sid, provisioningRequestId: requestId, tokenIssuedBefore: at.toISOString() };
+      return {
+        sid,
+        provisioningRequestId: requestId,
+        tokenIssuedBefore: new Date(cutoffOf(placed)!).toISOString(),
+      };
     } catch (err) {
-      throw toExecutorError(err, 'sso:PutInlinePolicyToPermissionSet');
+      throw toExecutorError(err, 'sso:ProvisionPermissionSet');
     }
   };
 
@@ -336,9 +400,19 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
       await registry().release(key, ctx.grant.id);
       return { alreadyGone: false, detail: { method: 'assignment-handoff', keptFor: others } };
     }
+    const denies = p.revokeSessions && p.principalType === 'USER';
     if (!(await exists(p))) {
+      // An earlier attempt may have deleted the assignment and failed before the Deny was in place
+      // and provisioned: for a case that created it, the Deny is made sure of before this counts.
+      const sessions =
+        denies && origin === 'created'
+          ? await denySessions(p, ctx.now, denyAnchor(ctx) ?? ctx.now)
+          : undefined;
       await registry().release(key, ctx.grant.id);
-      return { alreadyGone: true, detail: { method: 'assignment-delete' } };
+      return {
+        alreadyGone: true,
+        detail: { method: 'assignment-delete', ...(sessions ? { sessionDeny: sessions } : {}) },
+      };
     }
     if (origin === undefined) {
       // No recorded issuance and no recorded origin: the assignment may be standing access (this
@@ -385,8 +459,7 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
       throw toExecutorError(err, 'sso:DeleteAccountAssignment', [], { accountId: p.accountId });
     }
     // Deleting the assignment does not end sessions already started from it; the Deny does.
-    const sessions =
-      p.revokeSessions && p.principalType === 'USER' ? await denySessions(p, ctx.now) : undefined;
+    const sessions = denies ? await denySessions(p, ctx.now) : undefined;
     await registry().release(key, ctx.grant.id);
     return {
       alreadyGone: false,
@@ -409,8 +482,39 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
       principalId: p.principalId,
       checkedAt: ctx.now.toISOString(),
     };
-    if (!present)
+    if (!present) {
+      // With revokeSessions, sessions started from the assignment outlive it: only the Deny ends
+      // them, so a removal this case made is verified once that Deny is seen in the policy.
+      if (
+        p.revokeSessions &&
+        p.principalType === 'USER' &&
+        (await originFor(ctx, assignmentKey(p))) === 'created'
+      ) {
+        const anchor = denyAnchor(ctx);
+        const doc = await readInline(p);
+        const st = anchor ? coveringDeny(doc, p, anchor) : doc.Statement.find((x) => x.Sid === denySid(p));
+        if (!st)
+          return {
+            status: 'present',
+            method: 'session-deny-state',
+            observation: {
+              ...base,
+              assignment: 'absent',
+              sessionDeny: 'missing: sessions started from the assignment are not denied',
+            },
+          };
+        return {
+          status: 'absent',
+          method: 'assignment-state',
+          observation: {
+            ...base,
+            assignment: 'absent',
+            sessionDeny: { sid: st.Sid, tokenIssuedBefore: new Date(cutoffOf(st)!).toISOString() },
+          },
+        };
+      }
       return { status: 'absent', method: 'assignment-state', observation: { ...base, assignment: 'absent' } };
+    }
     const others = (await registry().list(assignmentKey(p))).filter((c) => c !== ctx.grant.id);
     if (others.length > 0)
       return {
@@ -449,7 +553,8 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
 /**
  * {@link AssignmentHolders} read from the Grantline store itself, so every application instance
  * sees the same holders and nothing extra is persisted: a case holds an assignment while it is
- * `issued` with that target issued and not yet revoked, or while it is `issuing` (it is about to).
+ * `issued` or `revoking` with that target issued and its revocation not yet confirmed, or while it
+ * is `issuing` (it is about to).
  * `acquire` and `release` are no-ops because the case record is the source of truth.
  *
  * `originOf` is read from the case too: a recorded issuance says `preexisting` or `created`; a
@@ -479,7 +584,10 @@ export function createStoreAssignmentHolders(
       let cursor: string | undefined;
       do {
         const page = await store.list({
-          states: ['issuing', 'issued'],
+          // Why `revoking`: a case whose revocation of this target is still being retried has not
+          // let go of the assignment; without it, a case issued meanwhile would find the assignment
+          // held by no one, record it as standing access, and never delete it.
+          states: ['issuing', 'issued', 'revoking'],
           limit: 500,
           ...(cursor ? { cursor } : {}),
         });

@@ -40,7 +40,11 @@ export {
   assignmentKey,
 } from './identity-center.js';
 export {
+  DENY_BUCKET_SECONDS,
+  DENY_POLICY_NAME,
+  type DeniedSession,
   denyDocument,
+  parseDenyDocument,
   sessionPolicy,
   MIN_SESSION_SECONDS,
   MAX_SESSION_POLICY_CHARS,

@@ -37,7 +37,10 @@ export function deriveNames(
   return { principalName, denyPolicyPrefix: 'grantline-deny.', key: `${grant.id}\u0000${target.id}`, hash };
 }
 
-/** Name of the inline role policy denying one session until `untilEpochSeconds`. */
+/**
+ * Name of the per-session Deny policy that versions before the consolidated `grantline-deny` policy
+ * wrote; still honoured by verify and removed by garbage collection once expired.
+ */
 export function denyPolicyName(sessionName: string, untilEpochSeconds: number): string {
   return `grantline-deny.${untilEpochSeconds}.${sessionName}`;
 }

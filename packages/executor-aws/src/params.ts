@@ -1,4 +1,6 @@
+import type { Target } from '@grantline/core';
 import { z } from 'zod';
+import { invalid } from './errors.js';
 
 const roleArn = z
   .string()
@@ -24,7 +26,7 @@ export const assumedRoleParamsSchema = z.strictObject({
   strategy: z.literal('assumed-role'),
   /** The role the workload assumes. Its trust policy must allow the executor's principal. */
   roleArn,
-  /** Actions allowed by the session policy; default: the target's `permissions`. */
+  /** Actions allowed by the session policy; default: the target's `permissions`, which must cover each. */
   actions: actions.optional(),
   /** Resources of the session policy's Allow (default `*`; the role's own policies still apply). */
   resources: resources.optional(),
@@ -45,7 +47,7 @@ export const iamUserParamsSchema = z.strictObject({
   permissionsBoundaryArn: policyArn,
   /** IAM path of the users (default `/grantline/`); kept separate so they are easy to audit. */
   path: iamPath.default('/grantline/'),
-  /** Actions of the user's inline policy; default: the target's `permissions`. */
+  /** Actions of the user's inline policy; default: the target's `permissions`, which must cover each. */
   actions: actions.optional(),
   resources: resources.optional(),
 });
@@ -98,3 +100,64 @@ export const awsParamsSchema = z.preprocess(
   ]),
 );
 export type AwsParams = z.output<typeof awsParamsSchema>;
+
+/**
+ * Whether every action matching the IAM action pattern `action` also matches `permission`
+ * (IAM wildcards: `*` any run of characters, `?` one; case-insensitive). Why the action's own
+ * wildcards are matched as plain characters: only a `*` of the permission can absorb a `*` of the
+ * action (it stands for any expansion of it), so `s3:Get*` is covered by `s3:*` but not by
+ * `s3:GetObject`, and `*` only by `*`.
+ */
+export function actionCoveredBy(action: string, permission: string): boolean {
+  const a = action.toLowerCase();
+  const p = permission.toLowerCase();
+  // memo[i][j]: a[i..] is covered by p[j..]
+  const memo = new Map<number, boolean>();
+  const go = (i: number, j: number): boolean => {
+    const k = i * (p.length + 1) + j;
+    const hit = memo.get(k);
+    if (hit !== undefined) return hit;
+    let r: boolean;
+    if (j === p.length) r = i === a.length;
+    else if (p[j] === '*') r = go(i, j + 1) || (i < a.length && go(i + 1, j));
+    else if (i === a.length) r = false;
+    else if (p[j] === '?') r = a[i] !== '*' && go(i + 1, j + 1);
+    else r = a[i] === p[j] && go(i + 1, j + 1);
+    memo.set(k, r);
+    return r;
+  };
+  return go(0, 0);
+}
+
+/**
+ * The actions a session policy or user policy may allow: `params.actions` when given, else the
+ * target's `permissions`. Why the check: the policy engine approves a case by `target.permissions`
+ * only, so `params.actions` may narrow what was approved but never widen it; an action that no
+ * permission covers (e.g. `*` when the permissions are `s3:Get*`) is refused.
+ * @throws GrantlineError `ERR_VALIDATION` when no action is given, or an action is not covered.
+ */
+export function grantedActions(
+  target: Pick<Target, 'permissions'> & { params: { actions?: string[] | undefined } },
+  where: string,
+  what: string,
+): string[] {
+  const permissions = target.permissions ?? [];
+  const actions = target.params.actions ?? permissions;
+  if (actions.length === 0)
+    throw invalid(
+      where,
+      ['target', 'permissions'],
+      `${what} needs at least one permitted action (target.permissions or params.actions)`,
+    );
+  if (target.params.actions) {
+    target.params.actions.forEach((action, i) => {
+      if (!permissions.some((perm) => actionCoveredBy(action, perm)))
+        throw invalid(
+          where,
+          ['target', 'params', 'actions', i],
+          `action ${action} is not covered by the target's permissions (${permissions.join(', ') || 'none'}), which are what the policy approved`,
+        );
+    });
+  }
+  return actions;
+}

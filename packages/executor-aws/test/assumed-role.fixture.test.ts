@@ -3,7 +3,10 @@ import { describe, expect, it } from 'vitest';
 import {
   awsParamsSchema,
   createAwsExecutor,
+  DENY_BUCKET_SECONDS,
+  DENY_POLICY_NAME,
   denyDocument,
+  parseDenyDocument,
   deriveNames,
   type AwsParams,
 } from '../src/index.js';
@@ -193,10 +196,20 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
   it('fixture: condition keys: each Deny names exactly one session by aws:userid, lasts past its expiry, and another case on the same role gets its own', async () => {
     const a = await issued();
     const b = await issued();
-    const denies: Record<string, unknown>[] = [];
+    const denied: { userId: string; until: number }[][] = [];
     for (const x of [a, b]) {
+      // The role has no Deny policy yet (the covering check and the read before the write); after
+      // the write, reads answer with what was written.
+      const noDenyPolicy = f.queryError('NoSuchEntity', 'The role policy cannot be found.', 404);
+      const written = {
+        get body() {
+          const put = x.handler.calls('PutRolePolicy')[0]!.params;
+          return f.getRolePolicy(DENY_POLICY_NAME, put.get('PolicyDocument')!).body;
+        },
+      };
       x.handler
         .on('ListRolePolicies', f.listRolePolicies(['workload']))
+        .on('GetRolePolicy', [noDenyPolicy, noDenyPolicy, written])
         .on('PutRolePolicy', f.empty('PutRolePolicy'));
       const rc = {
         ...x.ctx,
@@ -210,19 +223,19 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
       };
       const out = await x.executor.revoke(rc);
       expect(out.alreadyGone).toBe(false);
+      expect(x.handler.calls('PutRolePolicy')).toHaveLength(1);
       const put = x.handler.calls('PutRolePolicy')[0]!.params;
-      const name = put.get('PolicyName')!;
-      const until = Number(name.split('.')[1]);
-      expect(until * 1000).toBeGreaterThanOrEqual(Date.parse(x.res.ref.sessionExpiresAt!));
-      expect(put.get('PolicyDocument')).toBe(denyDocument(f.ROLE_ID, x.names.principalName));
-      denies.push(JSON.parse(put.get('PolicyDocument')!));
+      expect(put.get('PolicyName')).toBe(DENY_POLICY_NAME);
+      const sessions = parseDenyDocument(put.get('PolicyDocument')!);
+      expect(sessions).toHaveLength(1);
+      expect(sessions[0]!.until * 1000).toBeGreaterThanOrEqual(Date.parse(x.res.ref.sessionExpiresAt!));
+      expect(sessions[0]!.until % DENY_BUCKET_SECONDS).toBe(0);
+      expect(put.get('PolicyDocument')).toBe(denyDocument(sessions));
+      denied.push(sessions);
     }
     expect(a.names.principalName).not.toBe(b.names.principalName);
-    const cond = (d: Record<string, unknown>) =>
-      (d as { Statement: { Condition: { StringEquals: Record<string, string> } }[] }).Statement[0]!.Condition
-        .StringEquals['aws:userid'];
-    expect(cond(denies[0]!)).toBe(`${f.ROLE_ID}:${a.names.principalName}`);
-    expect(cond(denies[1]!)).toBe(`${f.ROLE_ID}:${b.names.principalName}`);
+    expect(denied[0]![0]!.userId).toBe(`${f.ROLE_ID}:${a.names.principalName}`);
+    expect(denied[1]![0]!.userId).toBe(`${f.ROLE_ID}:${b.names.principalName}`);
   });
 
   it('fixture: IAM is eventually consistent: an acceptance after a rejection reports present; three rejections in a row, with backoff, report absent', async () => {
@@ -290,22 +303,65 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
       trigger: 'manual',
       reason: 'x',
     };
+    const until = Math.ceil(Date.parse(res.ref.sessionExpiresAt!) / 1000) + 300;
+    const noDenyPolicy = f.queryError('NoSuchEntity', 'The role policy cannot be found.', 404);
     const good = new FixtureHandler({
       GetRole: f.getRole(),
-      ListRolePolicies: f.listRolePolicies(['workload', policyName]),
-      GetRolePolicy: f.getRolePolicy(policyName, denyDocument(f.ROLE_ID, names.principalName)),
+      ListRolePolicies: f.listRolePolicies(['workload', DENY_POLICY_NAME]),
+      GetRolePolicy: f.getRolePolicy(
+        DENY_POLICY_NAME,
+        denyDocument([
+          { userId: `${f.ROLE_ID}:gl.someone-else`, until },
+          { userId: `${f.ROLE_ID}:${names.principalName}`, until },
+        ]),
+      ),
     });
     const v = await setup(good).executor.verify(rc);
-    expect(v).toMatchObject({ status: 'absent', method: 'deny-policy-state', observation: { policyName } });
+    expect(v).toMatchObject({
+      status: 'absent',
+      method: 'deny-policy-state',
+      observation: { policyName: DENY_POLICY_NAME },
+    });
     const forged = new FixtureHandler({
       GetRole: f.getRole(),
-      ListRolePolicies: f.listRolePolicies([policyName]),
-      GetRolePolicy: f.getRolePolicy(policyName, denyDocument(f.ROLE_ID, 'gl.someone-else')),
+      ListRolePolicies: f.listRolePolicies([DENY_POLICY_NAME]),
+      GetRolePolicy: f.getRolePolicy(
+        DENY_POLICY_NAME,
+        denyDocument([{ userId: `${f.ROLE_ID}:gl.someone-else`, until }]),
+      ),
     });
     expect((await setup(forged).executor.verify(rc)).status).toBe('present');
+    // A per-session Deny policy written by an earlier version still counts.
+    const legacy = new FixtureHandler({
+      GetRole: f.getRole(),
+      ListRolePolicies: f.listRolePolicies(['workload', policyName]),
+      GetRolePolicy: [
+        noDenyPolicy,
+        f.getRolePolicy(
+          policyName,
+          JSON.stringify({
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'GrantlineRevokedSession',
+                Effect: 'Deny',
+                Action: '*',
+                Resource: '*',
+                Condition: { StringEquals: { 'aws:userid': `${f.ROLE_ID}:${names.principalName}` } },
+              },
+            ],
+          }),
+        ),
+      ],
+    });
+    expect(await setup(legacy).executor.verify(rc)).toMatchObject({
+      status: 'absent',
+      observation: { policyName },
+    });
     const missing = new FixtureHandler({
       GetRole: f.getRole(),
       ListRolePolicies: f.listRolePolicies(['workload']),
+      GetRolePolicy: noDenyPolicy,
     });
     expect((await setup(missing).executor.verify(rc)).status).toBe('present');
   });
@@ -313,7 +369,10 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
   it('fixture: a baseline probe denied at issue makes verify rely on the Deny policy state, never on a rejection', async () => {
     const { handler, executor, grant, res } = await issued({ baseline: 'denied' });
     expect(res.ref.probeBaseline).toBe('denied');
-    handler.on('ListRolePolicies', f.listRolePolicies([])).on('GetRole', f.getRole());
+    handler
+      .on('ListRolePolicies', f.listRolePolicies([]))
+      .on('GetRolePolicy', f.queryError('NoSuchEntity', 'The role policy cannot be found.', 404))
+      .on('GetRole', f.getRole());
     const rc = {
       ...ctxOf(grant, parse),
       issuance: { ref: res.ref, issuedAt: grant.window.issuedAt!, expiresAt: res.expiresAt.toISOString() },
@@ -327,21 +386,35 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
     expect(handler.calls('GetRole').length).toBe(before + 1); // the role lookup only, no probe
   });
 
-  it('fixture: garbage collection removes only expired Deny policies', async () => {
+  it('fixture: garbage collection removes only expired Denies: per-session policies of earlier versions, and sessions of the Deny policy', async () => {
     const past = Math.floor(Date.now() / 1000) - 60;
     const future = Math.floor(Date.now() / 1000) + 3600;
     const handler = new FixtureHandler({
       ListRolePolicies: f.listRolePolicies([
         'workload',
+        DENY_POLICY_NAME,
         `grantline-deny.${past}.gl.old`,
         `grantline-deny.${future}.gl.live`,
       ]),
+      GetRolePolicy: f.getRolePolicy(
+        DENY_POLICY_NAME,
+        denyDocument([
+          { userId: `${f.ROLE_ID}:gl.old`, until: past },
+          { userId: `${f.ROLE_ID}:gl.live`, until: future },
+        ]),
+      ),
       DeleteRolePolicy: f.empty('DeleteRolePolicy'),
+      PutRolePolicy: f.empty('PutRolePolicy'),
     });
     const removed = await setup(handler).executor.collectGarbage(f.ROLE_ARN);
-    expect(removed).toBe(1);
+    expect(removed).toBe(2);
     expect(handler.calls('DeleteRolePolicy').map((c) => c.params.get('PolicyName'))).toEqual([
       `grantline-deny.${past}.gl.old`,
+    ]);
+    const put = handler.calls('PutRolePolicy')[0]!.params;
+    expect(put.get('PolicyName')).toBe(DENY_POLICY_NAME);
+    expect(parseDenyDocument(put.get('PolicyDocument')!)).toEqual([
+      { userId: `${f.ROLE_ID}:gl.live`, until: future },
     ]);
   });
 });

@@ -200,11 +200,20 @@ describe('identity-center strategy (fixture: recorded AWS responses through the 
     });
     const { executor } = setup(handler);
     const g = awsCase(target({ revokeSessions: true }));
+    // Answers with what the executor wrote (read when the request arrives).
+    const afterWrite = {
+      get body() {
+        return JSON.stringify({
+          InlinePolicy: handler.calls('PutInlinePolicyToPermissionSet')[0]!.json!.InlinePolicy,
+        });
+      },
+    };
     const res = await executor.issue(ctxOf(g, parse));
     handler
       .on('ListAccountAssignments', f.listAssignments(true))
       .on('DeleteAccountAssignment', f.deletionStatus('SUCCEEDED'))
-      .on('GetInlinePolicyForPermissionSet', f.inlinePolicy(existing))
+      // The second read is the check after the write: the Deny counts only once it is seen in place.
+      .on('GetInlinePolicyForPermissionSet', [f.inlinePolicy(existing), afterWrite])
       .on('PutInlinePolicyToPermissionSet', f.jsonEmpty())
       .on('ProvisionPermissionSet', f.provisioningStatus('IN_PROGRESS'))
       .on('DescribePermissionSetProvisioningStatus', [

@@ -16,7 +16,13 @@ import {
   deriveNames,
 } from '../src/index.js';
 import { awsCase, ctxOf } from './support/grants.js';
-import { adminClients, createBoundary, createPermissionSet, skipWithoutMoto } from './support/moto.js';
+import {
+  adminClients,
+  createBoundary,
+  createPermissionSet,
+  skipWithoutMoto,
+  switchableClients,
+} from './support/moto.js';
 import { alice, bob, deployBot, storeBackedService } from './support/service.js';
 
 const parse = (v: unknown) => awsParamsSchema.parse(v) as AwsParams;
@@ -247,3 +253,66 @@ describe.skipIf(skipWithoutMoto())('Identity Center holders shared across instan
     expect(await listed()).toBe(false);
   });
 });
+
+describe.skipIf(skipWithoutMoto())(
+  'Identity Center store-backed holders while a revocation is pending',
+  () => {
+    it('a case whose revocation of the assignment is still being retried holds it: a second case shares it (not standing access) and the last one deletes it', async () => {
+      const sw = await switchableClients();
+      const { instanceArn, permissionSetArn } = await createPermissionSet(sw.admin.ssoAdmin);
+      const principalId = randomUUID();
+      const params = {
+        strategy: 'identity-center',
+        instanceArn,
+        permissionSetArn,
+        accountId: ACCOUNT,
+        principalType: 'USER',
+        principalId,
+      };
+      const listed = async () =>
+        (
+          (
+            await sw.admin.ssoAdmin.send(
+              new ListAccountAssignmentsCommand({
+                InstanceArn: instanceArn,
+                AccountId: ACCOUNT,
+                PermissionSetArn: permissionSetArn,
+              }),
+            )
+          ).AccountAssignments ?? []
+        ).some((a) => a.PrincipalId === principalId);
+      const gl = storeBackedService(sw.clients, createMemoryStore());
+      const open = async (ticket: string) => {
+        const c = await gl.request({
+          requester: alice,
+          subject: deployBot,
+          justification: { reason: 'console', ticket },
+          targets: [{ id: 'console', system: 'aws', resource: `aws-account:${ACCOUNT}`, params }],
+          durationSeconds: 900,
+        });
+        await gl.approve(c.id, { approver: bob });
+        return (await gl.issue(c.id)).grant;
+      };
+      const a = await open('OPS-94');
+      // A's revocation fails (a real ECONNREFUSED): A stays `revoking`, the assignment stays.
+      sw.fail('transient');
+      const pending = await gl.revoke(a.id, { actor: bob, reason: 'done' });
+      sw.restore();
+      expect(pending.state).toBe('revoking');
+      expect(pending.targets[0]!.revocation?.confirmedAt).toBeUndefined();
+      expect(await listed()).toBe(true);
+
+      const b = await open('OPS-95');
+      expect(b.targets[0]!.issuance!.ref.preexisting).toBeUndefined();
+      expect(b.targets[0]!.issuance!.ref.sharedWith).toBe(a.id);
+
+      // A's retry hands the assignment to B; B's revocation then deletes it.
+      const ra = await gl.verify(a.id);
+      expect(ra.targets[0]!.revocation?.detail).toMatchObject({ method: 'assignment-handoff' });
+      expect(await listed()).toBe(true);
+      const rb = await gl.revoke(b.id, { actor: bob, reason: 'done' });
+      expect(rb.state).toBe('verified');
+      expect(await listed()).toBe(false);
+    });
+  },
+);

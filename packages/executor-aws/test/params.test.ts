@@ -3,6 +3,7 @@ import { STSClient } from '@aws-sdk/client-sts';
 import { isGrantlineError } from '@grantline/core';
 import { describe, expect, it } from 'vitest';
 import { awsParamsSchema, createAwsExecutor } from '../src/index.js';
+import { actionCoveredBy } from '../src/params.js';
 import { alice, deployBot, service } from './support/service.js';
 
 const roleArn = 'arn:aws:iam::123456789012:role/deploy';
@@ -67,5 +68,25 @@ describe('target params, validated per strategy', () => {
     expect(isGrantlineError(err) && err.code).toBe('ERR_VALIDATION');
     const issues = (err as { details: { issues: { path: (string | number)[] }[] } }).details.issues;
     expect(issues[0]!.path.slice(0, 3 + path.length)).toEqual(['targets', 0, 'params', ...path]);
+  });
+});
+
+describe('params.actions may narrow target.permissions, never widen them', () => {
+  it.each([
+    ['iam:ListRoles', 'iam:ListRoles', true],
+    ['IAM:listroles', 'iam:ListRoles', true],
+    ['iam:ListRoles', 'iam:List*', true],
+    ['iam:List*', 'iam:*', true],
+    ['iam:Get*Policy', 'iam:Get*', true],
+    ['iam:ListRole?', 'iam:List*', true],
+    ['*', '*', true],
+    ['*', 'iam:*', false],
+    ['iam:*', 'iam:List*', false],
+    ['iam:L*', 'iam:List*', false],
+    ['iam:List*', 'iam:ListRoles', false],
+    ['iam:ListRole*', 'iam:ListRole?', false],
+    ['s3:GetObject', 'iam:*', false],
+  ])('%s covered by %s: %s', (action, permission, covered) => {
+    expect(actionCoveredBy(action, permission)).toBe(covered);
   });
 });

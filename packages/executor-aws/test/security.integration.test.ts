@@ -1,6 +1,7 @@
 import {
   CreateAccessKeyCommand,
   CreateUserCommand,
+  GetRolePolicyCommand,
   GetUserCommand,
   ListAccessKeysCommand,
   ListRolePoliciesCommand,
@@ -15,8 +16,10 @@ import {
   awsParamsSchema,
   type AwsParams,
   createAwsExecutor,
+  DENY_POLICY_NAME,
   denyDocument,
   deriveNames,
+  parseDenyDocument,
 } from '../src/index.js';
 import { awsCase, ctxOf } from './support/grants.js';
 import { adminClients, canListRoles, createBoundary, createRole, skipWithoutMoto } from './support/moto.js';
@@ -151,21 +154,42 @@ describe.skipIf(skipWithoutMoto())('trying to break it on moto_server', () => {
     const { iam, sts } = adminClients();
     const role = await createRole(iam);
     const now = Math.floor(Date.now() / 1000);
+    // Per-session policies of earlier versions, and the one Deny policy of this version.
     const expired = `grantline-deny.${now - 10}.gl.old`;
     const live = `grantline-deny.${now + 3600}.gl.live`;
-    for (const name of [expired, live]) {
+    const legacy = (session: string) =>
+      JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Deny',
+            Action: '*',
+            Resource: '*',
+            Condition: { StringEquals: { 'aws:userid': `${role.RoleId!}:${session}` } },
+          },
+        ],
+      });
+    const policies: Record<string, string> = {
+      [expired]: legacy('gl.old'),
+      [live]: legacy('gl.live'),
+      [DENY_POLICY_NAME]: denyDocument([
+        { userId: `${role.RoleId!}:gl.gone`, until: now - 10 },
+        { userId: `${role.RoleId!}:gl.kept`, until: now + 3600 },
+      ]),
+    };
+    for (const [name, doc] of Object.entries(policies)) {
       await iam.send(
-        new PutRolePolicyCommand({
-          RoleName: role.RoleName!,
-          PolicyName: name,
-          PolicyDocument: denyDocument(role.RoleId!, name.split('.').slice(2).join('.')),
-        }),
+        new PutRolePolicyCommand({ RoleName: role.RoleName!, PolicyName: name, PolicyDocument: doc }),
       );
     }
     const removed = await createAwsExecutor({ iam, sts }).collectGarbage(role.Arn!);
-    expect(removed).toBe(1);
+    expect(removed).toBe(2);
     const left =
       (await iam.send(new ListRolePoliciesCommand({ RoleName: role.RoleName! }))).PolicyNames ?? [];
-    expect(left.sort()).toEqual([live, 'workload'].sort());
+    expect(left.sort()).toEqual([DENY_POLICY_NAME, live, 'workload'].sort());
+    const doc = (
+      await iam.send(new GetRolePolicyCommand({ RoleName: role.RoleName!, PolicyName: DENY_POLICY_NAME }))
+    ).PolicyDocument;
+    expect(parseDenyDocument(doc)).toEqual([{ userId: `${role.RoleId!}:gl.kept`, until: now + 3600 }]);
   });
 });
