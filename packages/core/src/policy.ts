@@ -15,7 +15,6 @@ import { str } from './json-data.js';
 import { usageConstraintsSchema } from './model.js';
 
 const id = str().min(1).max(256);
-const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
 
 const cidr = str().refine(
   (v) => parseCidr(v) !== null,
@@ -246,8 +245,11 @@ export interface RequestFacts {
 
 /**
  * Finds the rule governing a request and checks its required references and duration. Each target
- * must match a rule (templates only when the request names them); the governing rule is the strictest
- * (highest risk, then most approvals), and the duration cap is the smallest of the matched rules.
+ * must match a rule (templates only when the request names them), and every target of one case must
+ * be governed by the same rule: a case whose targets match different rules is refused (`RULES_DIFFER`)
+ * rather than governed by one of them, since one snapshot cannot carry several rules' approvers,
+ * operator teams, proof requirements and usage constraints without dropping some. Ask for such
+ * targets in separate cases.
  */
 export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): Decision<PolicySnapshot> {
   const { policy } = compiled;
@@ -271,10 +273,24 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
     } else matched.push(rule);
   });
   if (reasons.length > 0) return { allowed: false, reasons };
-  const governing = [...matched].sort(
-    (a, b) => RISK_ORDER[b.risk] - RISK_ORDER[a.risk] || b.approvals.count - a.approvals.count,
-  )[0]!;
-  const maxDuration = Math.min(...matched.map((r) => r.maxDurationSeconds));
+  const governing = matched[0]!;
+  if (matched.some((r) => r !== governing)) {
+    // Merging would have to keep every rule's quorum, operator exclusion, proofs and per-target
+    // constraints; one snapshot holds one rule, so combining targets is refused instead of weakened.
+    return {
+      allowed: false,
+      reasons: [
+        {
+          code: 'RULES_DIFFER',
+          message: `the targets are governed by different rules (${req.targets
+            .map((t, i) => `${t.id}: ${matched[i]!.id}`)
+            .join(', ')}); request them in separate cases`,
+          path: ['targets'],
+        },
+      ],
+    };
+  }
+  const maxDuration = governing.maxDurationSeconds;
   if (req.durationSeconds > maxDuration) {
     reasons.push({
       code: 'DURATION_EXCEEDS_MAX',
@@ -282,7 +298,7 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
       path: ['durationSeconds'],
     });
   }
-  for (const rule of new Set(matched)) reasons.push(...checkReferences(rule, req));
+  reasons.push(...checkReferences(governing, req));
   if (reasons.length > 0) return { allowed: false, reasons };
   const snapshot: PolicySnapshot = {
     policyId: policy.id,

@@ -245,25 +245,97 @@ describe('required change record', () => {
     expect(g.policy.ruleId).toBe('staging-change');
   });
 
-  it('every matched rule of a multi-target case checks its references, not only the governing one', async () => {
-    const { gl } = await env();
-    // db-workload (high risk, no references) governs; prod-change's change-record rule still applies.
+  it('a multi-target case whose targets match different rules is refused, whatever the references', async () => {
+    const { gl, store } = await env();
+    // db-workload (high risk) and prod-change (its change record) would both govern: refused, not merged.
     const both = (justification: Record<string, string>) => ({
       ...ask(justification, [db, prod]),
       requester: dana,
       subject: job,
       durationSeconds: 900,
     });
-    expect(await refusal(gl.request(both({ changeRecord: 'free text' })))).toEqual({
-      code: 'ERR_POLICY_DENIED',
-      reasons: [{ code: 'CHANGE_RECORD_PATTERN', path: ['justification', 'changeRecord'] }],
-    });
-    expect(await refusal(gl.request(both({})))).toEqual({
-      code: 'ERR_POLICY_DENIED',
-      reasons: [{ code: 'CHANGE_RECORD_REQUIRED', path: ['justification', 'changeRecord'] }],
-    });
-    const g = await gl.request(both({ changeRecord: 'CHG0000042' }));
-    expect(g.policy.ruleId).toBe('db-workload');
+    const before = store.dump();
+    for (const j of [{ changeRecord: 'free text' }, {}, { changeRecord: 'CHG0000042' }] as Record<
+      string,
+      string
+    >[]) {
+      expect(await refusal(gl.request(both(j)))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'RULES_DIFFER', path: ['targets'] }],
+      });
+    }
+    expect(store.dump()).toBe(before);
+  });
+});
+
+describe('targets governed by different rules (combining targets never weakens a rule)', () => {
+  // `db` is high risk (dual control); `net` is medium but demands a proven workload, has its own
+  // operator team and usage constraints. A case for both must not be governed by `db` alone.
+  const mixed: PolicyInput = {
+    id: 'mixed',
+    version: '1',
+    owner: 'gov',
+    rules: [
+      {
+        id: 'db',
+        risk: 'high',
+        match: { resources: ['db://*'] },
+        operator: 'ops-db',
+        maxDurationSeconds: 3600,
+        approvals: { count: 2, roles: ['a', 'b'], distinctRoles: true },
+      },
+      {
+        id: 'net',
+        risk: 'medium',
+        match: { resources: ['net://*'] },
+        operator: 'ops-net',
+        maxDurationSeconds: 3600,
+        require: { provenWorkload: true, provenApprovers: true },
+        approvals: { count: 1, roles: ['netowner'] },
+        constraints: { sourceCidrs: ['10.0.0.0/8'], actions: ['net:read'] },
+      },
+    ],
+  };
+  const dbT = { id: 'd', system: 'token', resource: 'db://x' };
+  const netT = { id: 'n', system: 'token', resource: 'net://core' };
+  const ask = (targets: { id: string; system: string; resource: string }[]) => ({
+    requester: { id: 'alice', kind: 'human' as const },
+    subject: { id: 'ci', kind: 'workload' as const },
+    justification: { reason: 'x' },
+    targets,
+    durationSeconds: 60,
+  });
+  async function mixedEnv() {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    return { store, gl: createGrantline({ store, policy: mixed, executors: [tokens.executor], clock }) };
+  }
+
+  it('db + net in one case is refused with RULES_DIFFER (in either order), nothing written', async () => {
+    const { gl, store } = await mixedEnv();
+    const before = store.dump();
+    for (const targets of [
+      [dbT, netT],
+      [netT, dbT],
+      [dbT, { ...netT, id: 'n2' }, { ...dbT, id: 'd2' }],
+    ]) {
+      expect(await refusal(gl.request(ask(targets)))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'RULES_DIFFER', path: ['targets'] }],
+      });
+    }
+    expect(store.dump()).toBe(before);
+  });
+
+  it("net's own requirements still hold when asked for alone; db alone and several db targets are one case", async () => {
+    const { gl } = await mixedEnv();
+    // The unproven workload is refused for net (what combining with db used to skip).
+    await expect(gl.request(ask([netT]))).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
+    const g = await gl.request(ask([dbT, { ...dbT, id: 'd2', resource: 'db://y' }]));
+    expect(g.policy.ruleId).toBe('db');
+    expect(g.policy.operator).toBe('ops-db');
+    expect(g.policy.approvals.count).toBe(2);
   });
 });
 

@@ -637,13 +637,23 @@ describe('policy and idempotency', () => {
     ).toBe('ERR_IDEMPOTENCY_MISMATCH');
   });
 
-  it('a multi-target case is governed by its strictest rule', async () => {
+  it('a multi-target case whose targets match different rules is refused (RULES_DIFFER), not governed by one', async () => {
     const env = await setup();
+    const both = paymentsRequest({
+      targets: [
+        { id: 'orders', system: 'token', resource: 'api://orders' },
+        { id: 'payments', system: 'token', resource: 'api://payments' },
+      ],
+    });
+    expect(await code(env.gl.request(both))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: ['RULES_DIFFER'],
+    });
     const g = await env.gl.request(
       paymentsRequest({
         targets: [
-          { id: 'orders', system: 'token', resource: 'api://orders' },
-          { id: 'payments', system: 'token', resource: 'api://payments' },
+          { id: 'p1', system: 'token', resource: 'api://payments' },
+          { id: 'p2', system: 'token', resource: 'api://payments/refunds' },
         ],
       }),
     );
