@@ -91,6 +91,18 @@ export const ruleSchema = z
         message: 'only low-risk rules may be pre-approved templates',
       });
     }
+    if (r.template !== undefined) {
+      // A template approves with no human: what it covers must be spelled out, never "anything".
+      for (const key of ['systems', 'resources', 'permissions'] as const) {
+        if (!r.match[key] || r.match[key].length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['match', key],
+            message: `a pre-approved template must list match.${key} (without it, it pre-approves any ${key})`,
+          });
+        }
+      }
+    }
     if (r.template === undefined && r.approvals.count === 0) {
       ctx.addIssue({
         code: 'custom',

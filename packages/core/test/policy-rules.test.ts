@@ -4,6 +4,7 @@ import {
   type DecisionReason,
   type PolicyInput,
   type PrincipalInput,
+  compilePolicy,
   createGrantline,
   createTokenAuthority,
   isGrantlineError,
@@ -414,5 +415,84 @@ describe('usage time window (weekdays 08:00-18:00 UTC)', () => {
     await e.gl.issue(g.id);
     const used = await e.gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'db:read' });
     expect(used.state).toBe('issued');
+  });
+});
+
+describe('pre-approved templates name what they cover', () => {
+  const templateRule = {
+    id: 'tpl',
+    risk: 'low' as const,
+    template: 'tpl',
+    operator: 'ops',
+    maxDurationSeconds: 600,
+    approvals: { count: 0, roles: [] },
+  };
+  const full = { systems: ['token'], resources: ['api://metrics'], permissions: ['metrics:read'] };
+  const withMatch = (match: Record<string, string[]>): PolicyInput => ({
+    id: 'p',
+    version: '1',
+    owner: 'gov',
+    rules: [{ ...templateRule, match }],
+  });
+  /** The validation issues (path and message) of a policy refused by compilePolicy. */
+  function issues(p: PolicyInput): { code: string; paths: (string | number)[][] } {
+    try {
+      compilePolicy(p);
+    } catch (err) {
+      if (!isGrantlineError(err)) throw err;
+      const list = err.details.issues as { path: (string | number)[] }[];
+      return { code: err.code, paths: list.map((i) => i.path) };
+    }
+    throw new Error('expected the policy to be refused');
+  }
+
+  it('a template rule without match.systems, match.resources or match.permissions is refused with the path', () => {
+    for (const key of ['systems', 'resources', 'permissions'] as const) {
+      const { [key]: _dropped, ...rest } = full;
+      expect(issues(withMatch(rest))).toEqual({
+        code: 'ERR_VALIDATION',
+        paths: [['rules', 0, 'match', key]],
+      });
+      expect(issues(withMatch({ ...full, [key]: [] }))).toEqual({
+        code: 'ERR_VALIDATION',
+        paths: [['rules', 0, 'match', key]],
+      });
+    }
+    expect(issues({ id: 'p', version: '1', owner: 'gov', rules: [templateRule] })).toEqual({
+      code: 'ERR_VALIDATION',
+      paths: [
+        ['rules', 0, 'match', 'systems'],
+        ['rules', 0, 'match', 'resources'],
+        ['rules', 0, 'match', 'permissions'],
+      ],
+    });
+    expect(compilePolicy(withMatch(full)).policy.rules[0]!.template).toBe('tpl');
+  });
+
+  it('a complete template pre-approves only its permissions: any other permission is not covered', async () => {
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      policy: withMatch(full),
+      executors: [tokens.executor],
+      clock,
+    });
+    const ask = (permissions: string[]) =>
+      gl.request({
+        requester: job,
+        subject: job,
+        justification: { reason: 'scrape' },
+        targets: [{ id: 'm', system: 'token', resource: 'api://metrics', permissions }],
+        durationSeconds: 60,
+        template: 'tpl',
+      });
+    for (const bad of [['payments:write'], ['metrics:read', '*'], ['metrics:read:all']]) {
+      expect(await refusal(ask(bad))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'TEMPLATE_NOT_APPLICABLE', path: ['targets', 0] }],
+      });
+    }
+    expect((await ask(['metrics:read'])).state).toBe('approved');
   });
 });

@@ -34,7 +34,18 @@ export function describeInjection(
         const tablesBefore = await env.tableCount();
         const gl = createGrantline({
           store: env.store,
-          policy: testPolicy,
+          // The template names each hostile resource and permission it covers (a glob matches itself).
+          policy: {
+            ...testPolicy,
+            rules: testPolicy.rules.map((r) => ({
+              ...r,
+              match: {
+                systems: ['count'],
+                resources: PAYLOADS,
+                permissions: PAYLOADS.flatMap((p) => [p, `${p}:2`]),
+              },
+            })),
+          },
           executors: [createCountingExecutor()],
         });
         for (const [i, p] of PAYLOADS.entries()) {
