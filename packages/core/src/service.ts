@@ -999,7 +999,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Records the mandatory review of a break-glass case. A rejected review ends the access: live access
    * is revoked with trigger `review`, a case not yet issued is cancelled, and one being issued is
    * revoked the moment issuance completes (`issue` then throws `ERR_ISSUANCE_FAILED`). The reviewer
-   * must hold a reviewer role and not be the actor or subject.
+   * must be a human holding a reviewer role, not the actor or subject, and not in the break-glass
+   * operator team (reasons `SELF_REVIEW`, `REVIEWER_NOT_HUMAN`, `OPERATOR_TEAM_REVIEW`,
+   * `ROLE_NOT_QUALIFIED`; `ERR_APPROVAL_REFUSED`).
    */
   async review(id: string, input: ReviewInput): Promise<Grant> {
     this.checkId(id, 'review');
@@ -1013,6 +1015,20 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           code: 'SELF_REVIEW',
           message: 'the break-glass actor or subject may not review it',
           path: ['reviewer', 'id'],
+        });
+      }
+      if (r.reviewer.kind !== 'human') {
+        reasons.push({
+          code: 'REVIEWER_NOT_HUMAN',
+          message: 'a break-glass review must come from a human principal',
+          path: ['reviewer', 'kind'],
+        });
+      }
+      if (g.breakGlass && r.reviewer.teams.includes(g.policy.operator)) {
+        reasons.push({
+          code: 'OPERATOR_TEAM_REVIEW',
+          message: `${r.reviewer.id} is in the break-glass operator team ${g.policy.operator}, which executes and may not review`,
+          path: ['reviewer', 'teams'],
         });
       }
       if (!role || !roles.includes(role) || !r.reviewer.roles.includes(role)) {
