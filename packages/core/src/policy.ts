@@ -12,7 +12,7 @@ import type {
   UsageConstraints,
 } from './model.js';
 import { str } from './json-data.js';
-import { usageConstraintsSchema } from './model.js';
+import { foldIdentity, sameIdentity, usageConstraintsSchema } from './model.js';
 
 const id = str().min(1).max(256);
 
@@ -414,14 +414,14 @@ export function evaluateApproval(
 ): Decision<{ role: string }> {
   const reasons: DecisionReason[] = [];
   const req = grant.policy.approvals;
-  if (approver.id === grant.requester.id) {
+  if (sameIdentity(approver.id, grant.requester.id)) {
     reasons.push({
       code: 'SELF_APPROVAL_REQUESTER',
       message: `${approver.id} requested this case and may not approve it`,
       path: ['approver', 'id'],
     });
   }
-  if (approver.id === grant.subject.id) {
+  if (sameIdentity(approver.id, grant.subject.id)) {
     reasons.push({
       code: 'SELF_APPROVAL_SUBJECT',
       message: `${approver.id} is the subject of this case and may not approve it`,
@@ -442,7 +442,7 @@ export function evaluateApproval(
       path: ['approver', 'kind'],
     });
   }
-  if (grant.approvals.some((a) => a.approver.id === approver.id)) {
+  if (grant.approvals.some((a) => sameIdentity(a.approver.id, approver.id))) {
     reasons.push({
       code: 'DUPLICATE_APPROVER',
       message: `${approver.id} has already approved this case`,
@@ -493,7 +493,7 @@ export function quorumMet(policy: PolicySnapshot, approvals: readonly Approval[]
   const req = policy.approvals;
   const qualifying = approvals.filter((a) => req.roles.includes(a.role));
   if (req.distinctRoles) return new Set(qualifying.map((a) => a.role)).size >= req.count;
-  return new Set(qualifying.map((a) => a.approver.id)).size >= req.count;
+  return new Set(qualifying.map((a) => foldIdentity(a.approver.id))).size >= req.count;
 }
 
 /** Parses an IPv4/IPv6 CIDR into `[address, prefix, family]`, or null. */

@@ -44,6 +44,7 @@ import {
   breakGlassInputSchema,
   decisionInputSchema,
   extendInputSchema,
+  foldIdentity,
   issueInputSchema,
   listQuerySchema,
   ticketClosedInputSchema,
@@ -51,6 +52,7 @@ import {
   requestInputSchema,
   reviewInputSchema,
   revokeInputSchema,
+  sameIdentity,
   startSweeperOptionsSchema,
   type StartSweeperOptions,
   sweepOptionsSchema,
@@ -1010,7 +1012,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const roles = g.breakGlass?.reviewerRoles ?? [];
       const role = r.role ?? r.reviewer.roles.find((x) => roles.includes(x));
       const reasons: DecisionReason[] = [];
-      if (g.breakGlass && (r.reviewer.id === g.breakGlass.actor.id || r.reviewer.id === g.subject.id)) {
+      if (
+        g.breakGlass &&
+        (sameIdentity(r.reviewer.id, g.breakGlass.actor.id) || sameIdentity(r.reviewer.id, g.subject.id))
+      ) {
         reasons.push({
           code: 'SELF_REVIEW',
           message: 'the break-glass actor or subject may not review it',
@@ -2319,20 +2324,30 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   private async overdueReviewsOf(actorId: string): Promise<number> {
+    // The store filters by the exact requester id: ask for the id as given and its folded form (the
+    // usual canonical spelling), and count cases whose actor folds equal, each case once.
+    const seen = new Set<string>();
     let count = 0;
-    let cursor: string | undefined;
-    do {
-      const page = await this.store.list({ requesterId: actorId, limit: 500, ...(cursor ? { cursor } : {}) });
-      const now = this.clock.now().getTime();
-      count += page.grants.filter(
-        (g) =>
-          g.breakGlass &&
-          g.breakGlass.actor.id === actorId &&
-          !g.breakGlass.review &&
-          Date.parse(g.breakGlass.reviewDueAt) <= now,
-      ).length;
-      cursor = page.nextCursor;
-    } while (cursor);
+    for (const requesterId of new Set([actorId, foldIdentity(actorId)])) {
+      let cursor: string | undefined;
+      do {
+        const page = await this.store.list({ requesterId, limit: 500, ...(cursor ? { cursor } : {}) });
+        const now = this.clock.now().getTime();
+        for (const g of page.grants) {
+          if (
+            !seen.has(g.id) &&
+            g.breakGlass &&
+            sameIdentity(g.breakGlass.actor.id, actorId) &&
+            !g.breakGlass.review &&
+            Date.parse(g.breakGlass.reviewDueAt) <= now
+          ) {
+            seen.add(g.id);
+            count++;
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+    }
     return count;
   }
 
