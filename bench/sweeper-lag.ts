@@ -42,6 +42,7 @@ async function run(
           id: 'auto',
           risk: 'low',
           template: 'auto',
+          match: { systems: ['noop'], resources: ['db://*'], permissions: ['db:read'] },
           operator: 'ops',
           maxDurationSeconds: 3600,
           approvals: { count: 0, roles: [] },

@@ -41,22 +41,15 @@ const policy: PolicyInput = {
   owner: 'security-governance',
   rules: [
     {
+      // One rule governs both systems: a case whose targets match different rules is refused
+      // (RULES_DIFFER), so a case spanning two systems needs a rule that covers both.
       id: 'prod-db',
       risk: 'high',
-      match: { systems: ['postgres'], resources: ['postgres://prod/*'] },
+      match: { systems: ['postgres', 'token'], resources: ['postgres://prod/*', 'api://prod/*'] },
       operator: 'platform-team',
       maxDurationSeconds: 3600,
       require: { ticket: { pattern: '^OPS-\\d+$' } },
       approvals: { count: 2, roles: ['dba', 'security-officer'], distinctRoles: true },
-    },
-    {
-      // Alone, the API token would need one approval; in a case with the database, the strictest rule governs.
-      id: 'prod-api',
-      risk: 'medium',
-      match: { systems: ['token'], resources: ['api://prod/*'] },
-      operator: 'platform-team',
-      maxDurationSeconds: 3600,
-      approvals: { count: 1, roles: ['dba', 'security-officer'] },
     },
   ],
 };
@@ -192,7 +185,7 @@ describe.skipIf(!available)('one case spanning PostgreSQL and a token authority'
   it('one approval set issues both; revoked and verified together; one evidence bundle covers both', async () => {
     const env = await setup();
     const g = await request(env);
-    // The high-risk database rule governs the whole case: two approvals in distinct roles.
+    // The one high-risk rule covering both systems governs the case: two approvals in distinct roles.
     assert.equal(g.policy.ruleId, 'prod-db');
     assert.deepEqual(g.policy.approvals, {
       count: 2,

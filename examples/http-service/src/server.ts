@@ -61,7 +61,7 @@ export const policy: PolicyInput = {
       id: 'short-lived-read',
       risk: 'low',
       template: 'short-lived',
-      match: { systems: ['token'], resources: ['api://metrics'] },
+      match: { systems: ['token'], resources: ['api://metrics'], permissions: ['metrics:read'] },
       operator: 'platform-ops',
       maxDurationSeconds: 300,
       approvals: { count: 0, roles: [] },

@@ -31,7 +31,7 @@ const policy = {
       id: 'metrics-read',
       risk: 'low' as const,
       template: 'read-metrics', // pre-approved, expires by itself
-      match: { systems: ['token'], resources: ['api://metrics'] },
+      match: { systems: ['token'], resources: ['api://metrics'], permissions: ['metrics:read'] },
       operator: 'platform-ops',
       maxDurationSeconds: 900,
       approvals: { count: 0, roles: [] },

@@ -30,6 +30,7 @@ it('README: export a bundle and the public keys, then verify them as an auditor 
           id: 'any',
           risk: 'low',
           template: 'auto',
+          match: { systems: ['token'], resources: ['api://orders'], permissions: ['orders:export'] },
           operator: 'ops',
           maxDurationSeconds: 600,
           approvals: { count: 0, roles: [] },

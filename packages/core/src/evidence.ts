@@ -11,6 +11,7 @@ import {
   type PolicySnapshot,
   type Principal,
   GRANT_STATES,
+  sameIdentity,
 } from './model.js';
 import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
 import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
@@ -1099,16 +1100,17 @@ function checkApproval(
 ): void {
   const at = { seq: a.seq };
   const id = a.approver?.id;
-  if (id === requester.id || id === subject.id)
+  if (sameIdentity(id, requester.id) || sameIdentity(id, subject.id))
     err(
       'SELF_APPROVAL',
-      `${id} approved a case they ${id === requester.id ? 'requested' : 'are the subject of'}`,
+      `${id} approved a case they ${sameIdentity(id, requester.id) ? 'requested' : 'are the subject of'}`,
       at,
     );
   if ((a.approver?.teams ?? []).includes(snap.operator))
     err('OPERATOR_APPROVAL', `${id} is in the operator team ${snap.operator}`, at);
   if (a.approver?.kind !== 'human') err('APPROVER_NOT_HUMAN', `approver ${id} is not a human`, at);
-  if (earlier.some((x) => x.approver?.id === id)) err('DUPLICATE_APPROVER', `${id} approved twice`, at);
+  if (earlier.some((x) => sameIdentity(x.approver?.id, id)))
+    err('DUPLICATE_APPROVER', `${id} approved twice`, at);
   if (!snap.approvals.roles.includes(a.role) || !(a.approver?.roles ?? []).includes(a.role)) {
     err(
       'ROLE_NOT_QUALIFIED',

@@ -7,9 +7,31 @@ const text = (max: number) => str().min(1).max(max);
 /** ISO-8601 timestamp in UTC with milliseconds, as produced by `Date#toISOString`. */
 export const isoTime = z.iso.datetime({ offset: false });
 
+/**
+ * The form in which two principal ids are compared: NFKC, then lower case. Ids are stored as given;
+ * every check that refuses the same person (self-approval, duplicate approver, self-review, the
+ * overdue break-glass block, evidence verification) compares folded forms, so `Olga`, `olga` and an
+ * NFD spelling are one person. Checks that grant the requester or subject a right (issue, complete,
+ * extend, cancel) keep exact ids, so folding never widens who may act.
+ */
+export function foldIdentity(id: string): string {
+  return id.normalize('NFKC').toLowerCase();
+}
+
+/** True when two principal ids name the same identity (conservatively: equal once folded). */
+export function sameIdentity(a: string | undefined, b: string | undefined): boolean {
+  return a !== undefined && b !== undefined && foldIdentity(a) === foldIdentity(b);
+}
+
+/** A principal id: no leading or trailing whitespace, no control or format (e.g. zero-width) characters. */
+const principalId = id.refine(
+  (v) => v.trim() === v && !/[\p{Cc}\p{Cf}]/u.test(v),
+  'principal id: no leading/trailing whitespace, control or format (zero-width) characters',
+);
+
 /** A person or a workload. A human acting for a CI job is two principals, never one. */
 export const principalSchema = z.strictObject({
-  id,
+  id: principalId,
   kind: z.enum(['human', 'workload']),
   roles: z.array(id).max(64).default([]),
   /** Teams the principal belongs to; the rule's operator team may not approve. */

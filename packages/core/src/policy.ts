@@ -12,10 +12,9 @@ import type {
   UsageConstraints,
 } from './model.js';
 import { str } from './json-data.js';
-import { usageConstraintsSchema } from './model.js';
+import { foldIdentity, sameIdentity, usageConstraintsSchema } from './model.js';
 
 const id = str().min(1).max(256);
-const RISK_ORDER = { low: 0, medium: 1, high: 2 } as const;
 /** Durations in a policy are at most a year: a larger one is a mistake (and overflows dates). */
 const YEAR_SECONDS = 366 * 24 * 3600;
 const seconds = () => z.number().int().positive().max(YEAR_SECONDS);
@@ -94,6 +93,18 @@ export const ruleSchema = z
         path: ['template'],
         message: 'only low-risk rules may be pre-approved templates',
       });
+    }
+    if (r.template !== undefined) {
+      // A template approves with no human: what it covers must be spelled out, never "anything".
+      for (const key of ['systems', 'resources', 'permissions'] as const) {
+        if (!r.match[key] || r.match[key].length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['match', key],
+            message: `a pre-approved template must list match.${key} (without it, it pre-approves any ${key})`,
+          });
+        }
+      }
     }
     if (r.template === undefined && r.approvals.count === 0) {
       ctx.addIssue({
@@ -245,8 +256,11 @@ export interface RequestFacts {
 
 /**
  * Finds the rule governing a request and checks its required references and duration. Each target
- * must match a rule (templates only when the request names them); the governing rule is the strictest
- * (highest risk, then most approvals), and the duration cap is the smallest of the matched rules.
+ * must match a rule (templates only when the request names them), and every target of one case must
+ * be governed by the same rule: a case whose targets match different rules is refused (`RULES_DIFFER`)
+ * rather than governed by one of them, since one snapshot cannot carry several rules' approvers,
+ * operator teams, proof requirements and usage constraints without dropping some. Ask for such
+ * targets in separate cases.
  */
 export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): Decision<PolicySnapshot> {
   const { policy } = compiled;
@@ -270,10 +284,24 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
     } else matched.push(rule);
   });
   if (reasons.length > 0) return { allowed: false, reasons };
-  const governing = [...matched].sort(
-    (a, b) => RISK_ORDER[b.risk] - RISK_ORDER[a.risk] || b.approvals.count - a.approvals.count,
-  )[0]!;
-  const maxDuration = Math.min(...matched.map((r) => r.maxDurationSeconds));
+  const governing = matched[0]!;
+  if (matched.some((r) => r !== governing)) {
+    // Merging would have to keep every rule's quorum, operator exclusion, proofs and per-target
+    // constraints; one snapshot holds one rule, so combining targets is refused instead of weakened.
+    return {
+      allowed: false,
+      reasons: [
+        {
+          code: 'RULES_DIFFER',
+          message: `the targets are governed by different rules (${req.targets
+            .map((t, i) => `${t.id}: ${matched[i]!.id}`)
+            .join(', ')}); request them in separate cases`,
+          path: ['targets'],
+        },
+      ],
+    };
+  }
+  const maxDuration = governing.maxDurationSeconds;
   if (req.durationSeconds > maxDuration) {
     reasons.push({
       code: 'DURATION_EXCEEDS_MAX',
@@ -281,7 +309,7 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
       path: ['durationSeconds'],
     });
   }
-  for (const rule of new Set(matched)) reasons.push(...checkReferences(rule, req));
+  reasons.push(...checkReferences(governing, req));
   if (reasons.length > 0) return { allowed: false, reasons };
   const snapshot: PolicySnapshot = {
     policyId: policy.id,
@@ -385,14 +413,14 @@ export function evaluateApproval(
 ): Decision<{ role: string }> {
   const reasons: DecisionReason[] = [];
   const req = grant.policy.approvals;
-  if (approver.id === grant.requester.id) {
+  if (sameIdentity(approver.id, grant.requester.id)) {
     reasons.push({
       code: 'SELF_APPROVAL_REQUESTER',
       message: `${approver.id} requested this case and may not approve it`,
       path: ['approver', 'id'],
     });
   }
-  if (approver.id === grant.subject.id) {
+  if (sameIdentity(approver.id, grant.subject.id)) {
     reasons.push({
       code: 'SELF_APPROVAL_SUBJECT',
       message: `${approver.id} is the subject of this case and may not approve it`,
@@ -413,7 +441,7 @@ export function evaluateApproval(
       path: ['approver', 'kind'],
     });
   }
-  if (grant.approvals.some((a) => a.approver.id === approver.id)) {
+  if (grant.approvals.some((a) => sameIdentity(a.approver.id, approver.id))) {
     reasons.push({
       code: 'DUPLICATE_APPROVER',
       message: `${approver.id} has already approved this case`,
@@ -464,7 +492,7 @@ export function quorumMet(policy: PolicySnapshot, approvals: readonly Approval[]
   const req = policy.approvals;
   const qualifying = approvals.filter((a) => req.roles.includes(a.role));
   if (req.distinctRoles) return new Set(qualifying.map((a) => a.role)).size >= req.count;
-  return new Set(qualifying.map((a) => a.approver.id)).size >= req.count;
+  return new Set(qualifying.map((a) => foldIdentity(a.approver.id))).size >= req.count;
 }
 
 /** Parses an IPv4/IPv6 CIDR into `[address, prefix, family]`, or null. */

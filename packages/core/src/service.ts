@@ -44,6 +44,7 @@ import {
   breakGlassInputSchema,
   decisionInputSchema,
   extendInputSchema,
+  foldIdentity,
   issueInputSchema,
   listQuerySchema,
   ticketClosedInputSchema,
@@ -51,6 +52,7 @@ import {
   requestInputSchema,
   reviewInputSchema,
   revokeInputSchema,
+  sameIdentity,
   startSweeperOptionsSchema,
   type StartSweeperOptions,
   sweepOptionsSchema,
@@ -1105,7 +1107,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * Records the mandatory review of a break-glass case. A rejected review ends the access: live access
    * is revoked with trigger `review`, a case not yet issued is cancelled, and one being issued is
    * revoked the moment issuance completes (`issue` then throws `ERR_ISSUANCE_FAILED`). The reviewer
-   * must hold a reviewer role and not be the actor or subject.
+   * must be a human holding a reviewer role, not the actor or subject, and not in the break-glass
+   * operator team (reasons `SELF_REVIEW`, `REVIEWER_NOT_HUMAN`, `OPERATOR_TEAM_REVIEW`,
+   * `ROLE_NOT_QUALIFIED`; `ERR_APPROVAL_REFUSED`).
    */
   async review(id: string, input: ReviewInput): Promise<Grant> {
     this.checkId(id, 'review');
@@ -1114,11 +1118,28 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       const roles = g.breakGlass?.reviewerRoles ?? [];
       const role = r.role ?? r.reviewer.roles.find((x) => roles.includes(x));
       const reasons: DecisionReason[] = [];
-      if (g.breakGlass && (r.reviewer.id === g.breakGlass.actor.id || r.reviewer.id === g.subject.id)) {
+      if (
+        g.breakGlass &&
+        (sameIdentity(r.reviewer.id, g.breakGlass.actor.id) || sameIdentity(r.reviewer.id, g.subject.id))
+      ) {
         reasons.push({
           code: 'SELF_REVIEW',
           message: 'the break-glass actor or subject may not review it',
           path: ['reviewer', 'id'],
+        });
+      }
+      if (r.reviewer.kind !== 'human') {
+        reasons.push({
+          code: 'REVIEWER_NOT_HUMAN',
+          message: 'a break-glass review must come from a human principal',
+          path: ['reviewer', 'kind'],
+        });
+      }
+      if (g.breakGlass && r.reviewer.teams.includes(g.policy.operator)) {
+        reasons.push({
+          code: 'OPERATOR_TEAM_REVIEW',
+          message: `${r.reviewer.id} is in the break-glass operator team ${g.policy.operator}, which executes and may not review`,
+          path: ['reviewer', 'teams'],
         });
       }
       if (!role || !roles.includes(role) || !r.reviewer.roles.includes(role)) {
@@ -2445,20 +2466,30 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   }
 
   private async overdueReviewsOf(actorId: string): Promise<number> {
+    // The store filters by the exact requester id: ask for the id as given and its folded form (the
+    // usual canonical spelling), and count cases whose actor folds equal, each case once.
+    const seen = new Set<string>();
     let count = 0;
-    let cursor: string | undefined;
-    do {
-      const page = await this.store.list({ requesterId: actorId, limit: 500, ...(cursor ? { cursor } : {}) });
-      const now = this.clock.now().getTime();
-      count += page.grants.filter(
-        (g) =>
-          g.breakGlass &&
-          g.breakGlass.actor.id === actorId &&
-          !g.breakGlass.review &&
-          Date.parse(g.breakGlass.reviewDueAt) <= now,
-      ).length;
-      cursor = page.nextCursor;
-    } while (cursor);
+    for (const requesterId of new Set([actorId, foldIdentity(actorId)])) {
+      let cursor: string | undefined;
+      do {
+        const page = await this.store.list({ requesterId, limit: 500, ...(cursor ? { cursor } : {}) });
+        const now = this.clock.now().getTime();
+        for (const g of page.grants) {
+          if (
+            !seen.has(g.id) &&
+            g.breakGlass &&
+            sameIdentity(g.breakGlass.actor.id, actorId) &&
+            !g.breakGlass.review &&
+            Date.parse(g.breakGlass.reviewDueAt) <= now
+          ) {
+            seen.add(g.id);
+            count++;
+          }
+        }
+        cursor = page.nextCursor;
+      } while (cursor);
+    }
     return count;
   }
 

@@ -39,7 +39,7 @@ const policy: PolicyInput = {
     {
       id: 'fx-low',
       risk: 'low',
-      match: { systems: ['fx'], resources: ['r://low/*'] },
+      match: { systems: ['fx'], resources: ['r://low/*'], permissions: ['read:*'] },
       operator: 'ops',
       maxDurationSeconds: 900,
       template: 'fx-low',

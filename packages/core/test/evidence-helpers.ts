@@ -62,7 +62,7 @@ export const policy: PolicyInput = {
     {
       id: 'staging-read',
       risk: 'low',
-      match: { systems: ['token'], resources: ['api://staging/*'] },
+      match: { systems: ['token'], resources: ['api://staging/*'], permissions: ['staging:read'] },
       operator: 'platform-team',
       maxDurationSeconds: 900,
       template: 'staging-read',

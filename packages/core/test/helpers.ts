@@ -17,6 +17,12 @@ export const autoPolicy = (id: string) => ({
       id: 'auto',
       risk: 'low' as const,
       template: 'auto',
+      // A template spells out what it pre-approves: the test systems, db:// resources, reads.
+      match: {
+        systems: ['sys', 'flaky', 'broken', 'slow', 'odd'],
+        resources: ['db://*'],
+        permissions: ['db:read'],
+      },
       operator: 'ops',
       maxDurationSeconds: 3600,
       approvals: { count: 0, roles: [] },
@@ -71,7 +77,7 @@ export const policy: PolicyInput = {
       id: 'metrics-read',
       risk: 'low',
       template: 'read-metrics',
-      match: { systems: ['token'], resources: ['api://metrics'] },
+      match: { systems: ['token'], resources: ['api://metrics'], permissions: ['metrics:read'] },
       operator: 'platform-ops',
       maxDurationSeconds: 900,
       approvals: { count: 0, roles: [] },

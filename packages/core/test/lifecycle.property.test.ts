@@ -35,7 +35,7 @@ const policy: PolicyInput = {
     {
       id: 'ledger-pair',
       risk: 'medium',
-      match: { systems: ['token'], resources: ['api://ledger'] },
+      match: { systems: ['token'], resources: ['api://ledger*'] },
       operator: 'platform-ops',
       maxDurationSeconds: 3600,
       approvals: { count: 2, roles: ['service-owner', 'security-officer'] },
@@ -76,30 +76,30 @@ const others: PrincipalInput[] = [
 /** Index 0 is the requester and 1 the subject of the run; the operator team is 2 and 3. */
 const POOL_SIZE = 2 + others.length;
 
-type TargetSet = 'payments' | 'payments+orders' | 'orders+inventory' | 'ledger+orders';
+type TargetSet = 'payments' | 'payments+refunds' | 'orders+inventory' | 'ledger+archive';
 const targetSets: Record<TargetSet, RequestInput['targets']> = {
   payments: [
     { id: 'payments', system: 'token', resource: 'api://payments', permissions: ['payments:write'] },
   ],
-  'payments+orders': [
+  'payments+refunds': [
     { id: 'payments', system: 'token', resource: 'api://payments', permissions: ['payments:write'] },
-    { id: 'orders', system: 'token', resource: 'api://orders' },
+    { id: 'refunds', system: 'token', resource: 'api://payments/refunds' },
   ],
   'orders+inventory': [
     { id: 'orders', system: 'token', resource: 'api://orders' },
     { id: 'inventory', system: 'token', resource: 'api://inventory' },
   ],
-  'ledger+orders': [
+  'ledger+archive': [
     { id: 'ledger', system: 'token', resource: 'api://ledger' },
-    { id: 'orders', system: 'token', resource: 'api://orders' },
+    { id: 'archive', system: 'token', resource: 'api://ledger/archive' },
   ],
 };
-/** The rule that must govern each target set, read from the policy definition (not the service). */
+/** The rule that must govern each target set (all its targets match that one rule), read from the policy definition. */
 const governingRule: Record<TargetSet, string> = {
   payments: 'payments-write',
-  'payments+orders': 'payments-write',
+  'payments+refunds': 'payments-write',
   'orders+inventory': 'standard',
-  'ledger+orders': 'ledger-pair',
+  'ledger+archive': 'ledger-pair',
 };
 
 type Step =

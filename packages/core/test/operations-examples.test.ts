@@ -25,6 +25,7 @@ const policy = {
       id: 'auto',
       risk: 'low' as const,
       template: 'auto',
+      match: { systems: ['sys'], resources: ['db://*'], permissions: ['db:read'] },
       operator: 'platform-ops',
       maxDurationSeconds: 3600,
       approvals: { count: 0, roles: [] },

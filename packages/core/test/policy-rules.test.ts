@@ -4,6 +4,7 @@ import {
   type DecisionReason,
   type PolicyInput,
   type PrincipalInput,
+  compilePolicy,
   createGrantline,
   createTokenAuthority,
   isGrantlineError,
@@ -245,25 +246,97 @@ describe('required change record', () => {
     expect(g.policy.ruleId).toBe('staging-change');
   });
 
-  it('every matched rule of a multi-target case checks its references, not only the governing one', async () => {
-    const { gl } = await env();
-    // db-workload (high risk, no references) governs; prod-change's change-record rule still applies.
+  it('a multi-target case whose targets match different rules is refused, whatever the references', async () => {
+    const { gl, store } = await env();
+    // db-workload (high risk) and prod-change (its change record) would both govern: refused, not merged.
     const both = (justification: Record<string, string>) => ({
       ...ask(justification, [db, prod]),
       requester: dana,
       subject: job,
       durationSeconds: 900,
     });
-    expect(await refusal(gl.request(both({ changeRecord: 'free text' })))).toEqual({
-      code: 'ERR_POLICY_DENIED',
-      reasons: [{ code: 'CHANGE_RECORD_PATTERN', path: ['justification', 'changeRecord'] }],
-    });
-    expect(await refusal(gl.request(both({})))).toEqual({
-      code: 'ERR_POLICY_DENIED',
-      reasons: [{ code: 'CHANGE_RECORD_REQUIRED', path: ['justification', 'changeRecord'] }],
-    });
-    const g = await gl.request(both({ changeRecord: 'CHG0000042' }));
-    expect(g.policy.ruleId).toBe('db-workload');
+    const before = store.dump();
+    for (const j of [{ changeRecord: 'free text' }, {}, { changeRecord: 'CHG0000042' }] as Record<
+      string,
+      string
+    >[]) {
+      expect(await refusal(gl.request(both(j)))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'RULES_DIFFER', path: ['targets'] }],
+      });
+    }
+    expect(store.dump()).toBe(before);
+  });
+});
+
+describe('targets governed by different rules (combining targets never weakens a rule)', () => {
+  // `db` is high risk (dual control); `net` is medium but demands a proven workload, has its own
+  // operator team and usage constraints. A case for both must not be governed by `db` alone.
+  const mixed: PolicyInput = {
+    id: 'mixed',
+    version: '1',
+    owner: 'gov',
+    rules: [
+      {
+        id: 'db',
+        risk: 'high',
+        match: { resources: ['db://*'] },
+        operator: 'ops-db',
+        maxDurationSeconds: 3600,
+        approvals: { count: 2, roles: ['a', 'b'], distinctRoles: true },
+      },
+      {
+        id: 'net',
+        risk: 'medium',
+        match: { resources: ['net://*'] },
+        operator: 'ops-net',
+        maxDurationSeconds: 3600,
+        require: { provenWorkload: true, provenApprovers: true },
+        approvals: { count: 1, roles: ['netowner'] },
+        constraints: { sourceCidrs: ['10.0.0.0/8'], actions: ['net:read'] },
+      },
+    ],
+  };
+  const dbT = { id: 'd', system: 'token', resource: 'db://x' };
+  const netT = { id: 'n', system: 'token', resource: 'net://core' };
+  const ask = (targets: { id: string; system: string; resource: string }[]) => ({
+    requester: { id: 'alice', kind: 'human' as const },
+    subject: { id: 'ci', kind: 'workload' as const },
+    justification: { reason: 'x' },
+    targets,
+    durationSeconds: 60,
+  });
+  async function mixedEnv() {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    return { store, gl: createGrantline({ store, policy: mixed, executors: [tokens.executor], clock }) };
+  }
+
+  it('db + net in one case is refused with RULES_DIFFER (in either order), nothing written', async () => {
+    const { gl, store } = await mixedEnv();
+    const before = store.dump();
+    for (const targets of [
+      [dbT, netT],
+      [netT, dbT],
+      [dbT, { ...netT, id: 'n2' }, { ...dbT, id: 'd2' }],
+    ]) {
+      expect(await refusal(gl.request(ask(targets)))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'RULES_DIFFER', path: ['targets'] }],
+      });
+    }
+    expect(store.dump()).toBe(before);
+  });
+
+  it("net's own requirements still hold when asked for alone; db alone and several db targets are one case", async () => {
+    const { gl } = await mixedEnv();
+    // The unproven workload is refused for net (what combining with db used to skip).
+    await expect(gl.request(ask([netT]))).rejects.toMatchObject({ code: 'ERR_POLICY_DENIED' });
+    const g = await gl.request(ask([dbT, { ...dbT, id: 'd2', resource: 'db://y' }]));
+    expect(g.policy.ruleId).toBe('db');
+    expect(g.policy.operator).toBe('ops-db');
+    expect(g.policy.approvals.count).toBe(2);
   });
 });
 
@@ -342,5 +415,84 @@ describe('usage time window (weekdays 08:00-18:00 UTC)', () => {
     await e.gl.issue(g.id);
     const used = await e.gl.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'db:read' });
     expect(used.state).toBe('issued');
+  });
+});
+
+describe('pre-approved templates name what they cover', () => {
+  const templateRule = {
+    id: 'tpl',
+    risk: 'low' as const,
+    template: 'tpl',
+    operator: 'ops',
+    maxDurationSeconds: 600,
+    approvals: { count: 0, roles: [] },
+  };
+  const full = { systems: ['token'], resources: ['api://metrics'], permissions: ['metrics:read'] };
+  const withMatch = (match: Record<string, string[]>): PolicyInput => ({
+    id: 'p',
+    version: '1',
+    owner: 'gov',
+    rules: [{ ...templateRule, match }],
+  });
+  /** The validation issues (path and message) of a policy refused by compilePolicy. */
+  function issues(p: PolicyInput): { code: string; paths: (string | number)[][] } {
+    try {
+      compilePolicy(p);
+    } catch (err) {
+      if (!isGrantlineError(err)) throw err;
+      const list = err.details.issues as { path: (string | number)[] }[];
+      return { code: err.code, paths: list.map((i) => i.path) };
+    }
+    throw new Error('expected the policy to be refused');
+  }
+
+  it('a template rule without match.systems, match.resources or match.permissions is refused with the path', () => {
+    for (const key of ['systems', 'resources', 'permissions'] as const) {
+      const { [key]: _dropped, ...rest } = full;
+      expect(issues(withMatch(rest))).toEqual({
+        code: 'ERR_VALIDATION',
+        paths: [['rules', 0, 'match', key]],
+      });
+      expect(issues(withMatch({ ...full, [key]: [] }))).toEqual({
+        code: 'ERR_VALIDATION',
+        paths: [['rules', 0, 'match', key]],
+      });
+    }
+    expect(issues({ id: 'p', version: '1', owner: 'gov', rules: [templateRule] })).toEqual({
+      code: 'ERR_VALIDATION',
+      paths: [
+        ['rules', 0, 'match', 'systems'],
+        ['rules', 0, 'match', 'resources'],
+        ['rules', 0, 'match', 'permissions'],
+      ],
+    });
+    expect(compilePolicy(withMatch(full)).policy.rules[0]!.template).toBe('tpl');
+  });
+
+  it('a complete template pre-approves only its permissions: any other permission is not covered', async () => {
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      policy: withMatch(full),
+      executors: [tokens.executor],
+      clock,
+    });
+    const ask = (permissions: string[]) =>
+      gl.request({
+        requester: job,
+        subject: job,
+        justification: { reason: 'scrape' },
+        targets: [{ id: 'm', system: 'token', resource: 'api://metrics', permissions }],
+        durationSeconds: 60,
+        template: 'tpl',
+      });
+    for (const bad of [['payments:write'], ['metrics:read', '*'], ['metrics:read:all']]) {
+      expect(await refusal(ask(bad))).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'TEMPLATE_NOT_APPLICABLE', path: ['targets', 0] }],
+      });
+    }
+    expect((await ask(['metrics:read'])).state).toBe('approved');
   });
 });

@@ -68,7 +68,7 @@ describe('the @grantline/core README and docs stay true', () => {
           id: 'boxes',
           risk: 'low',
           template: 'box',
-          match: { systems: ['box'] },
+          match: { systems: ['box'], resources: ['box://*'], permissions: ['box:use'] },
           operator: 'platform-ops',
           maxDurationSeconds: 3600,
           approvals: { count: 0, roles: [] },

@@ -510,6 +510,25 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(next.state).toBe('approved');
   });
 
+  it('a break-glass review by a workload or by a member of the break-glass operator team is refused', async () => {
+    const env = await setup();
+    const g = await env.gl.breakGlass(ritaIncident);
+    const bot = { id: 'bot', kind: 'workload' as const, roles: ['security-officer'] };
+    expect(await code(env.gl.review(g.id, { reviewer: bot, outcome: 'accepted' }))).toEqual({
+      code: 'ERR_APPROVAL_REFUSED',
+      reasons: ['REVIEWER_NOT_HUMAN'],
+    });
+    // oscar holds security-officer but is in platform-ops, the break-glass operator team.
+    expect(await code(env.gl.review(g.id, { reviewer: oscar, outcome: 'accepted' }))).toEqual({
+      code: 'ERR_APPROVAL_REFUSED',
+      reasons: ['OPERATOR_TEAM_REVIEW'],
+    });
+    expect((await env.gl.get(g.id)).breakGlass!.review).toBeUndefined();
+    expect((await env.gl.review(g.id, { reviewer: sam, outcome: 'accepted' })).breakGlass!.review!.role).toBe(
+      'security-officer',
+    );
+  });
+
   it('a rejected break-glass review revokes live access', async () => {
     const env = await setup();
     const g = await env.gl.breakGlass(ritaIncident);
@@ -637,13 +656,23 @@ describe('policy and idempotency', () => {
     ).toBe('ERR_IDEMPOTENCY_MISMATCH');
   });
 
-  it('a multi-target case is governed by its strictest rule', async () => {
+  it('a multi-target case whose targets match different rules is refused (RULES_DIFFER), not governed by one', async () => {
     const env = await setup();
+    const both = paymentsRequest({
+      targets: [
+        { id: 'orders', system: 'token', resource: 'api://orders' },
+        { id: 'payments', system: 'token', resource: 'api://payments' },
+      ],
+    });
+    expect(await code(env.gl.request(both))).toEqual({
+      code: 'ERR_POLICY_DENIED',
+      reasons: ['RULES_DIFFER'],
+    });
     const g = await env.gl.request(
       paymentsRequest({
         targets: [
-          { id: 'orders', system: 'token', resource: 'api://orders' },
-          { id: 'payments', system: 'token', resource: 'api://payments' },
+          { id: 'p1', system: 'token', resource: 'api://payments' },
+          { id: 'p2', system: 'token', resource: 'api://payments/refunds' },
         ],
       }),
     );

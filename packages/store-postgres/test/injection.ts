@@ -34,12 +34,26 @@ export function describeInjection(
         const tablesBefore = await env.tableCount();
         const gl = createGrantline({
           store: env.store,
-          policy: testPolicy,
+          // The template names each hostile resource and permission it covers (a glob matches itself).
+          policy: {
+            ...testPolicy,
+            rules: testPolicy.rules.map((r) => ({
+              ...r,
+              match: {
+                systems: ['count'],
+                resources: PAYLOADS,
+                permissions: PAYLOADS.flatMap((p) => [p, `${p}:2`]),
+              },
+            })),
+          },
           executors: [createCountingExecutor()],
         });
         for (const [i, p] of PAYLOADS.entries()) {
+          // Principal ids may not hold control or format characters (nor end in whitespace): the
+          // payload goes in with those replaced, and verbatim in every other field.
+          const pid = (kind: string) => `${kind}:${p.replace(/[\p{Cc}\p{Cf}]/gu, '?')}:${i}`;
           const principal = (kind: 'human' | 'workload') => ({
-            id: `${kind}:${p}`,
+            id: pid(kind),
             kind,
             roles: ['dev', p],
             teams: [p],
@@ -59,8 +73,8 @@ export function describeInjection(
           await gl.issue(g.id);
           await gl.revoke(g.id, { actor: principal('human'), reason: p });
           const back = await gl.get(g.id);
-          assert.equal(back.requester.id, `human:${p}`);
-          assert.equal(back.subject.id, `workload:${p}`);
+          assert.equal(back.requester.id, pid('human'));
+          assert.equal(back.subject.id, pid('workload'));
           assert.deepEqual(back.requester.claims, { note: p, [p]: p });
           assert.deepEqual(back.justification, { reason: p, ticket: p, changeRecord: p, workload: p });
           assert.equal(back.targets[0]!.resource, p);
@@ -71,12 +85,12 @@ export function describeInjection(
           assert.equal((await gl.request(input)).id, g.id);
           assert.equal((await env.store.findByIdempotencyKey(`key:${p}`))?.id, g.id);
           // Filters with the payload find exactly this case.
-          const bySubject = await env.store.list({ subjectId: `workload:${p}`, limit: 10 });
+          const bySubject = await env.store.list({ subjectId: pid('workload'), limit: 10 });
           assert.deepEqual(
             bySubject.grants.map((x) => x.id),
             [g.id],
           );
-          const byRequester = await env.store.list({ requesterId: `human:${p}`, limit: 10 });
+          const byRequester = await env.store.list({ requesterId: pid('human'), limit: 10 });
           assert.deepEqual(
             byRequester.grants.map((x) => x.id),
             [g.id],

@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { type PolicyInput, createGrantline, createTokenAuthority, isGrantlineError } from '../src/index.js';
+import { createMemoryStore } from '@grantline/store-memory';
+import { manualClock, policy, rita, sam, setup } from './helpers.js';
+
+// Principal ids are compared folded (NFKC + lower case) wherever the same person is refused, and ids
+// that only differ by invisible characters or edge whitespace are refused outright.
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; reasons: string[]; paths: unknown[] }> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isGrantlineError(err)) throw err;
+    const reasons = ((err.details.reasons as { code: string }[] | undefined) ?? []).map((r) => r.code);
+    // Distinct paths of the validation issues (one field may break more than one check).
+    const paths = [
+      ...new Set(
+        ((err.details.issues as { path: unknown }[] | undefined) ?? []).map((i) => JSON.stringify(i.path)),
+      ),
+    ].map((x) => JSON.parse(x) as unknown);
+    return { code: err.code, reasons, paths };
+  }
+  throw new Error('expected a rejection');
+}
+
+const owner = { id: 'olga', kind: 'human' as const, roles: ['service-owner'] };
+const other = (requester: { id: string; kind: 'human'; roles: string[] }) => ({
+  requester,
+  subject: { id: 'ci:x', kind: 'workload' as const },
+  justification: { reason: 'r' },
+  targets: [{ id: 't', system: 'token', resource: 'api://other' }],
+  durationSeconds: 60,
+});
+
+describe('principal ids', () => {
+  it('an id with edge whitespace or a control/format character is refused with ERR_VALIDATION', async () => {
+    const { gl, store } = await setup();
+    const before = store.dump();
+    for (const bad of [
+      'olga ',
+      ' olga',
+      'olga\u200b',
+      'ol\u200dga',
+      'olga\u0000',
+      'ol\nga',
+      '\ufeffolga',
+      'olga\u202e',
+      'olga\u00a0',
+    ]) {
+      expect(await refusal(gl.request(other({ ...owner, id: bad })))).toMatchObject({
+        code: 'ERR_VALIDATION',
+        paths: [['requester', 'id']],
+      });
+    }
+    expect(store.dump()).toBe(before);
+    const g = await gl.request(other(owner));
+    expect(await refusal(gl.approve(g.id, { approver: { ...owner, id: 'olga\u200b' } }))).toMatchObject({
+      code: 'ERR_VALIDATION',
+      paths: [['approver', 'id']],
+    });
+    // A valid id is stored as given (not folded).
+    expect((await gl.request(other({ ...owner, id: 'Olga' }))).requester.id).toBe('Olga');
+  });
+
+  it('self-approval is refused for an id that folds equal: case, NFD, compatibility forms', async () => {
+    const { gl } = await setup();
+    for (const [requester, approver] of [
+      ['olga', 'Olga'],
+      ['olga', 'OLGA'],
+      ['Jos\u00e9', 'Jose\u0301'],
+      ['Jose\u0301', 'JOS\u00c9'],
+      ['olga', '\uff4f\uff4c\uff47\uff41'], // fullwidth
+    ] as const) {
+      const g = await gl.request(other({ ...owner, id: requester }));
+      expect(await refusal(gl.approve(g.id, { approver: { ...owner, id: approver } }))).toMatchObject({
+        code: 'ERR_APPROVAL_REFUSED',
+        reasons: ['SELF_APPROVAL_REQUESTER'],
+      });
+      expect((await gl.get(g.id)).approvals).toEqual([]);
+    }
+  });
+
+  it('one person approving twice under two spellings is a duplicate, and counts once', async () => {
+    const twoOwners: PolicyInput = {
+      ...policy,
+      rules: [
+        {
+          id: 'two-owners',
+          risk: 'medium',
+          match: { systems: ['token'], resources: ['api://*'] },
+          operator: 'platform-ops',
+          maxDurationSeconds: 3600,
+          approvals: { count: 2, roles: ['service-owner'] },
+        },
+      ],
+    };
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      policy: twoOwners,
+      executors: [tokens.executor],
+      clock,
+    });
+    const g = await gl.request(other({ id: 'alice', kind: 'human', roles: [] }));
+    await gl.approve(g.id, { approver: owner });
+    expect(await refusal(gl.approve(g.id, { approver: { ...owner, id: 'OLGA' } }))).toMatchObject({
+      code: 'ERR_APPROVAL_REFUSED',
+      reasons: ['DUPLICATE_APPROVER'],
+    });
+    expect((await gl.get(g.id)).state).toBe('requested');
+  });
+
+  it('a break-glass actor may not review their own case under another spelling', async () => {
+    const { gl } = await setup();
+    const g = await gl.breakGlass({
+      requester: rita,
+      subject: rita,
+      justification: { reason: 'incident' },
+      targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
+      durationSeconds: 900,
+    });
+    expect(
+      await refusal(gl.review(g.id, { reviewer: { ...sam, id: 'RITA' }, outcome: 'accepted' })),
+    ).toMatchObject({ code: 'ERR_APPROVAL_REFUSED', reasons: ['SELF_REVIEW'] });
+  });
+
+  it('an overdue break-glass review blocks the same actor under another spelling', async () => {
+    const { gl, clock } = await setup();
+    const bg = (id: string) =>
+      gl.breakGlass({
+        requester: { ...rita, id },
+        subject: { ...rita, id },
+        justification: { reason: 'incident' },
+        targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
+        durationSeconds: 900,
+      });
+    await bg('rita');
+    clock.advance(86_401_000);
+    for (const alias of ['rita', 'Rita', 'RITA', '\uff52ita']) {
+      expect(await refusal(bg(alias))).toMatchObject({
+        code: 'ERR_BREAK_GLASS_REFUSED',
+        reasons: ['BREAK_GLASS_REVIEW_OVERDUE'],
+      });
+    }
+  });
+});
