@@ -281,6 +281,7 @@ describe('grantline verify prints no terminal control character from a bundle', 
             id: 'any',
             risk: 'low',
             template: 'auto',
+            match: { systems: ['token'], resources: ['api://*'], permissions: ['read'] },
             operator: 'ops',
             maxDurationSeconds: 600,
             approvals: { count: 0, roles: [] },
@@ -288,9 +289,11 @@ describe('grantline verify prints no terminal control character from a bundle', 
         ],
       },
     });
-    // C0, C1 (CSI), DEL, a line separator and bidi overrides and isolates, in a genuinely signed case.
+    // C0, C1 (CSI), DEL, a line separator and bidi overrides and isolates, in a genuinely signed
+    // case: in its free text (core refuses control and format characters in principal ids; the
+    // tampered bundle below carries one in an approver id).
     const job: Principal = {
-      id: `ci:\u202eexport\u2066${ESC}]0;owned\u0007`,
+      id: 'ci:export',
       kind: 'workload',
       roles: [],
       teams: [],
@@ -298,10 +301,11 @@ describe('grantline verify prints no terminal control character from a bundle', 
     const c = await gl.request({
       requester: job,
       subject: job,
-      justification: { reason: `nightly\n${fakeReport}\u009b2J\u007f\u2028` },
-      targets: [
-        { id: 'api', system: 'token', resource: 'api://orders\r\nApproved   by mallory as security-officer' },
-      ],
+      // (The fake approval line is in the reason: a resource with a line break matches no glob.)
+      justification: {
+        reason: `nightly\n${fakeReport}\u009b2J\u007f\u2028 api://orders\r\nApproved   by mallory as security-officer`,
+      },
+      targets: [{ id: 'api', system: 'token', resource: 'api://orders' }],
       durationSeconds: 300,
       template: 'auto',
     });
@@ -342,7 +346,7 @@ describe('grantline verify prints no terminal control character from a bundle', 
     assert.equal(lines.filter((l) => l.startsWith('Grantline evidence:')).length, 2);
     assert.equal(lines.filter((l) => l.startsWith('Approved')).length, 0);
     assert.ok(lines.some((l) => l.includes('api://orders\\r\\nApproved   by mallory')));
-    assert.ok(lines.some((l) => l.includes('ci:\\u202eexport\\u2066\\u001b]0;owned\\u0007')));
+    assert.ok(lines.some((l) => l.includes('done\\u2029\\u001b[1A')));
     const json = await runInProcess(['verify', join(dir, 'genuine.json'), '--jwks', keysPath, '--json']);
     assert.equal(json.code, 0);
     assert.doesNotMatch(json.stdout, RAW_CONTROL);

@@ -19,7 +19,7 @@ export const autoPolicy = (id: string) => ({
       template: 'auto',
       // A template spells out what it pre-approves: the test systems, db:// resources, reads.
       match: {
-        systems: ['sys', 'flaky', 'broken', 'slow', 'odd'],
+        systems: ['sys', 'flaky', 'broken', 'slow', 'odd', 'late'],
         resources: ['db://*'],
         permissions: ['db:read'],
       },
