@@ -164,35 +164,32 @@ export function createRunner(
         }),
     };
   }
+  /**
+   * `fn` inside a savepoint of the host's transaction: a failure (bad input, a lost race, a
+   * deadlock) is rolled back alone and the host's transaction stays usable, instead of being
+   * aborted whole. ROLLBACK TO keeps the savepoint, so it is released after it as well: failed
+   * calls leave no subtransaction open for the host's later work (more than 64 in one transaction
+   * slow every connection down).
+   */
+  const inSavepoint = <T>(fn: () => Promise<T>): Promise<T> =>
+    lock(async () => {
+      await q('SAVEPOINT grantline_op');
+      try {
+        const out = await fn();
+        await q('RELEASE SAVEPOINT grantline_op');
+        return out;
+      } catch (err) {
+        await q('ROLLBACK TO SAVEPOINT grantline_op')
+          .then(() => q('RELEASE SAVEPOINT grantline_op'))
+          .catch(() => undefined);
+        throw err;
+      }
+    });
   return {
     mode,
-    // Each statement in its own savepoint: a failing one (bad input, a lost race, a deadlock) is
-    // rolled back alone and the host's transaction stays usable, instead of being aborted whole.
-    // Two more round trips per statement, in this mode only.
-    query: (text, values, name) =>
-      lock(async () => {
-        await q('SAVEPOINT grantline_op');
-        try {
-          const out = await q(text, values, name);
-          await q('RELEASE SAVEPOINT grantline_op');
-          return out;
-        } catch (err) {
-          await q('ROLLBACK TO SAVEPOINT grantline_op').catch(() => undefined);
-          throw err;
-        }
-      }),
-    transaction: (fn) =>
-      lock(async () => {
-        await q('SAVEPOINT grantline_op');
-        try {
-          const out = await fn(q, db);
-          await q('RELEASE SAVEPOINT grantline_op');
-          return out;
-        } catch (err) {
-          await q('ROLLBACK TO SAVEPOINT grantline_op').catch(() => undefined);
-          throw err;
-        }
-      }),
+    // Each statement in its own savepoint (two more round trips per statement, in this mode only).
+    query: (text, values, name) => inSavepoint(() => q(text, values, name)),
+    transaction: (fn) => inSavepoint(() => fn(q, db)),
   };
 }
 

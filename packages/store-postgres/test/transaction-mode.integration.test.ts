@@ -65,6 +65,24 @@ describe.skipIf(skip !== null)('store-postgres in a host transaction (mode "tran
     }
   });
 
+  it('a failed store call leaves no savepoint open in the host transaction (ROLLBACK TO keeps it; it is released too)', async () => {
+    const client = await pool.connect();
+    try {
+      const store = createPostgresStore({ db: client, schema, mode: 'transaction' });
+      await client.query('BEGIN');
+      for (let i = 0; i < 3; i++) {
+        const bad = makeGrant(`sp-leak-${i}-${Date.now()}`, { justification: { reason: 'nul\u0000byte' } });
+        await assert.rejects(store.create(bad, makeEvents(bad.id, undefined, ['requested'])));
+      }
+      // Before, each failure left one `grantline_op` savepoint behind: three RELEASEs succeeded.
+      await assert.rejects(client.query('RELEASE SAVEPOINT grantline_op'), /does not exist/);
+      await client.query('ROLLBACK');
+      await store.close();
+    } finally {
+      await release(client);
+    }
+  });
+
   it('allEvents holds no lock once it returns, so writers of the schema are not stalled until the host commits', async () => {
     const outside = createPostgresStore({ db: pool, schema });
     const seed = makeGrant(`seed-${Date.now()}`);
