@@ -1106,7 +1106,7 @@ function checkApproval(
       `${id} approved a case they ${sameIdentity(id, requester.id) ? 'requested' : 'are the subject of'}`,
       at,
     );
-  if ((a.approver?.teams ?? []).includes(snap.operator))
+  if ((a.approver?.teams ?? []).some((team) => sameIdentity(team, snap.operator)))
     err('OPERATOR_APPROVAL', `${id} is in the operator team ${snap.operator}`, at);
   if (a.approver?.kind !== 'human') err('APPROVER_NOT_HUMAN', `approver ${id} is not a human`, at);
   if (earlier.some((x) => sameIdentity(x.approver?.id, id)))

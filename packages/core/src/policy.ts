@@ -427,7 +427,7 @@ export function evaluateApproval(
       path: ['approver', 'id'],
     });
   }
-  if (approver.teams.includes(grant.policy.operator)) {
+  if (approver.teams.some((team) => sameIdentity(team, grant.policy.operator))) {
     reasons.push({
       code: 'OPERATOR_TEAM_APPROVAL',
       message: `${approver.id} is in the operator team ${grant.policy.operator}, which executes and may not approve`,

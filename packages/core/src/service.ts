@@ -590,6 +590,20 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    */
   async breakGlass(input: BreakGlassInput): Promise<Grant> {
     const req = parseInput(breakGlassInputSchema, input, 'breakGlass');
+    // In its folded form, so that every break-glass case of one actor is stored under one id: the
+    // store finds cases by exact requester id, and the overdue-review block must find them all.
+    if (req.requester.id !== foldIdentity(req.requester.id)) {
+      throw new GrantlineError(
+        ErrorCodes.VALIDATION,
+        `breakGlass: requester id ${JSON.stringify(req.requester.id)} must be written in its canonical form ${JSON.stringify(foldIdentity(req.requester.id))} (NFKC, lower case)`,
+        {
+          details: {
+            where: 'breakGlass',
+            issues: [{ path: ['requester', 'id'], code: 'custom', message: 'not in canonical form' }],
+          },
+        },
+      );
+    }
     const requestHash = req.idempotencyKey
       ? sha256Hex(canonicalJson({ ...req, idempotencyKey: undefined, breakGlass: true }))
       : undefined;
@@ -738,7 +752,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(a.reason ? { reason: a.reason } : {}),
           ...(proof ? { proof } : {}),
         },
-        activateBy: isoAt(now.getTime() + this.policy.policy.activationTtlSeconds * 1000),
+        // From the approval, or from `notBefore` when the case may not be issued before it.
+        activateBy: isoAt(
+          Math.max(now.getTime(), g.window.notBefore ? Date.parse(g.window.notBefore) : 0) +
+            this.policy.policy.activationTtlSeconds * 1000,
+        ),
       };
     });
     if (out.state === 'expired') throw lapsedError(out, 'approve');
@@ -1135,7 +1153,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           path: ['reviewer', 'kind'],
         });
       }
-      if (g.breakGlass && r.reviewer.teams.includes(g.policy.operator)) {
+      if (g.breakGlass && r.reviewer.teams.some((team) => sameIdentity(team, g.policy.operator))) {
         reasons.push({
           code: 'OPERATOR_TEAM_REVIEW',
           message: `${r.reviewer.id} is in the break-glass operator team ${g.policy.operator}, which executes and may not review`,
@@ -1325,7 +1343,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           throw new GrantlineError(
             ErrorCodes.CONFLICT,
             `case ${id} changed while it was being extended (now ${cur.state}, ${cur.window.extensions} extension(s)); nothing was recorded`,
-            { retryable: true, details: { caseId: id, state: cur.state, command: 'extend' } },
+            // A retry can succeed only while the case is still issued (another extension won).
+            {
+              retryable: cur.state === 'issued',
+              details: { caseId: id, state: cur.state, command: 'extend' },
+            },
           );
         }
         return {
@@ -1865,19 +1887,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         );
         continue;
       }
-      if ((g.state === 'requested' || g.state === 'approved') && Date.parse(g.window.requestExpiresAt) <= t) {
-        g = await this.mutate(
-          g.id,
-          (cur) =>
-            (cur.state === 'requested' || cur.state === 'approved') &&
-            Date.parse(cur.window.requestExpiresAt) <= t
-              ? {
-                  type: 'expire',
-                  reason: cur.state === 'requested' ? 'not approved in time' : 'not issued in time',
-                }
-              : null,
-          g,
-        );
+      if (lapsedCommand(g, new Date(t))) {
+        g = await this.mutate(g.id, (cur) => lapsedCommand(cur, new Date(t)) ?? null, g);
         continue;
       }
       if (

@@ -135,13 +135,20 @@ describe('principal ids', () => {
         targets: [{ id: 'p', system: 'token', resource: 'api://payments' }],
         durationSeconds: 900,
       });
-    await bg('rita');
-    clock.advance(86_401_000);
-    for (const alias of ['rita', 'Rita', 'RITA', '\uff52ita']) {
-      expect(await refusal(bg(alias))).toMatchObject({
-        code: 'ERR_BREAK_GLASS_REFUSED',
-        reasons: ['BREAK_GLASS_REVIEW_OVERDUE'],
+    // Break-glass ids must be in folded form, so an actor's cases are all under one stored id (the
+    // store matches requester ids exactly): before, a first case opened as 'Rita' was missed when
+    // the next came as 'rita', 'RITA' or 'rItA'.
+    for (const other of ['Rita', 'RITA', '\uff52ita', 'rI\u0301ta']) {
+      await expect(bg(other)).rejects.toMatchObject({
+        code: 'ERR_VALIDATION',
+        details: { issues: [expect.objectContaining({ path: ['requester', 'id'] })] },
       });
     }
+    await bg('rita');
+    clock.advance(86_401_000);
+    expect(await refusal(bg('rita'))).toMatchObject({
+      code: 'ERR_BREAK_GLASS_REFUSED',
+      reasons: ['BREAK_GLASS_REVIEW_OVERDUE'],
+    });
   });
 });

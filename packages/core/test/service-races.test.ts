@@ -196,6 +196,19 @@ describe('the activation deadline', () => {
   });
 });
 
+describe('the activation deadline of a scheduled case', () => {
+  it('runs from notBefore when that is later than the approval: the case can be issued then', async () => {
+    const { gl, clock } = await setup();
+    const notBefore = new Date(clock.now().getTime() + 6 * 3600 * 1000);
+    const g = await gl.request(paymentsRequest({ notBefore }));
+    await gl.approve(g.id, { approver: sam });
+    const approved = await gl.approve(g.id, { approver: olga });
+    expect(approved.window.requestExpiresAt).toBe(new Date(notBefore.getTime() + 3_600_000).toISOString());
+    clock.set(new Date(notBefore.getTime() + 60_000).toISOString());
+    expect((await gl.issue(g.id)).grant.state).toBe('issued');
+  });
+});
+
 describe('bad values that used to be raw JS errors', () => {
   it('a cursor this store never returned is ERR_VALIDATION', async () => {
     const { gl } = await setup();
