@@ -111,6 +111,16 @@ describe('principal ids', () => {
     expect((await gl.get(g.id)).state).toBe('requested');
   });
 
+  it('a member of the operator team under another spelling of its name may not approve', async () => {
+    const { gl } = await setup();
+    const g = await gl.request(other({ id: 'alice', kind: 'human', roles: [] }));
+    // The 'standard' rule's operator team is 'platform-ops'; an IdP group may be spelled otherwise.
+    expect(
+      await refusal(gl.approve(g.id, { approver: { ...owner, teams: ['Platform-Ops'] } })),
+    ).toMatchObject({ code: 'ERR_APPROVAL_REFUSED', reasons: ['OPERATOR_TEAM_APPROVAL'] });
+    expect((await gl.get(g.id)).approvals).toEqual([]);
+  });
+
   it('a break-glass actor may not review their own case under another spelling', async () => {
     const { gl } = await setup();
     const g = await gl.breakGlass({
