@@ -82,9 +82,21 @@ export function checkExecutorResult<T>(system: string, op: ExecutorOp, res: T): 
   const problem = executorResultProblem(op, res);
   if (!problem) return res;
   const where = problem.path.length > 0 ? problem.path.join('.') : 'the result';
+  // An issue answer whose refs are sound names what was made: kept, so the rollback can remove it.
+  const ref =
+    op === 'issue' && isObject(res) && !stringRecordProblem(res.ref, ['ref'])
+      ? (res.ref as Record<string, string>)
+      : undefined;
   throw new GrantlineError(
     ErrorCodes.EXECUTOR,
     `executor ${system}: ${op} returned an answer Grantline cannot record: ${where} ${problem.message}`,
-    { retryable: false, details: { system, op, path: problem.path } },
+    { retryable: false, details: { system, op, path: problem.path, ...(ref ? { ref } : {}) } },
   );
+}
+
+/** The refs of what an issue call made, from the error of an answer that could not be recorded. */
+export function salvagedRef(err: unknown): Record<string, string> | undefined {
+  if (!(err instanceof GrantlineError) || err.details?.op !== 'issue') return undefined;
+  const ref = err.details.ref;
+  return isObject(ref) && !stringRecordProblem(ref, ['ref']) ? (ref as Record<string, string>) : undefined;
 }

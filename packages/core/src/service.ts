@@ -8,7 +8,7 @@ import {
   createCheckpointer,
 } from './checkpoint.js';
 import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
-import { type ExecutorOp, checkExecutorResult } from './executor-result.js';
+import { type ExecutorOp, checkExecutorResult, salvagedRef } from './executor-result.js';
 import { toStorableText } from './json-data.js';
 import { isoAt, isoOf } from './iso.js';
 import { type EvidenceBundle, createEvidence } from './evidence.js';
@@ -942,6 +942,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         });
       } catch (err) {
         failure = { targetId: t.id, error: failureOf(err, secretValues) };
+        // An answer that could not be recorded, but whose refs name what was made: recorded with
+        // them, so the rollback removes it by its refs (a system may not find it without).
+        const ref = salvagedRef(err);
+        if (ref) {
+          issued.push({
+            targetId: t.id,
+            issuance: { ref, issuedAt: isoOf(now), expiresAt: isoOf(expiresAt) },
+          });
+        }
         this.logger.warn('grantline: issuance failed', {
           caseId: id,
           targetId: t.id,

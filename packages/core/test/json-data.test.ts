@@ -153,6 +153,7 @@ describe('executor answers Grantline cannot record', () => {
   /** An executor whose answers are set per test; the credential's state is kept, as a real system's. */
   function oddSystem() {
     const live = new Set<string>();
+    const revokedWith: Record<string, string>[] = [];
     const answer: { issue?: unknown; revoke?: unknown; verify?: unknown; error?: string } = {};
     const executor: Executor<Record<string, unknown>> = {
       system: 'odd',
@@ -165,6 +166,7 @@ describe('executor answers Grantline cannot record', () => {
         }) as never;
       },
       async revoke(ctx) {
+        if (ctx.issuance) revokedWith.push(ctx.issuance.ref);
         if (answer.error) throw new Error(answer.error);
         live.delete(ctx.grant.id);
         return (answer.revoke ?? {}) as never;
@@ -195,7 +197,7 @@ describe('executor answers Grantline cannot record', () => {
         durationSeconds: 60,
         template: 'auto',
       });
-    return { gl, clock, answer, live, open };
+    return { gl, clock, answer, live, open, revokedWith };
   }
 
   it('an issue answer with a ref that is not strings fails the issuance and rolls the case back', async () => {
@@ -212,12 +214,16 @@ describe('executor answers Grantline cannot record', () => {
     expect(verifyChain(g.id, await gl.history(g.id)).valid).toBe(true);
   });
 
-  it('an issue answer with an invalid Date fails the issuance', async () => {
-    const { gl, answer, open } = oddSystem();
+  it('an issue answer with an invalid Date fails the issuance; its sound refs are kept, so the rollback removes by them', async () => {
+    const { gl, answer, open, revokedWith } = oddSystem();
     const g = await open();
-    answer.issue = { ref: { key: 'k' }, expiresAt: new Date(Number.NaN) };
+    answer.issue = { ref: { key: 'k-1' }, expiresAt: new Date(Number.NaN) };
     const err = await gl.issue(g.id).catch((e: unknown) => e);
     expect((err as GrantlineError).message).toContain('expiresAt must be a valid Date');
+    const after = await gl.get(g.id);
+    expect(after.targets[0]!.issuance?.ref).toEqual({ key: 'k-1' });
+    expect(revokedWith).toContainEqual({ key: 'k-1' }); // the rollback's revoke had the refs
+    expect(verifyChain(g.id, await gl.history(g.id)).valid).toBe(true);
   });
 
   it('a verify observation that is not JSON data is a recorded failure the sweeper retries, not a stuck case', async () => {
