@@ -17,6 +17,7 @@ import {
 import { awsCase, ctxOf } from './support/grants.js';
 import { adminClients, createRole, moto, region, skipWithoutMoto } from './support/moto.js';
 import { policyLocksHeld, secondWriterQueued } from './support/policy-lock-hook.js';
+import { alice, bob, deployBot, manualClock, service } from './support/service.js';
 
 const parse = (v: unknown) => awsParamsSchema.parse(v) as AwsParams;
 const fast = { consecutiveRejections: 3, backoffMs: 20, maxBackoffMs: 80 };
@@ -107,6 +108,21 @@ async function denied(iam: IAMClient, roleName: string) {
   } catch {
     return [];
   }
+}
+
+/** Drops the role's Deny policy and puts a hand-made `Deny *` on the role (see the verify test). */
+async function loseEntryUnderAnotherDeny(iam: IAMClient, roleName: string) {
+  await iam.send(new DeleteRolePolicyCommand({ RoleName: roleName, PolicyName: DENY_POLICY_NAME }));
+  await iam.send(
+    new PutRolePolicyCommand({
+      RoleName: roleName,
+      PolicyName: 'ops-freeze',
+      PolicyDocument: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Deny', Action: '*', Resource: '*' }],
+      }),
+    }),
+  );
 }
 
 let hook: ReturnType<typeof secondWriterQueued> | undefined;
@@ -222,17 +238,7 @@ describe.skipIf(skipWithoutMoto())('concurrent writers of one role’s Deny poli
     // A writer in another process (no compare-and-set across processes) dropped the entry; a
     // hand-made Deny on the role still refuses the probe (as IAM's propagation delay would for a
     // while after the loss). It may be lifted any time, so it proves nothing about this case.
-    await iam.send(new DeleteRolePolicyCommand({ RoleName: role.RoleName!, PolicyName: DENY_POLICY_NAME }));
-    await iam.send(
-      new PutRolePolicyCommand({
-        RoleName: role.RoleName!,
-        PolicyName: 'ops-freeze',
-        PolicyDocument: JSON.stringify({
-          Version: '2012-10-17',
-          Statement: [{ Effect: 'Deny', Action: '*', Resource: '*' }],
-        }),
-      }),
-    );
+    await loseEntryUnderAnotherDeny(iam, role.RoleName!);
     expect(await a.executor.verify(a.rc)).toMatchObject({
       status: 'present',
       method: 'deny-policy-state',
@@ -245,5 +251,57 @@ describe.skipIf(skipWithoutMoto())('concurrent writers of one role’s Deny poli
     await a.executor.revoke(a.rc);
     expect(await denied(iam, role.RoleName!)).toEqual([userIdOf(role.RoleId!, a.rc)]);
     expect(await a.executor.verify(a.rc)).toMatchObject({ status: 'absent', method: 'signed-probe' });
+  });
+
+  it('through the service: an entry lost right after the revoke keeps the case from verified; verify retries run out, the target is revoked again and then verified', async () => {
+    const { iam, sts } = adminClients();
+    const role = await createRole(iam);
+    const clock = manualClock();
+    const inner = createAwsExecutor({ iam, sts, probe: fast });
+    let lost = false;
+    const executor: typeof inner = {
+      ...inner,
+      // Between the revoke (which confirmed its entry) and the first verify, another process's
+      // stale write drops the entry; an unrelated Deny still refuses the probe.
+      verify: async (ctx) => {
+        if (!lost) {
+          lost = true;
+          await loseEntryUnderAnotherDeny(iam, role.RoleName!);
+        }
+        return inner.verify(ctx);
+      },
+    };
+    const gl = service([executor], { clock });
+    const requested = await gl.request({
+      requester: alice,
+      subject: deployBot,
+      justification: { reason: 'deploy release 43', ticket: 'OPS-43' },
+      targets: [
+        {
+          id: 'deploy',
+          system: 'aws',
+          resource: role.Arn!,
+          permissions: ['iam:ListRoles'],
+          params: { roleArn: role.Arn! },
+        },
+      ],
+      durationSeconds: 1800,
+    });
+    await gl.approve(requested.id, { approver: bob });
+    const { grant } = await gl.issue(requested.id);
+    const userId = `${grant.targets[0]!.issuance!.ref.roleId}:${grant.targets[0]!.issuance!.ref.sessionName}`;
+    const after = await gl.revoke(requested.id, { actor: bob, reason: 'task finished early' });
+    expect(after.state).toBe('revoked');
+    expect(after.targets[0]!.verification).toMatchObject({ result: 'present', method: 'deny-policy-state' });
+    let g = after;
+    for (let i = 0; i < 30 && g.state !== 'verified'; i++) {
+      clock.advance(1000);
+      await gl.sweep();
+      g = (await gl.get(requested.id))!;
+    }
+    expect(g.state).toBe('verified');
+    expect(await denied(iam, role.RoleName!)).toEqual([userId]);
+    const types = (await gl.history(requested.id)).map((e) => e.type);
+    expect(types.filter((t) => t === 'target.revoked').length).toBeGreaterThanOrEqual(2);
   });
 });
