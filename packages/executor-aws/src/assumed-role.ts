@@ -20,6 +20,7 @@ import type { StrategyDeps } from './deps.js';
 import { invalid, isNotFound, toExecutorError } from './errors.js';
 import { checkSourceIdentity, checkTag, deriveNames, parseDenyPolicyName, roleNameOf } from './names.js';
 import { type AssumedRoleParams, grantedActions } from './params.js';
+import { roleLockKey, withPolicyLock } from './policy-lock.js';
 import { type ProbeObservation, type ProbeRun, probeOnce, probeUntilRejected } from './probe.js';
 
 /** The smallest `DurationSeconds` STS accepts. */
@@ -180,36 +181,43 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
 
   /**
    * Adds `userId` to the role's Deny policy until at least `until` (rounded up to
-   * {@link DENY_BUCKET_SECONDS}), dropping sessions whose Deny has ended. Why the re-read: the policy
-   * is one document, read-modify-written; two revocations at once on one role would otherwise lose
-   * one. Only an entry seen in place after the write counts; verify observes it again later.
+   * {@link DENY_BUCKET_SECONDS}), dropping sessions whose Deny has ended. The policy is one document,
+   * read-modify-written, and IAM has no compare-and-set: within this process every write to the
+   * role's policy (this and {@link collectGarbage}, from any executor instance) runs under one lock
+   * per role, so none works from a stale read. Across processes a stale writer can still drop the
+   * entry: the re-read after the write catches a loss that happened before it (the write is then
+   * repeated), and verify catches a later one (the entry must be in place for `absent`).
    */
-  const denySession = async (roleArn: string, userId: string, until: number, now: Date) => {
-    const bucketed = Math.ceil(until / DENY_BUCKET_SECONDS) * DENY_BUCKET_SECONDS;
-    const covers = (xs: DeniedSession[]) => xs.find((x) => x.userId === userId && x.until >= until);
-    for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS; attempt++) {
-      const current = await readDenied(roleArn);
-      const live = current.filter((x) => x.until * 1000 > now.getTime() && x.userId !== userId);
-      try {
-        await deps.iam.send(
-          new PutRolePolicyCommand({
-            RoleName: roleNameOf(roleArn),
-            PolicyName: DENY_POLICY_NAME,
-            PolicyDocument: denyDocument([...live, { userId, until: bucketed }]),
-          }),
-        );
-      } catch (err) {
-        throw toExecutorError(err, 'iam:PutRolePolicy', [], { roleArn, policyName: DENY_POLICY_NAME });
+  const denySession = (roleArn: string, userId: string, until: number, now: Date) =>
+    withPolicyLock(roleLockKey(roleArn), async () => {
+      const bucketed = Math.ceil(until / DENY_BUCKET_SECONDS) * DENY_BUCKET_SECONDS;
+      const covers = (xs: DeniedSession[]) => xs.find((x) => x.userId === userId && x.until >= until);
+      for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS; attempt++) {
+        const current = await readDenied(roleArn);
+        const live = current.filter((x) => x.until * 1000 > now.getTime() && x.userId !== userId);
+        try {
+          await deps.iam.send(
+            new PutRolePolicyCommand({
+              RoleName: roleNameOf(roleArn),
+              PolicyName: DENY_POLICY_NAME,
+              PolicyDocument: denyDocument([...live, { userId, until: bucketed }]),
+            }),
+          );
+        } catch (err) {
+          throw toExecutorError(err, 'iam:PutRolePolicy', [], { roleArn, policyName: DENY_POLICY_NAME });
+        }
+        const placed = covers(await readDenied(roleArn));
+        if (placed) return placed;
       }
-      const placed = covers(await readDenied(roleArn));
-      if (placed) return placed;
-    }
-    throw new GrantlineError(
-      ErrorCodes.EXECUTOR,
-      `aws iam:PutRolePolicy: the session Deny was overwritten by concurrent writers ${DENY_WRITE_ATTEMPTS} times`,
-      { retryable: true, details: { operation: 'iam:PutRolePolicy', roleArn, policyName: DENY_POLICY_NAME } },
-    );
-  };
+      throw new GrantlineError(
+        ErrorCodes.EXECUTOR,
+        `aws iam:PutRolePolicy: the session Deny was overwritten by concurrent writers ${DENY_WRITE_ATTEMPTS} times`,
+        {
+          retryable: true,
+          details: { operation: 'iam:PutRolePolicy', roleArn, policyName: DENY_POLICY_NAME },
+        },
+      );
+    });
 
   /**
    * Removes Denies whose session has long expired: sessions from {@link DENY_POLICY_NAME}, and the
@@ -234,10 +242,12 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
           });
       }
     }
-    // The consolidated policy sheds sessions whose Deny has ended (deleted once none is left).
-    const denied = await readDenied(roleArn);
-    const live = denied.filter((x) => x.until * 1000 > now.getTime());
-    if (live.length < denied.length) {
+    // The consolidated policy sheds sessions whose Deny has ended (deleted once none is left). Under
+    // the role's lock, so the read is fresh: the write keeps every entry another revoke added.
+    removed += await withPolicyLock(roleLockKey(roleArn), async () => {
+      const denied = await readDenied(roleArn);
+      const live = denied.filter((x) => x.until * 1000 > now.getTime());
+      if (live.length === denied.length) return 0;
       try {
         if (live.length === 0)
           await deps.iam.send(
@@ -251,7 +261,7 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
               PolicyDocument: denyDocument(live),
             }),
           );
-        removed += denied.length - live.length;
+        return denied.length - live.length;
       } catch (err) {
         if (!isNotFound(err))
           deps.logger.warn('grantline-aws: could not prune the deny policy', {
@@ -259,8 +269,9 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
             policy: DENY_POLICY_NAME,
             code: toExecutorError(err, 'iam:PutRolePolicy').details.awsCode,
           });
+        return 0;
       }
-    }
+    });
     return removed;
   };
 
@@ -497,6 +508,44 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
     };
   }
 
+  /**
+   * The Deny of `userId` on the role that lasts until at least `horizon`: its entry in
+   * {@link DENY_POLICY_NAME}, or a per-session policy of an earlier version; `undefined` when none.
+   */
+  const observedDeny = async (
+    roleArn: string,
+    userId: string,
+    sessionName: string,
+    horizon: Date,
+  ): Promise<{ policyName: string; until: number } | undefined> => {
+    const entry = (await readDenied(roleArn)).find(
+      (x) => x.userId === userId && x.until * 1000 >= horizon.getTime(),
+    );
+    if (entry) return { policyName: DENY_POLICY_NAME, until: entry.until };
+    // A per-session Deny written by an earlier version still counts.
+    for (const p of (await denyPolicies(roleArn)).filter((x) => x.sessionName === sessionName)) {
+      let doc: string | undefined;
+      try {
+        const out = await deps.iam.send(
+          new GetRolePolicyCommand({ RoleName: roleNameOf(roleArn), PolicyName: p.name }),
+        );
+        doc = out.PolicyDocument;
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw toExecutorError(err, 'iam:GetRolePolicy', [], { roleArn });
+      }
+      const parsed = parsePolicy(doc);
+      const denies = parsed?.Statement?.some(
+        (s) =>
+          s.Effect === 'Deny' &&
+          (s.Action === '*' || (Array.isArray(s.Action) && s.Action.includes('*'))) &&
+          s.Condition?.StringEquals?.['aws:userid'] === userId,
+      );
+      if (denies && p.until * 1000 >= horizon.getTime()) return { policyName: p.name, until: p.until };
+    }
+    return undefined;
+  };
+
   async function verify(ctx: RCtx): Promise<VerifyResult> {
     const where = 'aws assumed-role verify';
     const names = deriveNames(ctx.grant, ctx.target, where);
@@ -530,6 +579,33 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
             method: 'signed-probe',
             observation: { probe: 'iam:GetRole', roleArn, sessions: runs },
           };
+        }
+      }
+      // A probe refused by an explicit Deny counts only while Grantline's own entry is in place: the
+      // refusal may come from IAM's propagation delay after the entry was lost to a concurrent
+      // writer in another process (no compare-and-set), or from an unrelated Deny someone may lift.
+      // Then the service revokes again, which puts the entry back.
+      if (runs.some((r) => r.observations.at(-1)?.outcome === 'denied')) {
+        // The role id is in the issuance; only without one is the role read (gone: nothing to deny).
+        const roleId = ctx.issuance?.ref.roleId || (await getRole(roleArn))?.roleId;
+        if (roleId) {
+          const expected = `${roleId}:${names.principalName}`;
+          // Credentials are held, so the latest session's expiry is known (no worst case needed).
+          const horizon = sessionHorizon(ctx, names.key, 0).until;
+          if (!(await observedDeny(roleArn, expected, names.principalName, horizon)))
+            return {
+              status: 'present',
+              method: 'deny-policy-state',
+              observation: {
+                roleArn,
+                sessionName: names.principalName,
+                denyPolicy: 'missing',
+                condition: `aws:userid=${expected}`,
+                note: 'the probe was refused, but the Deny policy does not list this session',
+                sessions: runs,
+                checkedAt: ctx.now.toISOString(),
+              },
+            };
         }
       }
       // Verified: the secrets have served their purpose and are dropped from memory now.
@@ -568,56 +644,25 @@ export function createAssumedRoleStrategy(deps: StrategyDeps) {
         observation: { roleArn, checkedAt: ctx.now.toISOString() },
       };
     const roleId = ctx.issuance?.ref.roleId || role.roleId;
-    const horizon = sessionHorizon(ctx, names.key, role.maxSessionSeconds);
     const expected = `${roleId}:${names.principalName}`;
-    const entry = (await readDenied(roleArn)).find(
-      (x) => x.userId === expected && x.until * 1000 >= horizon.until.getTime(),
+    const deny = await observedDeny(
+      roleArn,
+      expected,
+      names.principalName,
+      sessionHorizon(ctx, names.key, role.maxSessionSeconds).until,
     );
-    if (entry) {
+    if (deny) {
       return {
         status: 'absent',
         method: 'deny-policy-state',
         observation: {
           roleArn,
-          policyName: DENY_POLICY_NAME,
+          policyName: deny.policyName,
           condition: `aws:userid=${expected}`,
-          denyUntil: new Date(entry.until * 1000).toISOString(),
+          denyUntil: new Date(deny.until * 1000).toISOString(),
           probe: 'not possible: credentials not held by this process',
         },
       };
-    }
-    // A per-session Deny written by an earlier version still counts.
-    for (const p of (await denyPolicies(roleArn)).filter((x) => x.sessionName === names.principalName)) {
-      let doc: string | undefined;
-      try {
-        const out = await deps.iam.send(
-          new GetRolePolicyCommand({ RoleName: roleNameOf(roleArn), PolicyName: p.name }),
-        );
-        doc = out.PolicyDocument;
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw toExecutorError(err, 'iam:GetRolePolicy', [], { roleArn });
-      }
-      const parsed = parsePolicy(doc);
-      const denies = parsed?.Statement?.some(
-        (s) =>
-          s.Effect === 'Deny' &&
-          (s.Action === '*' || (Array.isArray(s.Action) && s.Action.includes('*'))) &&
-          s.Condition?.StringEquals?.['aws:userid'] === expected,
-      );
-      if (denies && p.until * 1000 >= horizon.until.getTime()) {
-        return {
-          status: 'absent',
-          method: 'deny-policy-state',
-          observation: {
-            roleArn,
-            policyName: p.name,
-            condition: `aws:userid=${expected}`,
-            denyUntil: new Date(p.until * 1000).toISOString(),
-            probe: 'not possible: credentials not held by this process',
-          },
-        };
-      }
     }
     return {
       status: 'present',

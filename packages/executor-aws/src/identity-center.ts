@@ -24,6 +24,7 @@ import {
 import type { AssignmentHolders, AssignmentOrigin, StrategyDeps } from './deps.js';
 import { toExecutorError } from './errors.js';
 import { deriveNames } from './names.js';
+import { permissionSetLockKey, withPolicyLock } from './policy-lock.js';
 import { type IdentityCenterParams, identityCenterParamsSchema } from './params.js';
 
 type Ctx = ExecutorContext<IdentityCenterParams>;
@@ -280,9 +281,9 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
    * a repeated call after a failure (e.g. throttled provisioning) finds the statement and provisions
    * again, so a revocation counts only once the Deny is in place and provisioned.
    *
-   * Why a re-read after the write: the inline policy is one document, read-modify-written; two
-   * revocations at once (two users of one permission set) would otherwise lose one Deny. Only a
-   * statement seen in place after the write counts; verify checks it again later.
+   * Why the lock and the re-read after the write: the inline policy is one document,
+   * read-modify-written; two revocations at once (two users of one permission set) would otherwise
+   * lose one Deny. Only a statement seen in place after the write counts; verify checks it again later.
    */
   const denySessions = async (p: IdentityCenterParams, at: Date, covers: Date = at) => {
     const sid = denySid(p);
@@ -293,37 +294,43 @@ export function createIdentityCenterStrategy(deps: StrategyDeps) {
       const cutoff = cutoffOf(st);
       return cutoff !== undefined && cutoff < at.getTime() - MAX_SSO_SESSION_MS;
     };
-    let placed: Record<string, unknown> | undefined;
-    for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS && !placed; attempt++) {
-      const doc = await readInline(p);
-      placed = coveringDeny(doc, p, covers);
-      if (placed) break;
-      // Why TokenIssueTime: sessions issued before the revocation are denied, while a later case of
-      // the same user with the same permission set still works (AWS's documented revoke-older-sessions form).
-      const statement = {
-        Sid: sid,
-        Effect: 'Deny',
-        Action: '*',
-        Resource: '*',
-        Condition: {
-          StringEquals: { 'identitystore:userId': p.principalId },
-          DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
-        },
-      };
-      doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
-      try {
-        await client().send(
-          new PutInlinePolicyToPermissionSetCommand({
-            InstanceArn: p.instanceArn,
-            PermissionSetArn: p.permissionSetArn,
-            InlinePolicy: JSON.stringify(doc),
-          }),
-        );
-      } catch (err) {
-        throw toExecutorError(err, 'sso:PutInlinePolicyToPermissionSet');
+    // Every write to this permission set's inline policy in this process (any executor instance)
+    // takes turns under one lock, so none works from a stale read; the re-read after the write
+    // catches a loss to a writer in another process (Identity Center has no compare-and-set).
+    const placed = await withPolicyLock(permissionSetLockKey(p.instanceArn, p.permissionSetArn), async () => {
+      let found: Record<string, unknown> | undefined;
+      for (let attempt = 0; attempt < DENY_WRITE_ATTEMPTS && !found; attempt++) {
+        const doc = await readInline(p);
+        found = coveringDeny(doc, p, covers);
+        if (found) break;
+        // Why TokenIssueTime: sessions issued before the revocation are denied, while a later case of
+        // the same user with the same permission set still works (AWS's documented revoke-older-sessions form).
+        const statement = {
+          Sid: sid,
+          Effect: 'Deny',
+          Action: '*',
+          Resource: '*',
+          Condition: {
+            StringEquals: { 'identitystore:userId': p.principalId },
+            DateLessThan: { 'aws:TokenIssueTime': at.toISOString() },
+          },
+        };
+        doc.Statement = [...doc.Statement.filter((st) => st.Sid !== sid && !stale(st)), statement];
+        try {
+          await client().send(
+            new PutInlinePolicyToPermissionSetCommand({
+              InstanceArn: p.instanceArn,
+              PermissionSetArn: p.permissionSetArn,
+              InlinePolicy: JSON.stringify(doc),
+            }),
+          );
+        } catch (err) {
+          throw toExecutorError(err, 'sso:PutInlinePolicyToPermissionSet');
+        }
+        found = coveringDeny(await readInline(p), p, covers);
       }
-      placed = coveringDeny(await readInline(p), p, covers);
-    }
+      return found;
+    });
     if (!placed) {
       throw new GrantlineError(
         ErrorCodes.EXECUTOR,

@@ -239,7 +239,7 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
   });
 
   it('fixture: IAM is eventually consistent: an acceptance after a rejection reports present; three rejections in a row, with backoff, report absent', async () => {
-    const { handler, executor, grant, res, sleeps } = await issued();
+    const { handler, executor, grant, res, sleeps, names } = await issued();
     const rc = {
       ...ctxOf(grant, parse),
       issuance: { ref: res.ref, issuedAt: grant.window.issuedAt!, expiresAt: res.expiresAt.toISOString() },
@@ -261,6 +261,15 @@ describe('assumed-role strategy (fixture: recorded AWS responses through the rea
       f.queryError('AccessDenied', explicit),
       f.queryError('AccessDenied', explicit),
     ]);
+    // Three explicit denies count once the session's entry is seen in the Deny policy too.
+    const until = Math.ceil(Date.parse(res.ref.sessionExpiresAt!) / 1000) + 300;
+    handler.on(
+      'GetRolePolicy',
+      f.getRolePolicy(
+        DENY_POLICY_NAME,
+        denyDocument([{ userId: `${f.ROLE_ID}:${names.principalName}`, until }]),
+      ),
+    );
     sleeps.length = 0;
     const second = await executor.verify(rc);
     expect(second.status).toBe('absent');

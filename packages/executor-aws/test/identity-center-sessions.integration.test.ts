@@ -7,7 +7,7 @@ import {
   SSOAdminClient,
 } from '@aws-sdk/client-sso-admin';
 import { isGrantlineError } from '@grantline/core';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AwsParams,
   awsParamsSchema,
@@ -16,6 +16,7 @@ import {
 } from '../src/index.js';
 import { awsCase, ctxOf } from './support/grants.js';
 import { adminClients, createPermissionSet, moto, region, skipWithoutMoto } from './support/moto.js';
+import { policyLocksHeld, secondWriterQueued } from './support/policy-lock-hook.js';
 
 const parse = (v: unknown) => awsParamsSchema.parse(v) as AwsParams;
 const ACCOUNT = '123456789012';
@@ -128,6 +129,11 @@ async function issued(executor: ReturnType<typeof executorOn>, params: Record<st
   };
 }
 
+const stopHooks: (() => void)[] = [];
+afterEach(() => {
+  for (const stop of stopHooks.splice(0)) stop();
+});
+
 describe.skipIf(skipWithoutMoto())(
   'Identity Center revokeSessions on moto_server (trying to break it)',
   () => {
@@ -187,7 +193,11 @@ describe.skipIf(skipWithoutMoto())(
       const u2 = randomUUID();
       const s = await setup();
       // Both writers read the policy before either writes (the classic lost update), and neither
-      // re-reads before both have written. Promises, not sleeps, order them.
+      // re-reads before both have written. Promises, not sleeps, order them; with the in-process
+      // lock the second writer never reads before the first is done, so each gate also opens once
+      // it queued behind the lock.
+      const hook = secondWriterQueued();
+      stopHooks.push(hook.stop);
       let gets = 0;
       let puts = 0;
       let bothRead!: () => void;
@@ -201,8 +211,8 @@ describe.skipIf(skipWithoutMoto())(
             const n = ++gets;
             if (n <= 2) {
               if (n === 2) bothRead();
-              await read;
-            } else if (n <= 4) await put;
+              await Promise.race([read, hook.queued]);
+            } else if (n <= 4) await Promise.race([put, hook.queued]);
           },
           (cmd) => {
             if (cmd === 'PutInlinePolicyToPermissionSetCommand' && ++puts === 2) bothPut();
@@ -215,6 +225,52 @@ describe.skipIf(skipWithoutMoto())(
       expect((await s.denies()).sort()).toEqual([u1, u2].sort());
       expect(await executor.verify(r1)).toMatchObject({ status: 'absent' });
       expect(await executor.verify(r2)).toMatchObject({ status: 'absent' });
+    });
+
+    it('two revocations read the inline policy at once, the first re-reads and sees its Deny before the second writes: neither Deny is lost', async () => {
+      const u1 = randomUUID();
+      const u2 = randomUUID();
+      const s = await setup();
+      // The reviewer's path: A and B read; A writes, re-reads and sees its Deny, returns; only then
+      // does B write from its stale read. With the lock, each gate opens once the other writer queued.
+      const hook = secondWriterQueued();
+      stopHooks.push(hook.stop);
+      const isGet = (cmd: string) => cmd === 'GetInlinePolicyForPermissionSetCommand';
+      const isPut = (cmd: string) => cmd === 'PutInlinePolicyToPermissionSetCommand';
+      let reads = 0;
+      let aReads = 0;
+      let bothRead!: () => void;
+      let aConfirmed!: () => void;
+      const read = new Promise<void>((r) => (bothRead = r));
+      const confirmed = new Promise<void>((r) => (aConfirmed = r));
+      const count = (cmd: string) => {
+        if (isGet(cmd) && ++reads === 2) bothRead();
+      };
+      const execA = executorOn(
+        gatedSsoAdmin(
+          async (cmd) => {
+            count(cmd);
+            if (isPut(cmd)) await Promise.race([read, hook.queued]);
+          },
+          (cmd) => {
+            if (isGet(cmd) && ++aReads === 2) aConfirmed();
+          },
+        ),
+      );
+      const execB = executorOn(
+        gatedSsoAdmin(async (cmd) => {
+          count(cmd);
+          if (isPut(cmd)) await Promise.race([confirmed, hook.queued]);
+        }),
+      );
+      const r1 = await issued(execA, s.paramsOf(u1));
+      const r2 = await issued(execB, s.paramsOf(u2));
+      reads = 0;
+      await Promise.all([execA.revoke(r1), execB.revoke(r2)]);
+      expect((await s.denies()).sort()).toEqual([u1, u2].sort());
+      expect(await execA.verify(r1)).toMatchObject({ status: 'absent' });
+      expect(await execB.verify(r2)).toMatchObject({ status: 'absent' });
+      expect(policyLocksHeld()).toBe(0);
     });
   },
 );
