@@ -12,8 +12,9 @@ import { z } from 'zod';
 
 /**
  * The measured work: a Grantline on the memory store with a no-op executor, and `one()`, a full
- * lifecycle on it (request, two approvals with distinct roles, issue, complete → revoked → verified).
- * `counts` are the record writes and chain steps made since the last `resetCounts`.
+ * lifecycle on it (request, two approvals with distinct roles, issue, complete → revoked → verified),
+ * resolving with the case id. `counts` are the record writes and chain steps made since the last
+ * `resetCounts`; `store` is the memory store itself (bench/ceiling.ts deletes cases from it).
  */
 export function lifecycleCase() {
   const noop: Executor<Record<string, unknown>> = {
@@ -82,9 +83,11 @@ export function lifecycleCase() {
     await gl.issue(g.id);
     const done = await gl.complete(g.id, { actor: subject, reason: 'done' });
     if (done.state !== 'verified') throw new Error(`bench case ended ${done.state}`);
+    return g.id;
   };
   return {
     gl,
+    store: inner,
     one,
     counts: () => ({ writes, events }),
     resetCounts: () => {
@@ -134,6 +137,11 @@ export async function benchLifecycle(
   n = 3000,
   rounds = 5,
   warmup = n,
+  /**
+   * false (bench/ceiling.ts only): every case but the baseline's sample is deleted from the store
+   * right after it verified, inside the timed slice, so no finished case is retained.
+   */
+  retain = true,
 ): Promise<{
   lifecyclesPerSec: number;
   baselinePerSec: number;
@@ -141,12 +149,13 @@ export async function benchLifecycle(
   writesPerCase: number;
   eventsPerCase: number;
 }> {
-  const { gl, one, counts, resetCounts } = lifecycleCase();
+  const { gl, store, one: lifecycle, counts, resetCounts } = lifecycleCase();
+  const one = retain ? lifecycle : async () => store.tamperDeleteCase(await lifecycle());
+  // A sample case for the baseline: same events, same record (a real case, kept in either mode).
+  const sample = await gl.get(await lifecycle());
   // Warm-up as long as the baseline's (one full run of n). With 200 warm-up cases, as before, the same
   // code measured 0.16-0.21x against 0.23-0.28x with n (4 alternating runs each, 2026-12-04).
   for (let i = 0; i < warmup; i++) await one();
-  // A sample case for the baseline: same events, same record (warm-up cases are real cases).
-  const sample = await gl.get((await gl.list({ limit: 1 })).grants[0]!.id);
   const sampleEvents = await gl.history(sample.id);
   const base = lifecycleBaseline(sample, sampleEvents);
   resetCounts();

@@ -6,7 +6,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const warmup = Number(process.env.BENCH_WARMUP ?? n);
 const method = [
   `${n} sequential lifecycles (request, 2 approvals with distinct roles, issue, complete → revoked → verified)`,
-  `with a no-op executor, after ${warmup} warm-up cases; baseline = a plain loop doing the same number of`,
+  `with a no-op executor, after a sample case and ${warmup} warm-up cases; baseline = a plain loop doing the same number of`,
   'record updates (object copy + Map.set) and SHA-256 chain steps over the canonical JSON of the same',
   'event payloads (taken from a real case; counts taken from the timed run), warmed up with one full',
   `run of ${n}; both timed in ${rounds} alternating slices of ${Math.ceil(n / rounds)} cases, every slice counted.`,
