@@ -7,7 +7,7 @@ import {
   type SignedCheckpoint,
   createCheckpointer,
 } from './checkpoint.js';
-import { ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
+import { type ErrorCode, ErrorCodes, GrantlineError, isGrantlineError, parseInput } from './errors.js';
 import { type ExecutorOp, checkExecutorResult, salvagedRef } from './executor-result.js';
 import { toStorableText } from './json-data.js';
 import { isoAt, isoOf } from './iso.js';
@@ -1208,8 +1208,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * that can renew are asked to; otherwise the extension may not outlive what was issued. Recorded
    * as its own event.
    * @throws `ERR_POLICY_DENIED` (reasons `EXTENSION_NOT_ALLOWED`, `EXTENSION_LIMIT`,
-   * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`,
-   * `ERR_CONFLICT` (retryable: the case changed while it was extended, e.g. by a racing extension;
+   * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`
+   * (not issued, or its window has ended: access the sweeper is about to revoke is not revived),
+   * `ERR_EXECUTOR` (a renewal failed: nothing recorded, secrets renewed so far redacted from the
+   * message, `retryable` as the failure), `ERR_CONFLICT` (retryable: the case changed while it was extended, e.g. by a racing extension;
    * nothing was recorded, and what was renewed ends with the case at its recorded expiry).
    */
   async extend(id: string, input: ExtendInput): Promise<IssueOutcome> {
@@ -1243,6 +1245,15 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             ],
           },
         },
+      );
+    }
+    // Issued, but its window has ended (the sweeper has not revoked it yet): that access is over and
+    // may not be brought back by an extension.
+    if (Date.parse(g.window.expiresAt!) <= this.clock.now().getTime()) {
+      throw new GrantlineError(
+        ErrorCodes.INVALID_TRANSITION,
+        `cannot extend case ${id}: its window ended at ${g.window.expiresAt}`,
+        { details: { caseId: id, state: g.state, command: 'extend', expiresAt: g.window.expiresAt } },
       );
     }
     const rule = g.policy.extension;
@@ -1313,24 +1324,40 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     // Renew first, then record: if recording fails the sweeper still revokes at the old expiry.
     const credentials: Record<string, Record<string, string>> = {};
+    const secretValues: string[] = [];
     const renewed: { targetId: string; expiresAt: string; fingerprint?: string }[] = [];
     for (const t of g.targets) {
       const exec = this.executorFor(t.system);
       if (!exec.renew || !t.issuance) continue;
       const issuance = t.issuance;
-      const res = await this.callExecutor(t.system, 'renew', (s) =>
-        exec.renew!({
-          grant: g,
-          target: { ...t, params: t.params ?? {} },
-          now: this.clock.now(),
-          issuance,
-          expiresAt: to,
-          get signal() {
-            return s.signal;
-          },
-        }),
-      );
-      if (res.secret) credentials[t.id] = res.secret;
+      let res: Awaited<ReturnType<NonNullable<typeof exec.renew>>>;
+      try {
+        res = await this.callExecutor(t.system, 'renew', (s) =>
+          exec.renew!({
+            grant: g,
+            target: { ...t, params: t.params ?? {} },
+            now: this.clock.now(),
+            issuance,
+            expiresAt: to,
+            get signal() {
+              return s.signal;
+            },
+          }),
+        );
+      } catch (err) {
+        // Typed, as every failure, and without the secrets renewed so far for other targets (an
+        // executor error may quote them); nothing is recorded, what was renewed ends with the case.
+        const error = failureOf(err, secretValues);
+        throw new GrantlineError(
+          error.code as ErrorCode,
+          `extension of case ${id} failed at target ${t.id}: ${error.message}; nothing was recorded`,
+          { retryable: error.retryable, details: { where: 'extend', caseId: id, targetId: t.id, error } },
+        );
+      }
+      if (res.secret) {
+        credentials[t.id] = res.secret;
+        secretValues.push(...Object.values(res.secret));
+      }
       renewed.push({
         targetId: t.id,
         expiresAt: res.expiresAt.toISOString(),

@@ -1,7 +1,24 @@
 import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import { type PolicyInput, createGrantline, createTokenAuthority, isGrantlineError } from '../src/index.js';
-import { alice, ciJob, manualClock, olga, oscar, paymentsRequest, policy, sam } from './helpers.js';
+import { z } from 'zod';
+import {
+  type Executor,
+  type PolicyInput,
+  createGrantline,
+  createTokenAuthority,
+  isGrantlineError,
+} from '../src/index.js';
+import {
+  alice,
+  ciJob,
+  manualClock,
+  olga,
+  oscar,
+  paymentsRequest,
+  policy,
+  recordingLogger,
+  sam,
+} from './helpers.js';
 
 const withExtension: PolicyInput = {
   ...policy,
@@ -135,6 +152,104 @@ describe('extensions', () => {
     expect(await reasons(e.gl.extend(g.id, { actor: ciJob, seconds: 60, reason: 'x' }))).toEqual([
       'ERR_POLICY_DENIED:EXTENSION_NOT_ALLOWED',
     ]);
+  });
+
+  it('an issued case whose window has ended is not extended back to life, and nothing is written', async () => {
+    const e = await env();
+    const { grant, credentials } = await e.issue({ durationSeconds: 600 });
+    e.clock.advance(600_000); // the window has just ended; the sweeper has not revoked it yet
+    const before = await e.gl.history(grant.id);
+    const out = e.gl.extend(grant.id, {
+      actor: ciJob,
+      seconds: 600,
+      reason: 'forgot to extend',
+      approvals: [{ approver: sam }, { approver: olga }],
+    });
+    await expect(out).rejects.toMatchObject({
+      code: 'ERR_INVALID_TRANSITION',
+      details: { caseId: grant.id, command: 'extend', expiresAt: grant.window.expiresAt },
+    });
+    expect((await e.gl.get(grant.id)).version).toBe(grant.version);
+    expect(await e.gl.history(grant.id)).toEqual(before);
+    await expect(e.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+      details: { reason: 'expired' },
+    });
+  });
+
+  it('a renewal that fails is a typed error without the secrets renewed for other targets, and records nothing', async () => {
+    const clock = manualClock();
+    const SECRET = 'renewed-hunter2-super-secret';
+    const system = (name: string, renew: Executor<Record<string, unknown>>['renew']) => ({
+      system: name,
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue() {
+        return {
+          ref: { id: name },
+          expiresAt: new Date(clock.now().getTime() + 600_000),
+          secret: { password: `first-${name}-secret` },
+        };
+      },
+      renew,
+      async revoke() {
+        return {};
+      },
+      async verify() {
+        return { status: 'absent' as const, method: 'test', observation: { gone: true } };
+      },
+    });
+    const leaky = system('leaky', async (ctx) => ({
+      expiresAt: ctx.expiresAt,
+      secret: { password: SECRET },
+    }));
+    // The second system's backend quotes the first one's new secret in its error (plain Error: untyped).
+    const failing = system('failing', async () => {
+      throw new Error(`backend said: session for password ${SECRET} could not be extended`);
+    });
+    const logger = recordingLogger();
+    const store = createMemoryStore();
+    const gl = createGrantline({
+      store,
+      clock,
+      logger,
+      executors: [leaky, failing],
+      policy: {
+        ...policy,
+        rules: [
+          {
+            id: 'any',
+            risk: 'medium',
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['service-owner'] },
+            extension: { requiresApproval: false, maxExtensions: 1 },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'two systems' },
+      targets: [
+        { id: 'a', system: 'leaky', resource: 'db://one' },
+        { id: 'b', system: 'failing', resource: 'db://two' },
+      ],
+      durationSeconds: 600,
+    });
+    await gl.approve(g.id, { approver: olga });
+    const { grant } = await gl.issue(g.id);
+    const err = await gl.extend(g.id, { actor: ciJob, seconds: 300, reason: 'more' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isGrantlineError(err)).toBe(true);
+    if (!isGrantlineError(err)) return;
+    expect(err).toMatchObject({ code: 'ERR_EXECUTOR', retryable: true, details: { targetId: 'b' } });
+    expect(err.message).toContain('[redacted]');
+    expect(JSON.stringify([err.message, err.details, err.toJSON(), err.cause ?? null])).not.toContain(SECRET);
+    expect(logger.lines.join('\n')).not.toContain(SECRET);
+    expect(store.dump()).not.toContain(SECRET);
+    expect((await gl.get(g.id)).version).toBe(grant.version); // nothing recorded
   });
 
   it('after extension the sweeper revokes at the new expiry, not the old one', async () => {
