@@ -40,6 +40,7 @@ import {
   type RevokeInput,
   type Target,
   type UsageInput,
+  approvalSchema,
   approveInputSchema,
   breakGlassInputSchema,
   decisionInputSchema,
@@ -86,6 +87,7 @@ import {
 } from './ports.js';
 import type { Signer } from './signer.js';
 import type { JSONWebKeySet } from 'jose';
+import type { z } from 'zod';
 
 /** Every event the service emits, always after the store committed. */
 export const GRANTLINE_EVENTS = [
@@ -301,6 +303,27 @@ function lapsedError(g: Grant, command: string): GrantlineError {
     ErrorCodes.INVALID_TRANSITION,
     `case ${g.id} expired at ${g.window.requestExpiresAt} (${g.decision?.reason ?? 'deadline passed'}); it cannot ${command}`,
     { details: { caseId: g.id, state: g.state, command } },
+  );
+}
+
+/**
+ * What an identity verifier proved (roles, teams, claims: a port's answer, and the claims come from a
+ * token's payload), checked as the data the case will record: `ERR_IDENTITY` with zod's issues when
+ * it is not (text with U+0000 or a lone surrogate, nesting past MAX_JSON_DEPTH, a non-string role).
+ */
+function recordable<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  where: string,
+  path: (string | number)[],
+): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const first = r.error.issues[0]!;
+  throw new GrantlineError(
+    ErrorCodes.IDENTITY,
+    `the proven identity cannot be recorded: ${first.message} at ${first.path.map(String).join('.') || '(root)'}`,
+    { details: { where, path, issues: r.error.issues } },
   );
 }
 
@@ -2448,7 +2471,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     path: (string | number)[],
   ): Promise<{ approver: Principal; proof?: { issuer: string; subject: string; kid?: string } }> {
     if (!assertion) return { approver };
-    const verified = await this.verifyIdentity(assertion, 'approver');
+    const verified = await this.verifyIdentity(assertion, 'approver', where, path);
     if (verified.subject !== approver.id) {
       throw new GrantlineError(
         ErrorCodes.IDENTITY,
@@ -2457,59 +2480,81 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     return {
-      approver: {
-        ...approver,
-        roles: verified.roles,
-        // Proven teams added to the caller's: a team can only exclude from approving, never qualify.
-        teams: verified.teams ? [...new Set([...approver.teams, ...verified.teams])] : approver.teams,
-        claims: verified.claims,
-      },
-      proof: {
-        issuer: verified.issuer,
-        subject: verified.subject,
-        ...(verified.kid ? { kid: verified.kid } : {}),
-      },
+      approver: recordable(
+        approvalSchema.shape.approver,
+        {
+          ...approver,
+          roles: verified.roles,
+          // Proven teams added to the caller's: a team can only exclude from approving, never qualify.
+          teams: verified.teams ? [...new Set([...approver.teams, ...verified.teams])] : approver.teams,
+          claims: verified.claims,
+        },
+        where,
+        path,
+      ),
+      proof: recordable(
+        approvalSchema.shape.proof,
+        {
+          issuer: verified.issuer,
+          subject: verified.subject,
+          ...(verified.kid ? { kid: verified.kid } : {}),
+        },
+        where,
+        path,
+      )!,
     };
   }
 
   private async proveSubject(subject: Principal, assertion: string | undefined): Promise<Principal> {
     if (!assertion) return subject;
-    const v = await this.verifyIdentity(assertion, 'workload');
+    const path = ['subjectAssertion'];
+    const v = await this.verifyIdentity(assertion, 'workload', 'request', path);
     if (v.subject !== subject.id) {
       throw new GrantlineError(
         ErrorCodes.IDENTITY,
         `assertion proves ${v.subject}, not subject ${subject.id}`,
         {
-          details: { where: 'request', path: ['subjectAssertion'] },
+          details: { where: 'request', path },
         },
       );
     }
-    return principalSchema.parse({
-      ...subject,
-      claims: {
-        ...v.claims,
-        proof: { issuer: v.issuer, subject: v.subject, ...(v.kid ? { kid: v.kid } : {}) },
+    return recordable(
+      principalSchema,
+      {
+        ...subject,
+        claims: {
+          ...v.claims,
+          proof: { issuer: v.issuer, subject: v.subject, ...(v.kid ? { kid: v.kid } : {}) },
+        },
       },
-    });
+      'request',
+      path,
+    );
   }
 
+  /** Asks the identity verifier; a failure it throws untyped becomes `ERR_IDENTITY`. */
   private async verifyIdentity(
     assertion: string,
     purpose: 'approver' | 'workload',
+    where: string,
+    path: (string | number)[],
   ): Promise<VerifiedIdentity> {
     if (!this.identity) {
       throw new GrantlineError(
         ErrorCodes.IDENTITY,
         'an identity assertion was given but no identity verifier is configured',
-        {
-          details: {
-            where: purpose === 'approver' ? 'approve' : 'request',
-            path: [purpose === 'approver' ? 'assertion' : 'subjectAssertion'],
-          },
-        },
+        { details: { where, path } },
       );
     }
-    return this.identity.verify(assertion, purpose);
+    try {
+      return await this.identity.verify(assertion, purpose);
+    } catch (err) {
+      if (isGrantlineError(err)) throw err;
+      throw new GrantlineError(ErrorCodes.IDENTITY, 'the identity verifier rejected the assertion', {
+        details: { where, path },
+        cause: err,
+      });
+    }
   }
 
   private async overdueReviewsOf(actorId: string): Promise<number> {

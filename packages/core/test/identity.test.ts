@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { type CryptoKey, type JWK, SignJWT, UnsecuredJWT, exportJWK, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createMemoryStore } from '@grantline/store-memory';
 import {
   type IdentityVerifier,
   canonicalJson,
+  createGrantline,
   createJwks,
   createJwtIdentityVerifier,
+  createTokenAuthority,
   EVIDENCE_TYP,
+  isGrantlineError,
   verifyEvidence,
 } from '../src/index.js';
 import { alice, bob, ciJob, manualClock, payloadOf, setup } from './evidence-helpers.js';
@@ -328,5 +332,113 @@ describe('createJwtIdentityVerifier', () => {
       expect(ok.state).toBe('approved');
       expect(ok.approvals[0]!.approver.teams).toEqual(['sre']);
     });
+  });
+});
+
+describe('what a verified assertion proves is checked before it is recorded', () => {
+  const rule = {
+    id: 'r',
+    risk: 'medium' as const,
+    match: { systems: ['token'] },
+    operator: 'ops',
+    maxDurationSeconds: 3600,
+    approvals: { count: 1, roles: ['service-owner'] },
+  };
+  const olga = { id: 'olga', kind: 'human' as const, roles: ['service-owner'], teams: [] };
+  const job = { id: 'ci-job', kind: 'workload' as const, roles: [], teams: [] };
+  const req = {
+    requester: { id: 'alice', kind: 'human' as const, roles: [], teams: [] },
+    subject: job,
+    justification: { reason: 'x' },
+    targets: [{ id: 'a', system: 'token', resource: 'api://x' }],
+    durationSeconds: 600,
+  };
+  async function env(verifier?: IdentityVerifier) {
+    const clock = manualClock();
+    const signing = await issuer('EdDSA', 'k');
+    const identity =
+      verifier ??
+      createJwtIdentityVerifier({
+        approvers: { issuer: IDP, audience: AUD, jwks: { keys: [signing.jwk] } },
+        workloads: { issuer: CI, audience: AUD, jwks: { keys: [signing.jwk] } },
+        clock,
+      });
+    const now = Math.floor(clock.now().getTime() / 1000);
+    const token = (iss: string, sub: string, claims: Record<string, unknown>) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'EdDSA', kid: 'k' })
+        .setIssuer(iss)
+        .setAudience(AUD)
+        .setSubject(sub)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(signing.key);
+    const store = createMemoryStore();
+    const tokens = await createTokenAuthority({ issuer: 'x', clock });
+    const gl = createGrantline({
+      store,
+      policy: { id: 'p', version: '1', owner: 'gov', rules: [rule] },
+      executors: [tokens.executor],
+      clock,
+      identity,
+    });
+    return { gl, store, token };
+  }
+  // Signed claims that are JSON but not data a case can record (an IdP profile field, a CI claim).
+  let deep: unknown = 'x';
+  for (let i = 0; i < 40; i++) deep = { d: deep };
+  const bad: [string, Record<string, unknown>][] = [
+    ['U+0000', { name: 'a\u0000b' }],
+    ['a lone surrogate', { name: 'a\ud800b' }],
+    ['nesting past MAX_JSON_DEPTH', { deep }],
+  ];
+  for (const [label, claims] of bad) {
+    it(`a subject assertion with ${label} in a claim is ERR_IDENTITY, and nothing is written`, async () => {
+      const { gl, store, token } = await env();
+      const before = store.dump();
+      const err = await gl.request({ ...req, subjectAssertion: await token(CI, job.id, claims) }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({
+        code: 'ERR_IDENTITY',
+        details: { where: 'request', path: ['subjectAssertion'] },
+      });
+      expect(isGrantlineError(err)).toBe(true);
+      expect(store.dump()).toBe(before);
+    });
+    it(`an approver assertion with ${label} in a claim is ERR_IDENTITY, and no approval is recorded`, async () => {
+      const { gl, token } = await env();
+      const g = await gl.request(req);
+      const assertion = await token(IDP, 'olga', { ...claims, roles: ['service-owner'] });
+      const err = await gl.approve(g.id, { approver: olga, assertion }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'ERR_IDENTITY', details: { where: 'approve', path: ['assertion'] } });
+      expect(isGrantlineError(err)).toBe(true);
+      const after = await gl.get(g.id);
+      expect([after.state, after.approvals, after.version]).toEqual(['requested', [], g.version]);
+    });
+  }
+  it('roles a verifier proves are checked like roles a host passes, and its untyped failure is ERR_IDENTITY', async () => {
+    const answer = { subject: 'olga', issuer: IDP, roles: ['service-owner', 'bad\u0000role'], claims: {} };
+    const { gl } = await env({ verify: async () => answer });
+    const g = await gl.request(req);
+    await expect(gl.approve(g.id, { approver: olga, assertion: 't' })).rejects.toMatchObject({
+      code: 'ERR_IDENTITY',
+    });
+    const broken = await env({
+      verify: async () => {
+        throw new TypeError('jwks endpoint returned html');
+      },
+    });
+    const g2 = await broken.gl.request(req);
+    const err = await broken.gl.approve(g2.id, { approver: olga, assertion: 't' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'ERR_IDENTITY', details: { where: 'approve', path: ['assertion'] } });
+    expect(isGrantlineError(err)).toBe(true);
   });
 });
