@@ -327,6 +327,17 @@ function recordable<S extends z.ZodType>(
   );
 }
 
+/**
+ * A step's instant: the clock, but never before `floor` (a case's last recorded time, an ISO
+ * instant). Instances whose clocks differ share one store, and a clock can step back: without the
+ * floor a case's later event could carry an earlier time than the one before it, and its honest
+ * evidence would fail the time-order check. With it, a case's event times never decrease.
+ */
+function notBefore(now: Date, floor: string): Date {
+  const f = Date.parse(floor);
+  return now.getTime() >= f ? now : new Date(f);
+}
+
 function failureOf(err: unknown, secrets: string[] = []): FailureInfo {
   const redact = (s: string) =>
     secrets.reduce((acc, x) => (x.length >= 8 ? acc.split(x).join('[redacted]') : acc), s);
@@ -1756,7 +1767,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             resumeAt,
           };
           try {
-            const now = this.clock.now();
+            const now = notBefore(this.clock.now(), it.claimed.updatedAt);
             const r = transition(it.claimed, intent, now);
             const stored = await commit(it.claimed, r.next, [{ at: now, drafts: r.events }], r.effects, [
               intent.type,
@@ -1827,9 +1838,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     const steps: { at: Date; drafts: AuditDraft[] }[] = [];
     const effects: Effect[] = [];
     const types: string[] = [];
+    let last = grant.updatedAt; // the time of the case's last step (recorded or in memory)
     const local: RemovalStep = async (g, cmd, applies) => {
       if (!applies(g)) return g;
-      const now = this.clock.now();
+      const now = notBefore(this.clock.now(), last);
+      last = isoOf(now);
       const r = transition(g, cmd, now);
       steps.push({ at: now, drafts: r.events });
       effects.push(...r.effects);
@@ -1897,7 +1910,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       effects: Effect[],
       commands: string[],
     ): Promise<Grant | null> => {
-      const now = this.clock.now();
+      const latest = steps.length > 0 ? isoOf(steps[steps.length - 1]!.at) : current.updatedAt;
+      const now = notBefore(this.clock.now(), latest);
       const { record, events } = this.commitRecord(current, next, steps, now);
       const outcome = await new Promise<CasOutcome>((done, fail) => {
         pending.push({ item: { grant: record, expectedVersion: current.version, events }, done, fail });
@@ -2321,7 +2335,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   ): Promise<Grant> {
     let current = known ?? this.found(id, await this.store.get(id));
     for (let attempt = 0; ; attempt++) {
-      const now = this.clock.now();
+      const now = notBefore(this.clock.now(), current.updatedAt);
       const command = decide(current, now);
       if (command === null) return current; // nothing left to do on the current record
       const { next, events: drafts, effects } = transition(current, command, now);

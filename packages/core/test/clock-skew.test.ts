@@ -1,0 +1,108 @@
+import { createMemoryStore } from '@grantline/store-memory';
+import { describe, expect, it } from 'vitest';
+import {
+  type AuditEvent,
+  type Clock,
+  createGrantline,
+  createJoseSigner,
+  createJwks,
+  createTokenAuthority,
+  generateSigningKey,
+  verifyEvidence,
+} from '../src/index.js';
+import { alice, bob, carol, ciJob, manualClock, policy } from './evidence-helpers.js';
+
+/**
+ * Instances whose clocks differ share one store (the documented way to scale), and a host's clock can
+ * step back. A case's event times must still never decrease, or its honest evidence fails the
+ * verifier's time-order check: each step takes the later of its clock and the case's last recorded time.
+ */
+
+const request = (ticket: string, durationSeconds = 600) => ({
+  requester: alice,
+  subject: ciJob,
+  justification: { reason: 'rotate keys', ticket },
+  targets: [{ id: 'api', system: 'token', resource: 'api://prod/payments' }],
+  durationSeconds,
+});
+
+async function twoInstances(skewMs: number) {
+  const store = createMemoryStore();
+  const ahead = manualClock(new Date(Date.parse('2026-03-02T10:00:00.000Z') + skewMs).toISOString());
+  const behind = manualClock('2026-03-02T10:00:00.000Z');
+  const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock: behind });
+  const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+  const make = (clock: Clock) =>
+    createGrantline({ store, policy, executors: [tokens.executor], clock, signer });
+  const advance = (ms: number) => {
+    ahead.advance(ms);
+    behind.advance(ms);
+  };
+  return { a: make(ahead), b: make(behind), advance, keys: createJwks(signer) };
+}
+
+function expectNonDecreasing(events: AuditEvent[]) {
+  for (let i = 1; i < events.length; i++) {
+    expect(Date.parse(events[i]!.at), `event ${events[i]!.seq} (${events[i]!.type})`).toBeGreaterThanOrEqual(
+      Date.parse(events[i - 1]!.at),
+    );
+  }
+}
+
+describe('clock skew between instances', () => {
+  it('a case moved on by two instances 50 ms apart keeps ordered times and verifies', async () => {
+    const { a, b, advance, keys } = await twoInstances(50);
+    const g = await a.request(request('OPS-1'));
+    await a.approve(g.id, { approver: bob });
+    await b.approve(g.id, { approver: carol }); // b's clock reads 50 ms before a's last event
+    await b.issue(g.id);
+    advance(10);
+    await a.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'payments:rotate' });
+    await b.complete(g.id, { actor: ciJob, reason: 'done' });
+    const events = await a.history(g.id);
+    expect(events.at(-1)!.type).toBe('verified');
+    expectNonDecreasing(events);
+    const r = await verifyEvidence(await b.evidence(g.id), { keys });
+    expect(r.problems).toEqual([]);
+    expect(r.valid).toBe(true);
+  });
+
+  it("expiry by the instance behind, on the sweeper's grouped path, is recorded after the case's last event and verifies", async () => {
+    const { a, b, advance, keys } = await twoInstances(2_000);
+    const g = await a.request(request('OPS-2', 60));
+    await a.approve(g.id, { approver: bob });
+    await a.approve(g.id, { approver: carol });
+    await a.issue(g.id); // expires 60 s after a's clock, 62 s after b's
+    advance(63_000);
+    const swept = await b.sweep();
+    expect(swept.revoked).toBeGreaterThanOrEqual(1);
+    const after = await b.get(g.id);
+    expect(after.state).toBe('verified');
+    const events = await b.history(g.id);
+    expectNonDecreasing(events);
+    expect(Date.parse(after.updatedAt)).toBeGreaterThanOrEqual(Date.parse(events.at(-1)!.at));
+    const r = await verifyEvidence(await a.evidence(g.id), { keys });
+    expect(r.problems).toEqual([]);
+  });
+
+  it('a clock that steps back 5 s in the middle of a case does not reorder its events', async () => {
+    const store = createMemoryStore();
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const gl = createGrantline({ store, policy, executors: [tokens.executor], clock, signer });
+    const g = await gl.request(request('OPS-3'));
+    await gl.approve(g.id, { approver: bob });
+    clock.advance(-5_000); // e.g. NTP stepping the host's clock back
+    const approved = await gl.approve(g.id, { approver: carol });
+    const events = await gl.history(g.id);
+    expectNonDecreasing(events);
+    // The approval's recorded time is its event's time: one instant per step.
+    expect(approved.approvals[1]!.at).toBe(events.find((e) => e.type === 'approved')!.at);
+    await gl.issue(g.id);
+    await gl.revoke(g.id, { actor: alice, reason: 'done' });
+    expectNonDecreasing(await gl.history(g.id));
+    const r = await verifyEvidence(await gl.evidence(g.id), { keys: createJwks(signer) });
+    expect(r.problems).toEqual([]);
+  });
+});
