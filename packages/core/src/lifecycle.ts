@@ -424,7 +424,11 @@ export function transition(grant: Grant, command: Command, now: Date): Transitio
       const w = ownWindow(d);
       w.issuedAt = at;
       w.expiresAt = command.expiresAt;
-      w.hardLimitAt = isoAt(now.getTime() + g.policy.maxDurationSeconds * 1000);
+      // The cap on extensions runs from the first credential's issue time (before the executor
+      // calls), not from this step: an executor that took minutes must not add them to the cap.
+      let first = now.getTime();
+      for (const { issuance } of command.issued) first = Math.min(first, Date.parse(issuance.issuedAt));
+      w.hardLimitAt = isoAt(first + g.policy.maxDurationSeconds * 1000);
       delete g.retry;
       events.push({ type: 'issued', actor: command.actor, data: { expiresAt: command.expiresAt } });
       emit(d, 'grant:issued', {

@@ -252,6 +252,66 @@ describe('extensions', () => {
     expect((await gl.get(g.id)).version).toBe(grant.version); // nothing recorded
   });
 
+  it('the extension cap runs from when the credentials were issued, not from when issuance was recorded', async () => {
+    const clock = manualClock();
+    // An executor that takes 10 minutes to issue (an asynchronous assignment being polled, say).
+    const slow: Executor<Record<string, unknown>> = {
+      system: 'slow',
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue(ctx) {
+        const expiresAt = new Date(clock.now().getTime() + 3_600_000);
+        clock.advance(600_000);
+        return { ref: { id: ctx.target.id }, expiresAt };
+      },
+      async renew(ctx) {
+        return { expiresAt: ctx.expiresAt };
+      },
+      async revoke() {
+        return {};
+      },
+      async verify() {
+        return { status: 'absent', method: 'test', observation: {} };
+      },
+    };
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      clock,
+      executors: [slow],
+      executorTimeoutMs: 10_000,
+      issuingTimeoutMs: 20_000,
+      policy: {
+        ...policy,
+        rules: [
+          {
+            id: 'any',
+            risk: 'medium',
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['service-owner'] },
+            extension: { requiresApproval: false, maxExtensions: 3 },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'slow system' },
+      targets: [{ id: 'a', system: 'slow', resource: 'r' }],
+      durationSeconds: 3000,
+    });
+    await gl.approve(g.id, { approver: olga });
+    const { grant } = await gl.issue(g.id);
+    const issuedAt = Date.parse(grant.targets[0]!.issuance!.issuedAt);
+    expect(Date.parse(grant.window.hardLimitAt!) - issuedAt).toBe(3_600_000);
+    // 3000 s issued + 600 s would be within the cap measured from the recorded step (10 min later).
+    expect(await reasons(gl.extend(g.id, { actor: ciJob, seconds: 1200, reason: 'more' }))).toEqual([
+      'ERR_POLICY_DENIED:EXTENSION_PAST_MAX',
+    ]);
+    const ok = await gl.extend(g.id, { actor: ciJob, seconds: 600, reason: 'more' });
+    expect(Date.parse(ok.grant.window.expiresAt!) - issuedAt).toBeLessThanOrEqual(3_600_000);
+  });
+
   it('after extension the sweeper revokes at the new expiry, not the old one', async () => {
     const e = await env();
     const { grant } = await e.issue({ durationSeconds: 600 });
