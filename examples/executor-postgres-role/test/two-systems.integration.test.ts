@@ -221,7 +221,9 @@ describe.skipIf(!available)('one case spanning PostgreSQL and a token authority'
     await live.end().catch(() => {});
     await expect(login(role, password)).rejects.toMatchObject({ code: '28000' }); // role does not exist
     assert.deepEqual(await rolesWithPrefix(env.prefix), []);
-    await expect(env.authority.verifier.verify(token)).rejects.toMatchObject({
+    await expect(
+      env.authority.verifier.verify(token, { audience: 'api://prod/payments' }),
+    ).rejects.toMatchObject({
       code: 'ERR_TOKEN_REJECTED',
       details: { reason: 'revoked' },
     });
@@ -300,13 +302,18 @@ describe.skipIf(!available)('one case spanning PostgreSQL and a token authority'
     // only the sweeper's revocation stands between them and further use.
     env.clock.advance(601_000);
     assert.equal(await loginWorks(role, credentials.db!.password!), true);
-    assert.equal((await env.authority.verifier.verify(token)).caseId, g.id);
+    assert.equal(
+      (await env.authority.verifier.verify(token, { audience: 'api://prod/payments' })).caseId,
+      g.id,
+    );
 
     const settled = await sweepUntil(env, g.id, 'verified');
     assert.equal(settled.state, 'verified');
     assert.equal(settled.revocation?.trigger, 'expiry');
     await expect(login(role, credentials.db!.password!)).rejects.toMatchObject({ code: '28000' });
-    await expect(env.authority.verifier.verify(token)).rejects.toMatchObject({
+    await expect(
+      env.authority.verifier.verify(token, { audience: 'api://prod/payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'revoked' },
     });
     const r = await verifyEvidence(await env.service.evidence(g.id), { keys: createJwks(env.signer) });

@@ -99,7 +99,7 @@ console.log(
   `payments API accepted the token for ${claims.subject}, expires ${claims.expiresAt.toISOString()}`,
 );
 await grantline.complete(c1.id, { actor: ci, reason: 'webhooks rotated' });
-const rejected = await tokens.verifier.verify(token).then(
+const rejected = await tokens.verifier.verify(token, { audience: 'api://payments' }).then(
   () => 'ACCEPTED (bug!)',
   (e) => `rejected (${e.details.reason})`,
 );

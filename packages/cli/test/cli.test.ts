@@ -180,7 +180,7 @@ describe('grantline verify (CLI process) on a case with a checkpoint', () => {
     t += 30_000;
     await service.approve(g.id, { approver: bob });
     const { credentials } = await service.issue(g.id);
-    await authority.verifier.verify(credentials.api!.token!);
+    await authority.verifier.verify(credentials.api!.token!, { audience: 'api://payments' });
     t += 60_000;
     await service.recordUsage(g.id, { sourceIp: '10.0.0.7', action: 'deploy' });
     await service.revoke(g.id, { actor: alice, reason: 'deployed' });

@@ -71,10 +71,13 @@ export interface AcceptedToken {
 /** Accepts or rejects tokens issued by {@link createTokenExecutor}; the service that receives them uses it. */
 export interface TokenVerifier {
   /**
+   * Accepts `token` for `expected.audience`, the resource of the service that calls it: required,
+   * so that a token issued for another resource (a pre-approved low-risk one, say) is never accepted
+   * by a service that forgot to say which resource it is.
    * @throws GrantlineError `ERR_TOKEN_REJECTED` with `details.reason` one of `revoked`, `expired`,
-   * `audience`, `invalid`.
+   * `audience`, `invalid`; `ERR_VALIDATION` when `expected.audience` is not a non-empty string.
    */
-  verify(token: string, expected?: { audience?: string }): Promise<AcceptedToken>;
+  verify(token: string, expected: { audience: string }): Promise<AcceptedToken>;
 }
 
 export interface TokenAuthorityOptions {
@@ -150,7 +153,15 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
       .sign(privateKey);
 
   const verifier: TokenVerifier = {
-    async verify(token, expected = {}) {
+    async verify(token, expected) {
+      const audience: unknown = (expected as { audience?: unknown } | undefined)?.audience;
+      if (typeof audience !== 'string' || audience.length === 0) {
+        throw new GrantlineError(
+          ErrorCodes.VALIDATION,
+          'verify: expected.audience is required: the resource this service is, so that a token for another resource is refused',
+          { details: { where: 'verify', path: ['expected', 'audience'] } },
+        );
+      }
       if (typeof token !== 'string' || token.split('.').length !== 3)
         throw reject('invalid', 'not a compact JWT');
       let payload: Record<string, unknown>;
@@ -159,7 +170,7 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
           issuer: options.issuer,
           algorithms: [alg],
           currentDate: clock.now(),
-          ...(expected.audience ? { audience: expected.audience } : {}),
+          audience,
         }));
       } catch (err) {
         if (err instanceof joseErrors.JWTExpired) throw reject('expired', 'expired');
@@ -192,7 +203,7 @@ export async function createTokenAuthority(options: TokenAuthorityOptions): Prom
       ctx.issuance ? new Date(ctx.issuance.expiresAt) : new Date(clock.now().getTime() + 60_000),
     );
     try {
-      await verifier.verify(token);
+      await verifier.verify(token, { audience: ctx.target.resource });
       return {
         status: 'present' as const,
         method: 'signed-probe',

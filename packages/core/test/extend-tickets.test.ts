@@ -75,10 +75,12 @@ describe('extensions', () => {
     expect(ext.grant.approvals).toHaveLength(2); // the case's own approvals are unchanged
     const newToken = ext.credentials.payments!.token!;
     e.clock.advance(1_300_000); // past the original window, inside the extension
-    await expect(e.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+    await expect(
+      e.tokens.verifier.verify(credentials.payments!.token!, { audience: 'api://payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'expired' },
     });
-    expect((await e.tokens.verifier.verify(newToken)).caseId).toBe(grant.id);
+    expect((await e.tokens.verifier.verify(newToken, { audience: 'api://payments' })).caseId).toBe(grant.id);
     const h = await e.gl.history(grant.id);
     const extended = h.find((x) => x.type === 'extended')!;
     expect(extended.data).toMatchObject({ reason: 'migration slower than planned' });
@@ -87,7 +89,7 @@ describe('extensions', () => {
       'service-owner',
     ]);
     await e.gl.revoke(grant.id, { actor: sam, reason: 'done' });
-    await expect(e.tokens.verifier.verify(newToken)).rejects.toMatchObject({
+    await expect(e.tokens.verifier.verify(newToken, { audience: 'api://payments' })).rejects.toMatchObject({
       details: { reason: 'revoked' },
     });
   });
@@ -171,7 +173,9 @@ describe('extensions', () => {
     });
     expect((await e.gl.get(grant.id)).version).toBe(grant.version);
     expect(await e.gl.history(grant.id)).toEqual(before);
-    await expect(e.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+    await expect(
+      e.tokens.verifier.verify(credentials.payments!.token!, { audience: 'api://payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'expired' },
     });
   });

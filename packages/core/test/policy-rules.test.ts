@@ -368,7 +368,7 @@ describe('usage time window (weekdays 08:00-18:00 UTC)', () => {
       expect(g.state).toBe('issued');
     }
     expect((await e.gl.history(id)).filter((h) => h.type === 'violation')).toEqual([]);
-    await expect(e.tokens.verifier.verify(token)).resolves.toBeDefined();
+    await expect(e.tokens.verifier.verify(token, { audience: 'api://reports' })).resolves.toBeDefined();
 
     e.clock.set('2026-12-01T18:00:00.000Z');
     const after = await e.gl.recordUsage(id, { sourceIp: '10.1.2.3', action: 'reports:read' });
@@ -379,7 +379,9 @@ describe('usage time window (weekdays 08:00-18:00 UTC)', () => {
     expect(
       (violations[0]!.data.reasons as DecisionReason[]).map((r) => ({ code: r.code, path: r.path })),
     ).toEqual([{ code: 'OUTSIDE_TIME_WINDOW', path: ['at'] }]);
-    await expect(e.tokens.verifier.verify(token)).rejects.toMatchObject({ details: { reason: 'revoked' } });
+    await expect(e.tokens.verifier.verify(token, { audience: 'api://reports' })).rejects.toMatchObject({
+      details: { reason: 'revoked' },
+    });
   });
 
   it('use before the window opens is a violation', async () => {

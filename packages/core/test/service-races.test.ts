@@ -76,7 +76,9 @@ describe('extensions that race', () => {
     // Past the recorded expiry plus the list's 60 s grace, with a prune (any issue prunes).
     clock.set(new Date(Date.parse(recorded.window.expiresAt!) + 120_000).toISOString());
     await tokens.revocations.issued('other', new Date(clock.now().getTime() + 1000));
-    await expect(tokens.verifier.verify(longToken.secret!.token!)).rejects.toMatchObject({
+    await expect(
+      tokens.verifier.verify(longToken.secret!.token!, { audience: 'api://payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'revoked' },
     });
   });

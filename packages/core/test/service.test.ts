@@ -88,7 +88,7 @@ describe('the main path: requested → approved → issued → revoked → verif
     expect(done.state).toBe('verified');
     expect(done.revocation).toMatchObject({ trigger: 'completion', actor: { id: 'ci:deploy-payments' } });
     expect(done.targets[0]!.verification).toMatchObject({ result: 'absent', method: 'signed-probe' });
-    await expect(tokens.verifier.verify(token)).rejects.toMatchObject({
+    await expect(tokens.verifier.verify(token, { audience: 'api://payments' })).rejects.toMatchObject({
       code: 'ERR_TOKEN_REJECTED',
       details: { reason: 'revoked' },
     });
@@ -403,7 +403,9 @@ describe('violations, templates, break-glass and expiry', () => {
     expect(after.state).toBe('verified');
     expect(after.revocation?.trigger).toBe('violation');
     expect(after.revocation?.reason).toContain('203.0.113.9');
-    await expect(env.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+    await expect(
+      env.tokens.verifier.verify(credentials.payments!.token!, { audience: 'api://payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'revoked' },
     });
   });
@@ -431,7 +433,9 @@ describe('violations, templates, break-glass and expiry', () => {
     ]);
     const requested = (await env.gl.history(g.id)).find((e) => e.type === 'revoke.requested')!;
     expect(requested.actor.id).toBe('siem:exfil-rule-7');
-    await expect(env.tokens.verifier.verify(credentials.payments!.token!)).rejects.toMatchObject({
+    await expect(
+      env.tokens.verifier.verify(credentials.payments!.token!, { audience: 'api://payments' }),
+    ).rejects.toMatchObject({
       details: { reason: 'revoked' },
     });
     // Bad input is refused with a path, nothing written; a finished case cannot be re-revoked.
