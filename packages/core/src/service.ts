@@ -373,6 +373,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
   private readonly retryOpts: RetryOptions;
   private readonly random: () => number;
   private sweeperHandle: { stop(): Promise<void> } | undefined;
+  /**
+   * The secret values an `issue` call of this instance holds, by case, while it runs: a rollback it
+   * starts (revoke, verify, late removal) records executor errors with them redacted too.
+   */
+  private readonly secretsInFlight = new Map<string, string[]>();
   private readonly signer: Signer | undefined;
   private readonly checkpointer: Checkpointer | undefined;
 
@@ -898,7 +903,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     });
     if (started.state === 'expired') throw lapsedError(started, 'issue');
     const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
-    const now = this.clock.now();
+    const now = notBefore(this.clock.now(), started.updatedAt);
     const durationMs = Math.min(started.window.durationSeconds, started.policy.maxDurationSeconds) * 1000;
     const expiresAt = new Date(now.getTime() + durationMs);
     const credentials: Record<string, Record<string, string>> = {};
@@ -949,13 +954,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
               issuedAt: isoOf(now),
               expiresAt: late.expiresAt.toISOString(),
             };
+            const lateSecrets = [...secretValues, ...Object.values(late.secret ?? {})];
             void recorded
-              .then(() => this.removeLateIssuance(id, [{ targetId: t.id, issuance }], actor))
+              .then(() =>
+                this.removeLateIssuance(id, [{ targetId: t.id, issuance }], actor, undefined, lateSecrets),
+              )
               .catch((e: unknown) =>
                 this.logger.error('grantline: an issuance that answered late could not be removed', {
                   caseId: id,
                   targetId: t.id,
-                  error: failureOf(e),
+                  error: failureOf(e, lateSecrets),
                 }),
               );
           },
@@ -993,6 +1001,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         break;
       }
     }
+    this.secretsInFlight.set(id, secretValues); // for the rollback or late removal this call runs
     try {
       if (failure) {
         const f = failure;
@@ -1062,6 +1071,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       }
       return { grant: done, credentials };
     } finally {
+      if (this.secretsInFlight.get(id) === secretValues) this.secretsInFlight.delete(id);
       settle();
     }
   }
@@ -2055,7 +2065,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           resumeAt: this.resumeAt(),
         };
       } catch (err) {
-        const error = failureOf(err);
+        const error = failureOf(err, this.secretsInFlight.get(g.id));
         const attempts = (t.revocation?.attempts ?? 0) + 1;
         this.logger.warn('grantline: revocation attempt failed', {
           caseId: g.id,
@@ -2111,7 +2121,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
                 exhausted: attempts >= this.retryOpts.maxAttempts,
               };
       } catch (err) {
-        const error = failureOf(err);
+        const error = failureOf(err, this.secretsInFlight.get(g.id));
         cmd = {
           type: 'targetVerifyFailed',
           targetId: t.id,
@@ -2201,6 +2211,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     issued: { targetId: string; issuance: Issuance }[],
     actor: Actor,
     known?: Grant,
+    secrets: string[] | undefined = this.secretsInFlight.get(id),
   ): Promise<Grant> {
     const current = known ?? (await this.mustGet(id));
     const results: LateIssuanceResult[] = [];
@@ -2223,7 +2234,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           observation: v.observation,
         });
       } catch (err) {
-        results.push({ targetId, issuance, removed: false, error: failureOf(err) });
+        results.push({ targetId, issuance, removed: false, error: failureOf(err, secrets) });
       }
     }
     const attempts = (current.state === 'failed' ? (current.retry?.attempts ?? 0) : 0) + 1;

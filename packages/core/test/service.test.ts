@@ -390,6 +390,84 @@ describe('secrets are returned once and never kept', () => {
     expect(env.logger.lines.join('\n')).not.toContain('hunter2-super-secret');
     expect(env.store.dump()).toContain('[redacted]');
   });
+
+  it("the rollback's revoke and verify errors that quote the secret just issued are redacted too", async () => {
+    for (const failingStep of ['revoke', 'verify'] as const) {
+      const env = await setup();
+      const SECRET = `rollback-${failingStep}-hunter2-secret`;
+      let calls = 0;
+      // Issues target a; its backend then quotes the credential in the rollback's first revoke or
+      // verify error, which the issue call records (it runs the rollback before it returns).
+      const leaky: Executor<Record<string, unknown>> = {
+        system: 'leaky',
+        paramsSchema: z.record(z.string(), z.unknown()),
+        async issue() {
+          return {
+            ref: { id: 'x' },
+            expiresAt: new Date(Date.now() + 600_000),
+            secret: { password: SECRET },
+          };
+        },
+        async revoke() {
+          if (failingStep === 'revoke' && calls++ === 0)
+            throw new Error(`cannot drop login with password ${SECRET}: busy`);
+          return {};
+        },
+        async verify() {
+          if (failingStep === 'verify' && calls++ === 0) throw new Error(`probe with ${SECRET}: busy`);
+          return { status: 'absent', method: 'test', observation: { gone: true } };
+        },
+      };
+      const failing: Executor<Record<string, unknown>> = {
+        ...leaky,
+        system: 'failing',
+        async issue() {
+          throw new Error('backend down');
+        },
+      };
+      const gl = createGrantline({
+        store: env.store,
+        policy: {
+          ...policy,
+          rules: [
+            {
+              id: 'any',
+              risk: 'medium',
+              operator: 'ops',
+              maxDurationSeconds: 3600,
+              approvals: { count: 1, roles: ['service-owner'] },
+            },
+          ],
+        },
+        executors: [leaky, failing],
+        clock: env.clock,
+        logger: env.logger,
+      });
+      const g = await gl.request({
+        requester: alice,
+        subject: ciJob,
+        justification: { reason: 'two systems' },
+        targets: [
+          { id: 'a', system: 'leaky', resource: 'db://one' },
+          { id: 'b', system: 'failing', resource: 'db://two' },
+        ],
+        durationSeconds: 600,
+      });
+      await gl.approve(g.id, { approver: olga });
+      expect((await code(gl.issue(g.id))).code).toBe('ERR_ISSUANCE_FAILED');
+      expect(calls).toBeGreaterThanOrEqual(1); // the quoting failure happened inside the issue call
+      expect(env.store.dump()).toContain(
+        `${failingStep === 'revoke' ? 'password' : 'probe with'} [redacted]: busy`,
+      );
+      expect(env.store.dump()).not.toContain(SECRET);
+      expect(env.logger.lines.join('\n')).not.toContain(SECRET);
+      for (let i = 0; i < 5 && (await gl.get(g.id)).state !== 'failed'; i++) {
+        env.clock.advance(60_000);
+        await gl.sweep();
+      }
+      expect((await gl.get(g.id)).state).toBe('failed');
+    }
+  });
 });
 
 describe('violations, templates, break-glass and expiry', () => {
