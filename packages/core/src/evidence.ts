@@ -13,6 +13,7 @@ import {
   GRANT_STATES,
   sameIdentity,
 } from './model.js';
+import { type CommandType, TRANSITIONS } from './lifecycle.js';
 import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
 import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
 
@@ -284,6 +285,70 @@ const STATE_OF: Partial<Record<string, GrantState>> = {
   verified: 'verified',
   failed: 'failed',
 };
+
+/**
+ * The lifecycle commands whose step records each event type (lifecycle.ts `transition`). Not a
+ * transition table: which states an event may come from, and lead to, is read from
+ * {@link TRANSITIONS} through it ({@link EVENT_EDGES}). `requested` and `breakglass.used` open a case
+ * (no command) and are checked on their own; event types not listed change nothing and are not checked.
+ */
+const EVENT_COMMANDS: Readonly<Record<string, readonly CommandType[]>> = {
+  approval: ['approve'],
+  approved: ['approve'],
+  denied: ['deny'],
+  // A rejected break-glass review cancels an approved case.
+  cancelled: ['cancel', 'review'],
+  expired: ['expire'],
+  'issue.started': ['beginIssue'],
+  'target.issued': ['issued', 'issueFailed'],
+  issued: ['issued'],
+  'issue.failed': ['issueFailed'],
+  usage: ['recordUsage'],
+  violation: ['recordUsage'],
+  // A revocation starts on request, on a rollback, on a violating use or on a rejected review.
+  'revoke.requested': ['requestRevoke', 'issued', 'issueFailed', 'recordUsage', 'review'],
+  'target.revoked': ['targetRevoked'],
+  revoked: ['targetRevoked'],
+  'target.revoke-failed': ['targetRevokeFailed'],
+  'target.verified': ['targetVerified'],
+  verified: ['targetVerified'],
+  failed: ['targetVerified'],
+  'target.verify-failed': ['targetVerifyFailed'],
+  review: ['review'],
+  'review.overdue': ['reviewOverdue'],
+  'target.issued-late': ['lateIssuance'],
+  extended: ['extend'],
+};
+
+/**
+ * For each event type of {@link EVENT_COMMANDS}: the states it may be recorded in and, from each, the
+ * states it may lead to, as the union of its commands' rows of {@link TRANSITIONS}.
+ */
+const EVENT_EDGES: ReadonlyMap<string, ReadonlyMap<GrantState, ReadonlySet<GrantState>>> = new Map(
+  Object.entries(EVENT_COMMANDS).map(([type, commands]) => {
+    const edges = new Map<GrantState, Set<GrantState>>();
+    for (const c of commands) {
+      for (const [from, tos] of Object.entries(TRANSITIONS[c]) as [GrantState, readonly GrantState[]][]) {
+        const set = edges.get(from) ?? new Set<GrantState>();
+        for (const to of tos) set.add(to);
+        edges.set(from, set);
+      }
+    }
+    return [type, edges];
+  }),
+);
+
+/**
+ * Whether the lifecycle can record an event of `type` while the case is `from` and, when the event
+ * changes the state (`changes`), leave it `to`. Events recorded midway through a step (an approval,
+ * a target issued) only need a command allowed from `from`. True for types not in {@link EVENT_COMMANDS}.
+ */
+function transitionAllowed(type: string, from: GrantState, to: GrantState, changes: boolean): boolean {
+  const edges = EVENT_EDGES.get(type);
+  if (!edges) return true;
+  const tos = edges.get(from);
+  return tos !== undefined && (!changes || tos.has(to));
+}
 
 /**
  * Deep equality of JSON data (what a parsed payload holds): the same as `isDeepStrictEqual` there,
@@ -855,6 +920,8 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   const targetIds = record.targets.map((t) => t.id);
 
   for (const e of p.events) {
+    const from = state;
+    const reported = problems.length;
     if (e.at < prevAt)
       err(
         'EVENT_TIME_ORDER',
@@ -1017,7 +1084,22 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
       default:
         break;
     }
-    state = STATE_OF[e.type] ?? state;
+    const to = STATE_OF[e.type];
+    // Every event checked against the lifecycle's transition table, from the state the events so
+    // far led to; reported once per event (the checks above may already have named the problem).
+    if (
+      from !== undefined &&
+      !transitionAllowed(e.type, from, to ?? state ?? from, to !== undefined || state !== from) &&
+      !problems.slice(reported).some((x) => x.seq === e.seq && x.severity === 'error')
+    ) {
+      const allowed = [...(EVENT_EDGES.get(e.type)?.keys() ?? [])].join(', ');
+      err(
+        'EVENT_OUT_OF_ORDER',
+        `${e.type} recorded while the case was ${from}${to && to !== from ? ` and leading to ${to}` : ''}: not a transition of the lifecycle (it records ${e.type} from ${allowed})`,
+        { seq: e.seq },
+      );
+    }
+    state = to ?? state;
   }
 
   if (state !== undefined && state !== record.state) {
