@@ -4,12 +4,16 @@ import { GENESIS_HASH, canonicalJson, sha256Hex } from './audit.js';
 import { canonicalHashMatches, checkChain, sha256Bytes, sha256Text } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
+import { isoAt } from './iso.js';
 import {
   type AuditEvent,
   type Grant,
   type GrantState,
+  type Issuance,
   type PolicySnapshot,
   type Principal,
+  type TargetRevocation,
+  type TargetVerification,
   GRANT_STATES,
   sameIdentity,
 } from './model.js';
@@ -77,6 +81,14 @@ export type EvidenceProblemCode =
   | 'RECORD_STATE_MISMATCH'
   | 'RECORD_APPROVALS_MISMATCH'
   | 'RECORD_PARTIES_MISMATCH'
+  | 'RECORD_CREATED_MISMATCH'
+  | 'RECORD_JUSTIFICATION_MISMATCH'
+  | 'RECORD_TARGETS_MISMATCH'
+  | 'RECORD_WINDOW_MISMATCH'
+  | 'RECORD_DECISION_MISMATCH'
+  | 'RECORD_REVOCATION_MISMATCH'
+  | 'RECORD_USAGE_MISMATCH'
+  | 'RECORD_BREAKGLASS_MISMATCH'
   | 'POLICY_SNAPSHOT_MISMATCH'
   | 'POLICY_DOCUMENT_MISMATCH'
   | 'EVENT_TIME_ORDER'
@@ -913,7 +925,14 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let overdueReported = false;
   let extensions = 0;
   const approvals: ApprovalFact[] = [];
-  const recordApprovals: { approver: unknown; role: string; proof?: unknown }[] = [];
+  const recordApprovals: {
+    approver: unknown;
+    role: string;
+    reason?: unknown;
+    at?: string;
+    proof?: unknown;
+  }[] = [];
+  const facts = newRecordFacts();
   const issued = new Set<string>();
   const revoked = new Set<string>();
   const verified = new Set<string>();
@@ -948,7 +967,17 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           err('EVENT_OUT_OF_ORDER', `approval recorded while the case was ${state}`, { seq: e.seq });
         checkApproval(fact, approvals, snap, requester, subject, err);
         approvals.push(fact);
-        recordApprovals.push({ approver, role, ...(d.proof ? { proof: d.proof } : {}) });
+        recordApprovals.push(
+          typeof approver === 'string'
+            ? { approver, role }
+            : {
+                approver,
+                role,
+                ...(d.reason ? { reason: d.reason } : {}),
+                at: e.at,
+                ...(d.proof ? { proof: d.proof } : {}),
+              },
+        );
         break;
       }
       case 'approved':
@@ -1099,8 +1128,10 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         { seq: e.seq },
       );
     }
+    recordFact(facts, e, from);
     state = to ?? state;
   }
+  checkRecordFacts(facts, record, snap, err);
 
   if (state !== undefined && state !== record.state) {
     err('RECORD_STATE_MISMATCH', `record state is ${record.state}, the events lead to ${state}`, {
@@ -1110,7 +1141,13 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   const fromRecord = record.approvals.map((a, i) =>
     typeof recordApprovals[i]?.approver === 'string'
       ? { approver: a.approver.id, role: a.role }
-      : { approver: a.approver, role: a.role, ...(a.proof ? { proof: a.proof } : {}) },
+      : {
+          approver: a.approver,
+          role: a.role,
+          ...(a.reason ? { reason: a.reason } : {}),
+          at: a.at,
+          ...(a.proof ? { proof: a.proof } : {}),
+        },
   );
   if (!same(fromRecord, recordApprovals)) {
     err(
@@ -1147,6 +1184,383 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         `break-glass review was due ${due}; there is neither a review nor an overdue report`,
       );
     } else warn('BREAKGLASS_REVIEW_PENDING', `break-glass review is due ${due}`);
+  }
+}
+
+/** What one target's events state about its issuance, revocation and verification. */
+interface TargetFacts {
+  issuance?: Issuance;
+  revocation?: TargetRevocation;
+  verification?: TargetVerification;
+  /** The last verification attempt failed: its event does not state the method tried. */
+  methodUnstated?: boolean;
+}
+
+/**
+ * The record's fields as the events state them, built during the replay (the one pass over the
+ * events) the way lifecycle.ts `transition` builds the record, and compared with the record at the
+ * end ({@link checkRecordFacts}). Fields the events do not state are not here (docs/evidence.md).
+ */
+interface RecordFacts {
+  requested?: AuditEvent;
+  decision?: NonNullable<Grant['decision']>;
+  revocation?: NonNullable<Grant['revocation']>;
+  pendingLate: Set<string>;
+  window: { issuedAt?: string; expiresAt?: string; extensions: number };
+  targets: Map<string, TargetFacts>;
+  usage: { count: number; lastAt?: string };
+  breakGlass?: AuditEvent;
+  overdueRaisedAt?: string;
+  review?: AuditEvent;
+}
+
+function newRecordFacts(): RecordFacts {
+  return { pendingLate: new Set(), window: { extensions: 0 }, targets: new Map(), usage: { count: 0 } };
+}
+
+/** The issuance an event's data spreads (`target.issued`, `target.issued-late`). */
+function issuanceOf(d: Record<string, unknown>): Issuance {
+  return {
+    ref: d.ref as Issuance['ref'],
+    ...(d.fingerprint !== undefined ? { fingerprint: d.fingerprint as string } : {}),
+    issuedAt: d.issuedAt as string,
+    expiresAt: d.expiresAt as string,
+  };
+}
+
+/** Applies event `e`, recorded while the case was `from`, to the facts (as `transition` to the record). */
+function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined): void {
+  const d = e.data;
+  const target = (id: unknown): TargetFacts => {
+    let t = f.targets.get(String(id));
+    if (!t) {
+      t = {};
+      f.targets.set(String(id), t);
+    }
+    return t;
+  };
+  const rev = f.revocation;
+  switch (e.type) {
+    case 'requested':
+      if (e.seq === 1) f.requested = e;
+      break;
+    case 'denied':
+    case 'cancelled':
+    case 'expired':
+      f.decision = { by: e.actor, outcome: e.type, reason: d.reason as string, at: e.at };
+      break;
+    case 'target.issued':
+      target(d.targetId).issuance = issuanceOf(d);
+      break;
+    case 'issued':
+      f.window.issuedAt = e.at;
+      f.window.expiresAt = d.expiresAt as string;
+      break;
+    case 'extended':
+      f.window.expiresAt = d.to as string;
+      f.window.extensions += 1;
+      for (const r of (d.renewed as { targetId: string; expiresAt: string; fingerprint?: string }[]) ?? []) {
+        const t = target(r.targetId);
+        if (t.issuance)
+          t.issuance = {
+            ...t.issuance,
+            expiresAt: r.expiresAt,
+            ...(r.fingerprint ? { fingerprint: r.fingerprint } : {}),
+          };
+      }
+      break;
+    case 'usage':
+      f.usage.count += 1;
+      f.usage.lastAt = typeof d.at === 'string' ? d.at : e.at;
+      break;
+    case 'revoke.requested':
+      f.revocation = {
+        trigger: d.trigger as NonNullable<Grant['revocation']>['trigger'],
+        reason: d.reason as string,
+        actor: e.actor,
+        requestedAt: e.at,
+      };
+      break;
+    case 'target.revoked':
+      target(d.targetId).revocation = {
+        attempts: d.attempts as number,
+        confirmedAt: e.at,
+        alreadyGone: d.alreadyGone as boolean,
+        ...(d.detail ? { detail: d.detail as Record<string, unknown> } : {}),
+      };
+      break;
+    case 'revoked':
+      if (rev) {
+        rev.revokedAt = e.at;
+        rev.lagToRevokedMs = d.lagMs as number;
+        delete rev.exposed;
+      }
+      break;
+    case 'target.revoke-failed':
+      target(d.targetId).revocation = {
+        attempts: d.attempts as number,
+        lastError: d.error as NonNullable<TargetRevocation['lastError']>,
+      };
+      if (d.exhausted === true && rev) rev.exposed = true;
+      break;
+    case 'target.verified': {
+      const t = target(d.targetId);
+      t.verification = {
+        attempts: (t.verification?.attempts ?? 0) + 1,
+        result: 'absent',
+        method: d.method as string,
+        observation: d.observation as Record<string, unknown>,
+        verifier: e.actor.id,
+        at: e.at,
+      };
+      t.methodUnstated = false;
+      break;
+    }
+    case 'target.verify-failed': {
+      const t = target(d.targetId);
+      t.verification = {
+        attempts: (t.verification?.attempts ?? 0) + 1,
+        ...(d.present === true ? { result: 'present' as const } : {}),
+        ...(d.observation ? { observation: d.observation as Record<string, unknown> } : {}),
+        ...(d.error ? { lastError: d.error as NonNullable<TargetVerification['lastError']> } : {}),
+        at: e.at,
+      };
+      t.methodUnstated = true;
+      if (d.exhausted === true && rev) rev.exposed = true;
+      if (d.present === true && d.exhausted === true && t.revocation) delete t.revocation.confirmedAt;
+      break;
+    }
+    case 'verified':
+    case 'failed':
+      if (rev) {
+        rev.verifiedAt = e.at;
+        rev.lagToVerifiedMs = d.lagMs as number;
+        delete rev.exposed;
+      }
+      break;
+    case 'target.issued-late': {
+      const t = target(d.targetId);
+      if (from === 'failed') {
+        // Terminal: what could not be removed stays pending (and the case exposed) until it is gone.
+        if (d.removed === true) f.pendingLate.delete(String(d.targetId));
+        else {
+          t.issuance = issuanceOf(d);
+          f.pendingLate.add(String(d.targetId));
+        }
+        if (!rev) break;
+        if (f.pendingLate.size === 0) {
+          delete rev.pendingLate;
+          delete rev.exposed;
+        } else {
+          rev.pendingLate = [...f.pendingLate];
+          rev.exposed = true;
+        }
+      } else if (d.removed !== true) {
+        t.issuance = issuanceOf(d);
+        if (t.revocation) delete t.revocation.confirmedAt;
+        delete t.verification;
+        t.methodUnstated = false;
+        if (rev) delete rev.revokedAt;
+      }
+      break;
+    }
+    case 'breakglass.used':
+      f.breakGlass = e;
+      break;
+    case 'review.overdue':
+      f.overdueRaisedAt ??= e.at;
+      break;
+    case 'review':
+      f.review ??= e;
+      break;
+    default:
+      break;
+  }
+}
+
+/** Short text of a value for a problem message. */
+function shown(v: unknown): string {
+  if (v === undefined) return 'absent';
+  const t = JSON.stringify(v);
+  return t.length > 80 ? `${t.slice(0, 77)}...` : t;
+}
+
+/**
+ * Reports `code` for each member of `got` (the record's, at `path`) that differs from `want` (what the
+ * events state), or once for the whole when only one of them exists. Members in `skip` are not stated.
+ */
+function compareFields(
+  code: EvidenceProblemCode,
+  path: (string | number)[],
+  want: object | undefined,
+  got: object | undefined,
+  err: Report,
+  skip: readonly string[] = [],
+): void {
+  const where = path.slice(1).join('.');
+  if (want === undefined || got === undefined) {
+    if (want !== got)
+      err(
+        code,
+        `record ${where} is ${got === undefined ? 'absent' : 'present'}; the events say ${want === undefined ? 'there is none' : 'there is one'}`,
+        { path },
+      );
+    return;
+  }
+  const w = want as Record<string, unknown>;
+  const g = got as Record<string, unknown>;
+  const keys = new Set([...Object.keys(w), ...Object.keys(g)]);
+  for (const k of keys) {
+    if (skip.includes(k) || same(w[k], g[k])) continue;
+    err(code, `record ${where}.${k} is ${shown(g[k])}; the events say ${shown(w[k])}`, {
+      path: [...path, k],
+    });
+  }
+}
+
+/**
+ * Every record field the events state agrees with them: creation time, justification, each target's
+ * system, resource, permissions, issuance, revocation and verification, the window, the decision,
+ * the revocation, usage and break-glass (with its review).
+ */
+function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, err: Report): void {
+  const req = f.requested;
+  if (req) {
+    if (record.createdAt !== req.at)
+      err(
+        'RECORD_CREATED_MISMATCH',
+        `record createdAt is ${record.createdAt}; the request event is at ${req.at}`,
+        {
+          path: ['record', 'createdAt'],
+          seq: 1,
+        },
+      );
+    compareFields(
+      'RECORD_JUSTIFICATION_MISMATCH',
+      ['record', 'justification'],
+      req.data.justification as object | undefined,
+      record.justification,
+      err,
+    );
+    const asked = (req.data.targets as { id: string }[] | undefined) ?? [];
+    record.targets.forEach((t, i) => {
+      const q = asked.find((x) => x.id === t.id) as Record<string, unknown> | undefined;
+      if (!q) return; // RECORD_PARTIES_MISMATCH already
+      for (const k of ['system', 'resource', 'permissions'] as const) {
+        if (!same(q[k], t[k]))
+          err(
+            'RECORD_TARGETS_MISMATCH',
+            `record targets.${i}.${k} is ${shown(t[k])}; the request event says ${shown(q[k])}`,
+            {
+              path: ['record', 'targets', i, k],
+            },
+          );
+      }
+    });
+  }
+  record.targets.forEach((t, i) => {
+    const x = f.targets.get(t.id) ?? {};
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'issuance'],
+      x.issuance,
+      t.issuance,
+      err,
+    );
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'revocation'],
+      x.revocation,
+      t.revocation,
+      err,
+    );
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'verification'],
+      x.verification,
+      t.verification,
+      err,
+      x.methodUnstated ? ['method'] : [],
+    );
+  });
+  const w = record.window;
+  const issuedAt = f.window.issuedAt;
+  compareFields(
+    'RECORD_WINDOW_MISMATCH',
+    ['record', 'window'],
+    {
+      durationSeconds: req?.data.durationSeconds ?? w.durationSeconds,
+      issuedAt,
+      expiresAt: f.window.expiresAt,
+      hardLimitAt:
+        issuedAt === undefined ? undefined : isoAt(Date.parse(issuedAt) + snap.maxDurationSeconds * 1000),
+      extensions: f.window.extensions,
+    },
+    {
+      durationSeconds: w.durationSeconds,
+      issuedAt: w.issuedAt,
+      expiresAt: w.expiresAt,
+      hardLimitAt: w.hardLimitAt,
+      extensions: w.extensions ?? 0,
+    },
+    err,
+  );
+  compareFields('RECORD_DECISION_MISMATCH', ['record', 'decision'], f.decision, record.decision, err);
+  compareFields('RECORD_REVOCATION_MISMATCH', ['record', 'revocation'], f.revocation, record.revocation, err);
+  compareFields(
+    'RECORD_USAGE_MISMATCH',
+    ['record', 'usage'],
+    { count: f.usage.count, ...(f.usage.lastAt ? { lastAt: f.usage.lastAt } : {}) },
+    record.usage,
+    err,
+  );
+  const bg = record.breakGlass;
+  const used = f.breakGlass;
+  if (bg && used) {
+    // reviewerRoles come from the policy, not the events (checked against the document when present).
+    compareFields(
+      'RECORD_BREAKGLASS_MISMATCH',
+      ['record', 'breakGlass'],
+      {
+        actor: req?.data.requester ?? bg.actor,
+        reason: used.data.reason,
+        at: used.at,
+        reviewDueAt: used.data.reviewDueAt,
+        ...(f.overdueRaisedAt ? { overdueRaisedAt: f.overdueRaisedAt } : {}),
+      },
+      {
+        actor: bg.actor,
+        reason: bg.reason,
+        at: bg.at,
+        reviewDueAt: bg.reviewDueAt,
+        ...(bg.overdueRaisedAt ? { overdueRaisedAt: bg.overdueRaisedAt } : {}),
+      },
+      err,
+    );
+    const r = f.review;
+    const got = bg.review;
+    // The reviewer's roles, teams and claims are the record's: the event names only id, kind and role.
+    compareFields(
+      'RECORD_BREAKGLASS_MISMATCH',
+      ['record', 'breakGlass', 'review'],
+      r && {
+        reviewerId: r.actor.id,
+        reviewerKind: r.actor.kind,
+        role: r.actingRole,
+        outcome: r.data.outcome,
+        ...(r.data.notes ? { notes: r.data.notes } : {}),
+        at: r.at,
+      },
+      got && {
+        reviewerId: got.reviewer?.id,
+        reviewerKind: got.reviewer?.kind,
+        role: got.role,
+        outcome: got.outcome,
+        ...(got.notes ? { notes: got.notes } : {}),
+        at: got.at,
+      },
+      err,
+    );
   }
 }
 

@@ -32,6 +32,40 @@ async function resigned(env: Env, bundle: EvidenceBundle, edit: (p: Payload) => 
 }
 const eventsOf = (p: Payload) => p.events as AuditEvent[];
 
+describe('the record agrees with its events', () => {
+  it('refuses a case row rewritten in the store (revocation, ticket, resource, credential ref, approval time)', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    // A database UPDATE of the case row only: no event is touched, no key is needed.
+    const g = structuredClone(await env.store.get(caseId)) as Payload;
+    g.revocation.actor = { id: 'security-bot', kind: 'system' };
+    g.revocation.trigger = 'violation';
+    g.revocation.reason = 'anomaly detector';
+    g.justification.ticket = 'OPS-0001';
+    g.targets[0].resource = 'api://staging/readonly';
+    g.targets[0].issuance.ref = { jti: 'case-9999:api', kid: 'other' };
+    g.approvals[0].at = '2026-03-01T09:00:00.000Z';
+    g.version += 1;
+    await env.store.compareAndSet(g, g.version - 1, []);
+    const bundle = await env.service.evidence(caseId);
+    const r = await verifyEvidence(bundle, { keys: createJwks(env.signer!) });
+    // The events say: revoked manually by alice ('task finished'), ticket OPS-1234, api://prod/payments,
+    // jti case-0001:api; each rewritten field is named.
+    assert.equal(r.valid, false, `accepted with problems ${JSON.stringify(r.problems)}`);
+    const found = r.problems.map((x) => `${x.code} ${(x.path ?? []).join('.')}`);
+    for (const f of [
+      'RECORD_REVOCATION_MISMATCH record.revocation.actor',
+      'RECORD_REVOCATION_MISMATCH record.revocation.trigger',
+      'RECORD_REVOCATION_MISMATCH record.revocation.reason',
+      'RECORD_JUSTIFICATION_MISMATCH record.justification.ticket',
+      'RECORD_TARGETS_MISMATCH record.targets.0.resource',
+      'RECORD_TARGETS_MISMATCH record.targets.0.issuance.ref',
+      'RECORD_APPROVALS_MISMATCH record.approvals',
+    ])
+      assert.ok(found.includes(f), `${f} not in ${JSON.stringify(found)}`);
+  });
+});
+
 describe('lifecycle transitions follow the transition table', () => {
   it('refuses access issued and then ended as expired, denied or cancelled, never revoked nor verified', async () => {
     const env = await setup();
