@@ -107,6 +107,11 @@ export type EvidenceProblemCode =
   | 'REVOCATION_INCOMPLETE'
   | 'VERIFIED_BEFORE_REVOCATION'
   | 'VERIFICATION_INCOMPLETE'
+  | 'BREAKGLASS_RULE_MISMATCH'
+  | 'SELF_REVIEW'
+  | 'REVIEWER_NOT_HUMAN'
+  | 'OPERATOR_TEAM_REVIEW'
+  | 'BREAKGLASS_REJECTED_NOT_ENDED'
   | 'BREAKGLASS_REVIEW_UNREPORTED'
   | 'BREAKGLASS_REVIEW_OVERDUE'
   | 'BREAKGLASS_REVIEW_PENDING'
@@ -842,7 +847,12 @@ function checkPolicyDocument(p: EvidencePayload, err: Report): void {
   const s = p.policy.snapshot;
   if (s.ruleId === 'break-glass') {
     const bg = doc.breakGlass;
-    if (!bg || bg.operator !== s.operator || bg.maxDurationSeconds !== s.maxDurationSeconds) {
+    if (
+      !bg ||
+      bg.operator !== s.operator ||
+      bg.maxDurationSeconds !== s.maxDurationSeconds ||
+      (p.record.breakGlass !== undefined && !same(bg.reviewerRoles, p.record.breakGlass.reviewerRoles))
+    ) {
       err('POLICY_DOCUMENT_MISMATCH', 'the break-glass snapshot does not match the policy document', {
         path: ['policy', 'snapshot'],
       });
@@ -923,6 +933,8 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let reviewDueAt: string | undefined;
   let reviewed = false;
   let overdueReported = false;
+  /** The seq of a rejected review whose cancellation or revocation has not been recorded yet. */
+  let rejectedOpen: number | undefined;
   let extensions = 0;
   const approvals: ApprovalFact[] = [];
   const recordApprovals: {
@@ -958,8 +970,20 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         reviewDueAt = typeof d.reviewDueAt === 'string' ? d.reviewDueAt : undefined;
         if (state !== 'requested')
           err('EVENT_OUT_OF_ORDER', 'break-glass used outside a fresh request', { seq: e.seq });
+        if (snap.ruleId !== BREAK_GLASS_RULE)
+          err('BREAKGLASS_RULE_MISMATCH', `break-glass used on a case governed by rule ${snap.ruleId}`, {
+            seq: e.seq,
+          });
         break;
       case 'approval': {
+        if (snap.ruleId === BREAK_GLASS_RULE)
+          err(
+            'BREAKGLASS_RULE_MISMATCH',
+            'an approval of a break-glass case, which is approved by break-glass',
+            {
+              seq: e.seq,
+            },
+          );
         const approver = d.approver as Principal;
         const role = String(d.role);
         const fact: ApprovalFact = { seq: e.seq, approver, role, ...(d.proof ? { proof: d.proof } : {}) };
@@ -981,6 +1005,10 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         break;
       }
       case 'approved':
+        if (snap.ruleId === BREAK_GLASS_RULE)
+          err('BREAKGLASS_RULE_MISMATCH', 'a break-glass case approved other than by break-glass', {
+            seq: e.seq,
+          });
         if (state !== 'requested')
           err('EVENT_OUT_OF_ORDER', `approved while the case was ${state}`, { seq: e.seq });
         if (d.preApproved === true) {
@@ -1069,9 +1097,17 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         }
         break;
       case 'review':
-        reviewed = true;
         if (!breakGlassAt)
           err('EVENT_OUT_OF_ORDER', 'review of a case that is not break-glass', { seq: e.seq });
+        else if (reviewed)
+          err('EVENT_OUT_OF_ORDER', 'a second review of the break-glass case', { seq: e.seq });
+        else {
+          checkReview(e, record, requester, subject, snap, err);
+          // A rejected review ends the access wherever it stands (lifecycle.ts, review).
+          if (d.outcome === 'rejected' && (state === 'approved' || state === 'issuing' || state === 'issued'))
+            rejectedOpen = e.seq;
+        }
+        reviewed = true;
         break;
       case 'review.overdue':
         overdueReported = true;
@@ -1128,10 +1164,24 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         { seq: e.seq },
       );
     }
+    if (rejectedOpen !== undefined) {
+      if (e.type === 'cancelled' || e.type === 'revoke.requested') rejectedOpen = undefined;
+      else if (e.type === 'issue.started' || e.type === 'extended')
+        err('BREAKGLASS_REJECTED_NOT_ENDED', `${e.type} after the break-glass review was rejected`, {
+          seq: e.seq,
+        });
+    }
     recordFact(facts, e, from);
     state = to ?? state;
   }
   checkRecordFacts(facts, record, snap, err);
+  if (rejectedOpen !== undefined && (state === 'approved' || state === 'issued')) {
+    err(
+      'BREAKGLASS_REJECTED_NOT_ENDED',
+      `the break-glass review was rejected, but the case is still ${state}: neither cancelled nor revoked`,
+      { seq: rejectedOpen },
+    );
+  }
 
   if (state !== undefined && state !== record.state) {
     err('RECORD_STATE_MISMATCH', `record state is ${record.state}, the events lead to ${state}`, {
@@ -1560,6 +1610,47 @@ function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, e
         at: got.at,
       },
       err,
+    );
+  }
+}
+
+/** The rule id of a break-glass case's snapshot (service.ts `breakGlass`). */
+const BREAK_GLASS_RULE = 'break-glass';
+
+/**
+ * The reviewer of a break-glass case, as the service's `review` refuses them: not the break-glass
+ * actor (the requester) nor the subject, a human, acting in one of the case's `reviewerRoles` that
+ * they hold, and not in the operator team. The event names the reviewer's id, kind and role; their
+ * roles and teams are the record's (compared with the event by {@link checkRecordFacts}).
+ */
+function checkReview(
+  e: AuditEvent,
+  record: Grant,
+  requester: Principal,
+  subject: Principal,
+  snap: PolicySnapshot,
+  err: Report,
+): void {
+  const at = { seq: e.seq };
+  const id = e.actor.id;
+  const actor = record.breakGlass?.actor.id ?? requester.id;
+  if (sameIdentity(id, actor) || sameIdentity(id, requester.id) || sameIdentity(id, subject.id))
+    err(
+      'SELF_REVIEW',
+      `${id} reviewed a break-glass case they ${sameIdentity(id, subject.id) ? 'are the subject of' : 'used'}`,
+      at,
+    );
+  if (e.actor.kind !== 'human') err('REVIEWER_NOT_HUMAN', `reviewer ${id} is not a human`, at);
+  const reviewer = record.breakGlass?.review?.reviewer;
+  if ((reviewer?.teams ?? []).some((team) => sameIdentity(team, snap.operator)))
+    err('OPERATOR_TEAM_REVIEW', `${id} is in the break-glass operator team ${snap.operator}`, at);
+  const roles = record.breakGlass?.reviewerRoles ?? [];
+  const role = e.actingRole;
+  if (role === undefined || !roles.includes(role) || !(reviewer?.roles ?? []).includes(role)) {
+    err(
+      'ROLE_NOT_QUALIFIED',
+      `${id} reviewed as ${role ?? '(no role)'}; a reviewer needs one of ${roles.join(', ') || '(none)'}, held`,
+      at,
     );
   }
 }

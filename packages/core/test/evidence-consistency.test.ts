@@ -8,7 +8,17 @@ import {
   createJwks,
   verifyEvidence,
 } from '../src/index.js';
-import { errorCodes, payloadOf, rechain, runFullCase, setEvents, setup } from './evidence-helpers.js';
+import {
+  alice,
+  carol,
+  ciJob,
+  errorCodes,
+  payloadOf,
+  rechain,
+  runFullCase,
+  setEvents,
+  setup,
+} from './evidence-helpers.js';
 
 /**
  * Bundles whose record or lifecycle is false although the chain is sound, all signed by the real
@@ -88,5 +98,100 @@ describe('lifecycle transitions follow the transition table', () => {
       assert.equal(r.valid, false, `${end} after issuance accepted: ${JSON.stringify(r.problems)}`);
       assert.ok(errorCodes(r).includes('EVENT_OUT_OF_ORDER'), JSON.stringify(r.problems));
     }
+  });
+});
+
+describe('break-glass follows the break-glass rule and its review is checked', () => {
+  it('refuses break-glass on a rule that is not break-glass, replacing the quorum, reviewed by its own actor', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p).filter((e) => e.type !== 'approval');
+      const i = list.findIndex((e) => e.type === 'approved');
+      const due = '2026-03-02T11:00:00.000Z';
+      list[i] = {
+        ...list[i]!,
+        type: 'breakglass.used',
+        actor: { id: 'alice', kind: 'human' },
+        data: { reason: 'x', reviewDueAt: due },
+      };
+      const last = list[list.length - 1]!;
+      list.push({
+        ...last,
+        type: 'review',
+        actor: { id: 'alice', kind: 'human' },
+        data: { outcome: 'accepted' },
+      });
+      setEvents(p, rechain(list));
+      p.record.approvals = [];
+      p.record.breakGlass = {
+        actor: alice,
+        reason: 'x',
+        at: list[1]!.at,
+        reviewDueAt: due,
+        reviewerRoles: ['security-officer'],
+        review: { reviewer: alice, role: 'oncall', outcome: 'accepted', at: last.at },
+      };
+    });
+    // The snapshot is still rule prod-api (2 approvals in distinct roles); no approval at all; self-review.
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    for (const code of ['BREAKGLASS_RULE_MISMATCH', 'SELF_REVIEW', 'ROLE_NOT_QUALIFIED'] as const)
+      assert.ok(errorCodes(r).includes(code), `${code} not in ${JSON.stringify(r.problems)}`);
+  });
+
+  it('refuses a real break-glass case whose review is rewritten as a self-review by its actor', async () => {
+    const env = await setup();
+    const g = await env.service.breakGlass({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'payments down' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://prod/payments' }],
+      durationSeconds: 900,
+    });
+    await env.service.issue(g.id);
+    await env.service.review(g.id, { reviewer: carol, outcome: 'accepted' });
+    await env.service.revoke(g.id, { actor: alice, reason: 'done' });
+    const bundle = await env.service.evidence(g.id);
+    assert.deepEqual((await verifyEvidence(bundle, { keys: createJwks(env.signer!) })).problems, []);
+    // The service refuses alice reviewing her own break-glass (SELF_REVIEW); so does the verifier.
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p).map((e) =>
+        e.type === 'review'
+          ? { ...e, actor: { id: 'alice', kind: 'human' as const }, actingRole: 'oncall' }
+          : e,
+      );
+      setEvents(p, rechain(list));
+      p.record.breakGlass.review.reviewer = alice;
+      p.record.breakGlass.review.role = 'oncall';
+    });
+    assert.equal(r.valid, false, `self-review accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['SELF_REVIEW', 'ROLE_NOT_QUALIFIED']);
+  });
+
+  it('refuses a rejected review after which the access was neither cancelled nor revoked', async () => {
+    const env = await setup();
+    const g = await env.service.breakGlass({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'payments down' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://prod/payments' }],
+      durationSeconds: 900,
+    });
+    await env.service.issue(g.id);
+    await env.service.review(g.id, { reviewer: carol, outcome: 'rejected' });
+    const bundle = await env.service.evidence(g.id);
+    assert.equal((await verifyEvidence(bundle, { keys: createJwks(env.signer!) })).valid, true);
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p);
+      setEvents(p, rechain(list.slice(0, list.findIndex((e) => e.type === 'review') + 1)));
+      p.record.state = 'issued';
+      delete p.record.revocation;
+      for (const t of p.record.targets) {
+        delete t.revocation;
+        delete t.verification;
+      }
+    });
+    assert.ok(errorCodes(r).includes('BREAKGLASS_REJECTED_NOT_ENDED'), JSON.stringify(r.problems));
   });
 });
