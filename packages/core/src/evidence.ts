@@ -96,6 +96,7 @@ export type EvidenceProblemCode =
   | 'ISSUED_WITHOUT_APPROVAL'
   | 'QUORUM_NOT_MET'
   | 'EXTENSION_NOT_ALLOWED'
+  | 'WINDOW_EXCEEDS_MAX'
   | 'ROLE_NOT_QUALIFIED'
   | 'SELF_APPROVAL'
   | 'OPERATOR_APPROVAL'
@@ -935,6 +936,8 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let overdueReported = false;
   /** The seq of a rejected review whose cancellation or revocation has not been recorded yet. */
   let rejectedOpen: number | undefined;
+  /** When the case was issued (the hard limit runs from it); NaN until then. */
+  let issuedAtMs = Number.NaN;
   let extensions = 0;
   const approvals: ApprovalFact[] = [];
   const recordApprovals: {
@@ -964,6 +967,12 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
     switch (e.type) {
       case 'requested':
         if (e.seq !== 1) err('EVENT_OUT_OF_ORDER', `a second request event at seq ${e.seq}`, { seq: e.seq });
+        if (typeof d.durationSeconds === 'number' && d.durationSeconds > snap.maxDurationSeconds)
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `requested ${d.durationSeconds}s; rule ${snap.ruleId} allows at most ${snap.maxDurationSeconds}s`,
+            { seq: e.seq },
+          );
         break;
       case 'breakglass.used':
         breakGlassAt = e.at;
@@ -1031,10 +1040,21 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
             seq: e.seq,
           });
         break;
-      case 'issued':
+      case 'issued': {
         if (state !== 'issuing')
           err('ISSUED_WITHOUT_APPROVAL', `issued while the case was ${state}`, { seq: e.seq });
+        // The service ends the window at most min(duration, maxDuration) after it issues.
+        const asked = first?.type === 'requested' ? Number(first.data.durationSeconds) : Number.NaN;
+        const limit = Math.min(snap.maxDurationSeconds, Number.isFinite(asked) ? asked : Infinity);
+        issuedAtMs = Date.parse(e.at);
+        if (!(Date.parse(String(d.expiresAt)) <= issuedAtMs + limit * 1000))
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `issued until ${String(d.expiresAt)}, more than ${limit}s after issuance at ${e.at} (rule ${snap.ruleId}: at most ${snap.maxDurationSeconds}s)`,
+            { seq: e.seq },
+          );
         break;
+      }
       case 'revoke.requested':
         if (!issueStarted)
           err('REVOKED_BEFORE_ISSUANCE', 'revocation requested before anything was issued', { seq: e.seq });
@@ -1125,6 +1145,12 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           break;
         }
         extensions += 1;
+        if (!(Date.parse(String(d.to)) <= issuedAtMs + snap.maxDurationSeconds * 1000))
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `extended until ${String(d.to)}, more than the rule's ${snap.maxDurationSeconds}s after first issuance`,
+            { seq: e.seq },
+          );
         if (extensions > ext.maxExtensions)
           err('EXTENSION_NOT_ALLOWED', `extension ${extensions} of at most ${ext.maxExtensions}`, {
             seq: e.seq,

@@ -195,3 +195,28 @@ describe('break-glass follows the break-glass rule and its review is checked', (
     assert.ok(errorCodes(r).includes('BREAKGLASS_REJECTED_NOT_ENDED'), JSON.stringify(r.problems));
   });
 });
+
+describe('the window stays within the rule', () => {
+  it('refuses a credential window far beyond the rule maxDurationSeconds', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const far = '2036-03-02T10:31:35.000Z'; // rule prod-api: maxDurationSeconds 3600
+    const r = await resigned(env, bundle, (p) => {
+      setEvents(
+        p,
+        rechain(
+          eventsOf(p).map((e) =>
+            e.type === 'target.issued' || e.type === 'issued'
+              ? { ...e, data: { ...e.data, expiresAt: far } }
+              : e,
+          ),
+        ),
+      );
+      p.record.window.expiresAt = far;
+      p.record.targets[0].issuance.expiresAt = far;
+    });
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['WINDOW_EXCEEDS_MAX']);
+  });
+});
