@@ -1026,7 +1026,27 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
               seq: e.seq,
             });
           }
-        } else checkQuorum('approved', approvals, snap, e, err);
+        } else {
+          checkQuorum('approved', approvals, snap, e, err);
+          // The approved event states the quorum it met: the approvals so far, which the service
+          // counts to exactly the rule's count (each approval qualifies and is distinct), and the rule.
+          // Without the policy document this is what binds the snapshot's quorum to the events.
+          if (typeof d.approvals === 'number' && d.approvals !== approvals.length)
+            err(
+              'RECORD_APPROVALS_MISMATCH',
+              `the approved event counts ${d.approvals} approval(s); ${approvals.length} approval event(s) precede it`,
+              { seq: e.seq },
+            );
+          if (
+            (typeof d.approvals === 'number' && d.approvals !== Math.max(snap.approvals.count, 1)) ||
+            (d.rule !== undefined && d.rule !== snap.ruleId)
+          )
+            err(
+              'POLICY_SNAPSHOT_MISMATCH',
+              `the approved event met a quorum of ${String(d.approvals)} under rule ${String(d.rule)}; the snapshot requires ${snap.approvals.count} under rule ${snap.ruleId}`,
+              { seq: e.seq, path: ['policy', 'snapshot', 'approvals'] },
+            );
+        }
         break;
       case 'issue.started':
         issueStarted = true;

@@ -6,6 +6,7 @@ import {
   EVIDENCE_TYP,
   canonicalJson,
   createJwks,
+  sha256Hex,
   verifyEvidence,
 } from '../src/index.js';
 import {
@@ -218,5 +219,31 @@ describe('the window stays within the rule', () => {
     });
     assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
     assert.deepEqual(errorCodes(r), ['WINDOW_EXCEEDS_MAX']);
+  });
+});
+
+describe('the snapshot quorum is bound to the events', () => {
+  it('refuses a lowered snapshot quorum covering a dropped approval, without the policy document', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const r = await resigned(env, bundle, (p) => {
+      setEvents(
+        p,
+        rechain(
+          eventsOf(p).filter(
+            (e) => !(e.type === 'approval' && (e.data as Payload).role === 'security-officer'),
+          ),
+        ),
+      );
+      p.record.approvals = p.record.approvals.slice(0, 1);
+      delete p.policy.document; // optional: absent whenever the producer runs a newer policy version
+      p.policy.snapshot.approvals = { count: 1, roles: ['sre-lead'], distinctRoles: false };
+      p.record.policy = p.policy.snapshot;
+      p.policy.snapshotHash = sha256Hex(canonicalJson(p.policy.snapshot));
+    });
+    // The approved event records a quorum of 2 met under rule prod-api.
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['RECORD_APPROVALS_MISMATCH', 'POLICY_SNAPSHOT_MISMATCH']);
   });
 });
