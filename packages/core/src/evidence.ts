@@ -4,15 +4,20 @@ import { GENESIS_HASH, canonicalJson, sha256Hex } from './audit.js';
 import { canonicalHashMatches, checkChain, sha256Bytes, sha256Text } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
+import { isoAt } from './iso.js';
 import {
   type AuditEvent,
   type Grant,
   type GrantState,
+  type Issuance,
   type PolicySnapshot,
   type Principal,
+  type TargetRevocation,
+  type TargetVerification,
   GRANT_STATES,
   sameIdentity,
 } from './model.js';
+import { type CommandType, TRANSITIONS } from './lifecycle.js';
 import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
 import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
 
@@ -76,6 +81,14 @@ export type EvidenceProblemCode =
   | 'RECORD_STATE_MISMATCH'
   | 'RECORD_APPROVALS_MISMATCH'
   | 'RECORD_PARTIES_MISMATCH'
+  | 'RECORD_CREATED_MISMATCH'
+  | 'RECORD_JUSTIFICATION_MISMATCH'
+  | 'RECORD_TARGETS_MISMATCH'
+  | 'RECORD_WINDOW_MISMATCH'
+  | 'RECORD_DECISION_MISMATCH'
+  | 'RECORD_REVOCATION_MISMATCH'
+  | 'RECORD_USAGE_MISMATCH'
+  | 'RECORD_BREAKGLASS_MISMATCH'
   | 'POLICY_SNAPSHOT_MISMATCH'
   | 'POLICY_DOCUMENT_MISMATCH'
   | 'EVENT_TIME_ORDER'
@@ -83,6 +96,7 @@ export type EvidenceProblemCode =
   | 'ISSUED_WITHOUT_APPROVAL'
   | 'QUORUM_NOT_MET'
   | 'EXTENSION_NOT_ALLOWED'
+  | 'WINDOW_EXCEEDS_MAX'
   | 'ROLE_NOT_QUALIFIED'
   | 'SELF_APPROVAL'
   | 'OPERATOR_APPROVAL'
@@ -94,6 +108,11 @@ export type EvidenceProblemCode =
   | 'REVOCATION_INCOMPLETE'
   | 'VERIFIED_BEFORE_REVOCATION'
   | 'VERIFICATION_INCOMPLETE'
+  | 'BREAKGLASS_RULE_MISMATCH'
+  | 'SELF_REVIEW'
+  | 'REVIEWER_NOT_HUMAN'
+  | 'OPERATOR_TEAM_REVIEW'
+  | 'BREAKGLASS_REJECTED_NOT_ENDED'
   | 'BREAKGLASS_REVIEW_UNREPORTED'
   | 'BREAKGLASS_REVIEW_OVERDUE'
   | 'BREAKGLASS_REVIEW_PENDING'
@@ -284,6 +303,70 @@ const STATE_OF: Partial<Record<string, GrantState>> = {
   verified: 'verified',
   failed: 'failed',
 };
+
+/**
+ * The lifecycle commands whose step records each event type (lifecycle.ts `transition`). Not a
+ * transition table: which states an event may come from, and lead to, is read from
+ * {@link TRANSITIONS} through it ({@link EVENT_EDGES}). `requested` and `breakglass.used` open a case
+ * (no command) and are checked on their own; event types not listed change nothing and are not checked.
+ */
+const EVENT_COMMANDS: Readonly<Record<string, readonly CommandType[]>> = {
+  approval: ['approve'],
+  approved: ['approve'],
+  denied: ['deny'],
+  // A rejected break-glass review cancels an approved case.
+  cancelled: ['cancel', 'review'],
+  expired: ['expire'],
+  'issue.started': ['beginIssue'],
+  'target.issued': ['issued', 'issueFailed'],
+  issued: ['issued'],
+  'issue.failed': ['issueFailed'],
+  usage: ['recordUsage'],
+  violation: ['recordUsage'],
+  // A revocation starts on request, on a rollback, on a violating use or on a rejected review.
+  'revoke.requested': ['requestRevoke', 'issued', 'issueFailed', 'recordUsage', 'review'],
+  'target.revoked': ['targetRevoked'],
+  revoked: ['targetRevoked'],
+  'target.revoke-failed': ['targetRevokeFailed'],
+  'target.verified': ['targetVerified'],
+  verified: ['targetVerified'],
+  failed: ['targetVerified'],
+  'target.verify-failed': ['targetVerifyFailed'],
+  review: ['review'],
+  'review.overdue': ['reviewOverdue'],
+  'target.issued-late': ['lateIssuance'],
+  extended: ['extend'],
+};
+
+/**
+ * For each event type of {@link EVENT_COMMANDS}: the states it may be recorded in and, from each, the
+ * states it may lead to, as the union of its commands' rows of {@link TRANSITIONS}.
+ */
+const EVENT_EDGES: ReadonlyMap<string, ReadonlyMap<GrantState, ReadonlySet<GrantState>>> = new Map(
+  Object.entries(EVENT_COMMANDS).map(([type, commands]) => {
+    const edges = new Map<GrantState, Set<GrantState>>();
+    for (const c of commands) {
+      for (const [from, tos] of Object.entries(TRANSITIONS[c]) as [GrantState, readonly GrantState[]][]) {
+        const set = edges.get(from) ?? new Set<GrantState>();
+        for (const to of tos) set.add(to);
+        edges.set(from, set);
+      }
+    }
+    return [type, edges];
+  }),
+);
+
+/**
+ * Whether the lifecycle can record an event of `type` while the case is `from` and, when the event
+ * changes the state (`changes`), leave it `to`. Events recorded midway through a step (an approval,
+ * a target issued) only need a command allowed from `from`. True for types not in {@link EVENT_COMMANDS}.
+ */
+function transitionAllowed(type: string, from: GrantState, to: GrantState, changes: boolean): boolean {
+  const edges = EVENT_EDGES.get(type);
+  if (!edges) return true;
+  const tos = edges.get(from);
+  return tos !== undefined && (!changes || tos.has(to));
+}
 
 /**
  * Deep equality of JSON data (what a parsed payload holds): the same as `isDeepStrictEqual` there,
@@ -765,7 +848,12 @@ function checkPolicyDocument(p: EvidencePayload, err: Report): void {
   const s = p.policy.snapshot;
   if (s.ruleId === 'break-glass') {
     const bg = doc.breakGlass;
-    if (!bg || bg.operator !== s.operator || bg.maxDurationSeconds !== s.maxDurationSeconds) {
+    if (
+      !bg ||
+      bg.operator !== s.operator ||
+      bg.maxDurationSeconds !== s.maxDurationSeconds ||
+      (p.record.breakGlass !== undefined && !same(bg.reviewerRoles, p.record.breakGlass.reviewerRoles))
+    ) {
       err('POLICY_DOCUMENT_MISMATCH', 'the break-glass snapshot does not match the policy document', {
         path: ['policy', 'snapshot'],
       });
@@ -846,15 +934,28 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let reviewDueAt: string | undefined;
   let reviewed = false;
   let overdueReported = false;
+  /** The seq of a rejected review whose cancellation or revocation has not been recorded yet. */
+  let rejectedOpen: number | undefined;
+  /** When the case was issued (the hard limit runs from it); NaN until then. */
+  let issuedAtMs = Number.NaN;
   let extensions = 0;
   const approvals: ApprovalFact[] = [];
-  const recordApprovals: { approver: unknown; role: string; proof?: unknown }[] = [];
+  const recordApprovals: {
+    approver: unknown;
+    role: string;
+    reason?: unknown;
+    at?: string;
+    proof?: unknown;
+  }[] = [];
+  const facts = newRecordFacts();
   const issued = new Set<string>();
   const revoked = new Set<string>();
   const verified = new Set<string>();
   const targetIds = record.targets.map((t) => t.id);
 
   for (const e of p.events) {
+    const from = state;
+    const reported = problems.length;
     if (e.at < prevAt)
       err(
         'EVENT_TIME_ORDER',
@@ -866,14 +967,32 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
     switch (e.type) {
       case 'requested':
         if (e.seq !== 1) err('EVENT_OUT_OF_ORDER', `a second request event at seq ${e.seq}`, { seq: e.seq });
+        if (typeof d.durationSeconds === 'number' && d.durationSeconds > snap.maxDurationSeconds)
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `requested ${d.durationSeconds}s; rule ${snap.ruleId} allows at most ${snap.maxDurationSeconds}s`,
+            { seq: e.seq },
+          );
         break;
       case 'breakglass.used':
         breakGlassAt = e.at;
         reviewDueAt = typeof d.reviewDueAt === 'string' ? d.reviewDueAt : undefined;
         if (state !== 'requested')
           err('EVENT_OUT_OF_ORDER', 'break-glass used outside a fresh request', { seq: e.seq });
+        if (snap.ruleId !== BREAK_GLASS_RULE)
+          err('BREAKGLASS_RULE_MISMATCH', `break-glass used on a case governed by rule ${snap.ruleId}`, {
+            seq: e.seq,
+          });
         break;
       case 'approval': {
+        if (snap.ruleId === BREAK_GLASS_RULE)
+          err(
+            'BREAKGLASS_RULE_MISMATCH',
+            'an approval of a break-glass case, which is approved by break-glass',
+            {
+              seq: e.seq,
+            },
+          );
         const approver = d.approver as Principal;
         const role = String(d.role);
         const fact: ApprovalFact = { seq: e.seq, approver, role, ...(d.proof ? { proof: d.proof } : {}) };
@@ -881,10 +1000,24 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           err('EVENT_OUT_OF_ORDER', `approval recorded while the case was ${state}`, { seq: e.seq });
         checkApproval(fact, approvals, snap, requester, subject, err);
         approvals.push(fact);
-        recordApprovals.push({ approver, role, ...(d.proof ? { proof: d.proof } : {}) });
+        recordApprovals.push(
+          typeof approver === 'string'
+            ? { approver, role }
+            : {
+                approver,
+                role,
+                ...(d.reason ? { reason: d.reason } : {}),
+                at: e.at,
+                ...(d.proof ? { proof: d.proof } : {}),
+              },
+        );
         break;
       }
       case 'approved':
+        if (snap.ruleId === BREAK_GLASS_RULE)
+          err('BREAKGLASS_RULE_MISMATCH', 'a break-glass case approved other than by break-glass', {
+            seq: e.seq,
+          });
         if (state !== 'requested')
           err('EVENT_OUT_OF_ORDER', `approved while the case was ${state}`, { seq: e.seq });
         if (d.preApproved === true) {
@@ -893,7 +1026,27 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
               seq: e.seq,
             });
           }
-        } else checkQuorum('approved', approvals, snap, e, err);
+        } else {
+          checkQuorum('approved', approvals, snap, e, err);
+          // The approved event states the quorum it met: the approvals so far, which the service
+          // counts to exactly the rule's count (each approval qualifies and is distinct), and the rule.
+          // Without the policy document this is what binds the snapshot's quorum to the events.
+          if (typeof d.approvals === 'number' && d.approvals !== approvals.length)
+            err(
+              'RECORD_APPROVALS_MISMATCH',
+              `the approved event counts ${d.approvals} approval(s); ${approvals.length} approval event(s) precede it`,
+              { seq: e.seq },
+            );
+          if (
+            (typeof d.approvals === 'number' && d.approvals !== Math.max(snap.approvals.count, 1)) ||
+            (d.rule !== undefined && d.rule !== snap.ruleId)
+          )
+            err(
+              'POLICY_SNAPSHOT_MISMATCH',
+              `the approved event met a quorum of ${String(d.approvals)} under rule ${String(d.rule)}; the snapshot requires ${snap.approvals.count} under rule ${snap.ruleId}`,
+              { seq: e.seq, path: ['policy', 'snapshot', 'approvals'] },
+            );
+        }
         break;
       case 'issue.started':
         issueStarted = true;
@@ -907,10 +1060,21 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
             seq: e.seq,
           });
         break;
-      case 'issued':
+      case 'issued': {
         if (state !== 'issuing')
           err('ISSUED_WITHOUT_APPROVAL', `issued while the case was ${state}`, { seq: e.seq });
+        // The service ends the window at most min(duration, maxDuration) after it issues.
+        const asked = first?.type === 'requested' ? Number(first.data.durationSeconds) : Number.NaN;
+        const limit = Math.min(snap.maxDurationSeconds, Number.isFinite(asked) ? asked : Infinity);
+        issuedAtMs = Date.parse(e.at);
+        if (!(Date.parse(String(d.expiresAt)) <= issuedAtMs + limit * 1000))
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `issued until ${String(d.expiresAt)}, more than ${limit}s after issuance at ${e.at} (rule ${snap.ruleId}: at most ${snap.maxDurationSeconds}s)`,
+            { seq: e.seq },
+          );
         break;
+      }
       case 'revoke.requested':
         if (!issueStarted)
           err('REVOKED_BEFORE_ISSUANCE', 'revocation requested before anything was issued', { seq: e.seq });
@@ -973,9 +1137,17 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         }
         break;
       case 'review':
-        reviewed = true;
         if (!breakGlassAt)
           err('EVENT_OUT_OF_ORDER', 'review of a case that is not break-glass', { seq: e.seq });
+        else if (reviewed)
+          err('EVENT_OUT_OF_ORDER', 'a second review of the break-glass case', { seq: e.seq });
+        else {
+          checkReview(e, record, requester, subject, snap, err);
+          // A rejected review ends the access wherever it stands (lifecycle.ts, review).
+          if (d.outcome === 'rejected' && (state === 'approved' || state === 'issuing' || state === 'issued'))
+            rejectedOpen = e.seq;
+        }
+        reviewed = true;
         break;
       case 'review.overdue':
         overdueReported = true;
@@ -993,6 +1165,12 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           break;
         }
         extensions += 1;
+        if (!(Date.parse(String(d.to)) <= issuedAtMs + snap.maxDurationSeconds * 1000))
+          err(
+            'WINDOW_EXCEEDS_MAX',
+            `extended until ${String(d.to)}, more than the rule's ${snap.maxDurationSeconds}s after first issuance`,
+            { seq: e.seq },
+          );
         if (extensions > ext.maxExtensions)
           err('EXTENSION_NOT_ALLOWED', `extension ${extensions} of at most ${ext.maxExtensions}`, {
             seq: e.seq,
@@ -1017,7 +1195,38 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
       default:
         break;
     }
-    state = STATE_OF[e.type] ?? state;
+    const to = STATE_OF[e.type];
+    // Every event checked against the lifecycle's transition table, from the state the events so
+    // far led to; reported once per event (the checks above may already have named the problem).
+    if (
+      from !== undefined &&
+      !transitionAllowed(e.type, from, to ?? state ?? from, to !== undefined || state !== from) &&
+      !problems.slice(reported).some((x) => x.seq === e.seq && x.severity === 'error')
+    ) {
+      const allowed = [...(EVENT_EDGES.get(e.type)?.keys() ?? [])].join(', ');
+      err(
+        'EVENT_OUT_OF_ORDER',
+        `${e.type} recorded while the case was ${from}${to && to !== from ? ` and leading to ${to}` : ''}: not a transition of the lifecycle (it records ${e.type} from ${allowed})`,
+        { seq: e.seq },
+      );
+    }
+    if (rejectedOpen !== undefined) {
+      if (e.type === 'cancelled' || e.type === 'revoke.requested') rejectedOpen = undefined;
+      else if (e.type === 'issue.started' || e.type === 'extended')
+        err('BREAKGLASS_REJECTED_NOT_ENDED', `${e.type} after the break-glass review was rejected`, {
+          seq: e.seq,
+        });
+    }
+    recordFact(facts, e, from);
+    state = to ?? state;
+  }
+  checkRecordFacts(facts, record, snap, err);
+  if (rejectedOpen !== undefined && (state === 'approved' || state === 'issued')) {
+    err(
+      'BREAKGLASS_REJECTED_NOT_ENDED',
+      `the break-glass review was rejected, but the case is still ${state}: neither cancelled nor revoked`,
+      { seq: rejectedOpen },
+    );
   }
 
   if (state !== undefined && state !== record.state) {
@@ -1028,7 +1237,13 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   const fromRecord = record.approvals.map((a, i) =>
     typeof recordApprovals[i]?.approver === 'string'
       ? { approver: a.approver.id, role: a.role }
-      : { approver: a.approver, role: a.role, ...(a.proof ? { proof: a.proof } : {}) },
+      : {
+          approver: a.approver,
+          role: a.role,
+          ...(a.reason ? { reason: a.reason } : {}),
+          at: a.at,
+          ...(a.proof ? { proof: a.proof } : {}),
+        },
   );
   if (!same(fromRecord, recordApprovals)) {
     err(
@@ -1065,6 +1280,424 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         `break-glass review was due ${due}; there is neither a review nor an overdue report`,
       );
     } else warn('BREAKGLASS_REVIEW_PENDING', `break-glass review is due ${due}`);
+  }
+}
+
+/** What one target's events state about its issuance, revocation and verification. */
+interface TargetFacts {
+  issuance?: Issuance;
+  revocation?: TargetRevocation;
+  verification?: TargetVerification;
+  /** The last verification attempt failed: its event does not state the method tried. */
+  methodUnstated?: boolean;
+}
+
+/**
+ * The record's fields as the events state them, built during the replay (the one pass over the
+ * events) the way lifecycle.ts `transition` builds the record, and compared with the record at the
+ * end ({@link checkRecordFacts}). Fields the events do not state are not here (docs/evidence.md).
+ */
+interface RecordFacts {
+  requested?: AuditEvent;
+  decision?: NonNullable<Grant['decision']>;
+  revocation?: NonNullable<Grant['revocation']>;
+  pendingLate: Set<string>;
+  window: { issuedAt?: string; expiresAt?: string; extensions: number };
+  targets: Map<string, TargetFacts>;
+  usage: { count: number; lastAt?: string };
+  breakGlass?: AuditEvent;
+  overdueRaisedAt?: string;
+  review?: AuditEvent;
+}
+
+function newRecordFacts(): RecordFacts {
+  return { pendingLate: new Set(), window: { extensions: 0 }, targets: new Map(), usage: { count: 0 } };
+}
+
+/** The issuance an event's data spreads (`target.issued`, `target.issued-late`). */
+function issuanceOf(d: Record<string, unknown>): Issuance {
+  return {
+    ref: d.ref as Issuance['ref'],
+    ...(d.fingerprint !== undefined ? { fingerprint: d.fingerprint as string } : {}),
+    issuedAt: d.issuedAt as string,
+    expiresAt: d.expiresAt as string,
+  };
+}
+
+/** Applies event `e`, recorded while the case was `from`, to the facts (as `transition` to the record). */
+function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined): void {
+  const d = e.data;
+  const target = (id: unknown): TargetFacts => {
+    let t = f.targets.get(String(id));
+    if (!t) {
+      t = {};
+      f.targets.set(String(id), t);
+    }
+    return t;
+  };
+  const rev = f.revocation;
+  switch (e.type) {
+    case 'requested':
+      if (e.seq === 1) f.requested = e;
+      break;
+    case 'denied':
+    case 'cancelled':
+    case 'expired':
+      f.decision = { by: e.actor, outcome: e.type, reason: d.reason as string, at: e.at };
+      break;
+    case 'target.issued':
+      target(d.targetId).issuance = issuanceOf(d);
+      break;
+    case 'issued':
+      f.window.issuedAt = e.at;
+      f.window.expiresAt = d.expiresAt as string;
+      break;
+    case 'extended':
+      f.window.expiresAt = d.to as string;
+      f.window.extensions += 1;
+      for (const r of (d.renewed as { targetId: string; expiresAt: string; fingerprint?: string }[]) ?? []) {
+        const t = target(r.targetId);
+        if (t.issuance)
+          t.issuance = {
+            ...t.issuance,
+            expiresAt: r.expiresAt,
+            ...(r.fingerprint ? { fingerprint: r.fingerprint } : {}),
+          };
+      }
+      break;
+    case 'usage':
+      f.usage.count += 1;
+      f.usage.lastAt = typeof d.at === 'string' ? d.at : e.at;
+      break;
+    case 'revoke.requested':
+      f.revocation = {
+        trigger: d.trigger as NonNullable<Grant['revocation']>['trigger'],
+        reason: d.reason as string,
+        actor: e.actor,
+        requestedAt: e.at,
+      };
+      break;
+    case 'target.revoked':
+      target(d.targetId).revocation = {
+        attempts: d.attempts as number,
+        confirmedAt: e.at,
+        alreadyGone: d.alreadyGone as boolean,
+        ...(d.detail ? { detail: d.detail as Record<string, unknown> } : {}),
+      };
+      break;
+    case 'revoked':
+      if (rev) {
+        rev.revokedAt = e.at;
+        rev.lagToRevokedMs = d.lagMs as number;
+        delete rev.exposed;
+      }
+      break;
+    case 'target.revoke-failed':
+      target(d.targetId).revocation = {
+        attempts: d.attempts as number,
+        lastError: d.error as NonNullable<TargetRevocation['lastError']>,
+      };
+      if (d.exhausted === true && rev) rev.exposed = true;
+      break;
+    case 'target.verified': {
+      const t = target(d.targetId);
+      t.verification = {
+        attempts: (t.verification?.attempts ?? 0) + 1,
+        result: 'absent',
+        method: d.method as string,
+        observation: d.observation as Record<string, unknown>,
+        verifier: e.actor.id,
+        at: e.at,
+      };
+      t.methodUnstated = false;
+      break;
+    }
+    case 'target.verify-failed': {
+      const t = target(d.targetId);
+      t.verification = {
+        attempts: (t.verification?.attempts ?? 0) + 1,
+        ...(d.present === true ? { result: 'present' as const } : {}),
+        ...(d.observation ? { observation: d.observation as Record<string, unknown> } : {}),
+        ...(d.error ? { lastError: d.error as NonNullable<TargetVerification['lastError']> } : {}),
+        at: e.at,
+      };
+      t.methodUnstated = true;
+      if (d.exhausted === true && rev) rev.exposed = true;
+      if (d.present === true && d.exhausted === true && t.revocation) delete t.revocation.confirmedAt;
+      break;
+    }
+    case 'verified':
+    case 'failed':
+      if (rev) {
+        rev.verifiedAt = e.at;
+        rev.lagToVerifiedMs = d.lagMs as number;
+        delete rev.exposed;
+      }
+      break;
+    case 'target.issued-late': {
+      const t = target(d.targetId);
+      if (from === 'failed') {
+        // Terminal: what could not be removed stays pending (and the case exposed) until it is gone.
+        if (d.removed === true) f.pendingLate.delete(String(d.targetId));
+        else {
+          t.issuance = issuanceOf(d);
+          f.pendingLate.add(String(d.targetId));
+        }
+        if (!rev) break;
+        if (f.pendingLate.size === 0) {
+          delete rev.pendingLate;
+          delete rev.exposed;
+        } else {
+          rev.pendingLate = [...f.pendingLate];
+          rev.exposed = true;
+        }
+      } else if (d.removed !== true) {
+        t.issuance = issuanceOf(d);
+        if (t.revocation) delete t.revocation.confirmedAt;
+        delete t.verification;
+        t.methodUnstated = false;
+        if (rev) delete rev.revokedAt;
+      }
+      break;
+    }
+    case 'breakglass.used':
+      f.breakGlass = e;
+      break;
+    case 'review.overdue':
+      f.overdueRaisedAt ??= e.at;
+      break;
+    case 'review':
+      f.review ??= e;
+      break;
+    default:
+      break;
+  }
+}
+
+/** Short text of a value for a problem message. */
+function shown(v: unknown): string {
+  if (v === undefined) return 'absent';
+  const t = JSON.stringify(v);
+  return t.length > 80 ? `${t.slice(0, 77)}...` : t;
+}
+
+/**
+ * Reports `code` for each member of `got` (the record's, at `path`) that differs from `want` (what the
+ * events state), or once for the whole when only one of them exists. Members in `skip` are not stated.
+ */
+function compareFields(
+  code: EvidenceProblemCode,
+  path: (string | number)[],
+  want: object | undefined,
+  got: object | undefined,
+  err: Report,
+  skip: readonly string[] = [],
+): void {
+  const where = path.slice(1).join('.');
+  if (want === undefined || got === undefined) {
+    if (want !== got)
+      err(
+        code,
+        `record ${where} is ${got === undefined ? 'absent' : 'present'}; the events say ${want === undefined ? 'there is none' : 'there is one'}`,
+        { path },
+      );
+    return;
+  }
+  const w = want as Record<string, unknown>;
+  const g = got as Record<string, unknown>;
+  const keys = new Set([...Object.keys(w), ...Object.keys(g)]);
+  for (const k of keys) {
+    if (skip.includes(k) || same(w[k], g[k])) continue;
+    err(code, `record ${where}.${k} is ${shown(g[k])}; the events say ${shown(w[k])}`, {
+      path: [...path, k],
+    });
+  }
+}
+
+/**
+ * Every record field the events state agrees with them: creation time, justification, each target's
+ * system, resource, permissions, issuance, revocation and verification, the window, the decision,
+ * the revocation, usage and break-glass (with its review).
+ */
+function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, err: Report): void {
+  const req = f.requested;
+  if (req) {
+    if (record.createdAt !== req.at)
+      err(
+        'RECORD_CREATED_MISMATCH',
+        `record createdAt is ${record.createdAt}; the request event is at ${req.at}`,
+        {
+          path: ['record', 'createdAt'],
+          seq: 1,
+        },
+      );
+    compareFields(
+      'RECORD_JUSTIFICATION_MISMATCH',
+      ['record', 'justification'],
+      req.data.justification as object | undefined,
+      record.justification,
+      err,
+    );
+    const asked = (req.data.targets as { id: string }[] | undefined) ?? [];
+    record.targets.forEach((t, i) => {
+      const q = asked.find((x) => x.id === t.id) as Record<string, unknown> | undefined;
+      if (!q) return; // RECORD_PARTIES_MISMATCH already
+      for (const k of ['system', 'resource', 'permissions'] as const) {
+        if (!same(q[k], t[k]))
+          err(
+            'RECORD_TARGETS_MISMATCH',
+            `record targets.${i}.${k} is ${shown(t[k])}; the request event says ${shown(q[k])}`,
+            {
+              path: ['record', 'targets', i, k],
+            },
+          );
+      }
+    });
+  }
+  record.targets.forEach((t, i) => {
+    const x = f.targets.get(t.id) ?? {};
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'issuance'],
+      x.issuance,
+      t.issuance,
+      err,
+    );
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'revocation'],
+      x.revocation,
+      t.revocation,
+      err,
+    );
+    compareFields(
+      'RECORD_TARGETS_MISMATCH',
+      ['record', 'targets', i, 'verification'],
+      x.verification,
+      t.verification,
+      err,
+      x.methodUnstated ? ['method'] : [],
+    );
+  });
+  const w = record.window;
+  const issuedAt = f.window.issuedAt;
+  compareFields(
+    'RECORD_WINDOW_MISMATCH',
+    ['record', 'window'],
+    {
+      durationSeconds: req?.data.durationSeconds ?? w.durationSeconds,
+      issuedAt,
+      expiresAt: f.window.expiresAt,
+      hardLimitAt:
+        issuedAt === undefined ? undefined : isoAt(Date.parse(issuedAt) + snap.maxDurationSeconds * 1000),
+      extensions: f.window.extensions,
+    },
+    {
+      durationSeconds: w.durationSeconds,
+      issuedAt: w.issuedAt,
+      expiresAt: w.expiresAt,
+      hardLimitAt: w.hardLimitAt,
+      extensions: w.extensions ?? 0,
+    },
+    err,
+  );
+  compareFields('RECORD_DECISION_MISMATCH', ['record', 'decision'], f.decision, record.decision, err);
+  compareFields('RECORD_REVOCATION_MISMATCH', ['record', 'revocation'], f.revocation, record.revocation, err);
+  compareFields(
+    'RECORD_USAGE_MISMATCH',
+    ['record', 'usage'],
+    { count: f.usage.count, ...(f.usage.lastAt ? { lastAt: f.usage.lastAt } : {}) },
+    record.usage,
+    err,
+  );
+  const bg = record.breakGlass;
+  const used = f.breakGlass;
+  if (bg && used) {
+    // reviewerRoles come from the policy, not the events (checked against the document when present).
+    compareFields(
+      'RECORD_BREAKGLASS_MISMATCH',
+      ['record', 'breakGlass'],
+      {
+        actor: req?.data.requester ?? bg.actor,
+        reason: used.data.reason,
+        at: used.at,
+        reviewDueAt: used.data.reviewDueAt,
+        ...(f.overdueRaisedAt ? { overdueRaisedAt: f.overdueRaisedAt } : {}),
+      },
+      {
+        actor: bg.actor,
+        reason: bg.reason,
+        at: bg.at,
+        reviewDueAt: bg.reviewDueAt,
+        ...(bg.overdueRaisedAt ? { overdueRaisedAt: bg.overdueRaisedAt } : {}),
+      },
+      err,
+    );
+    const r = f.review;
+    const got = bg.review;
+    // The reviewer's roles, teams and claims are the record's: the event names only id, kind and role.
+    compareFields(
+      'RECORD_BREAKGLASS_MISMATCH',
+      ['record', 'breakGlass', 'review'],
+      r && {
+        reviewerId: r.actor.id,
+        reviewerKind: r.actor.kind,
+        role: r.actingRole,
+        outcome: r.data.outcome,
+        ...(r.data.notes ? { notes: r.data.notes } : {}),
+        at: r.at,
+      },
+      got && {
+        reviewerId: got.reviewer?.id,
+        reviewerKind: got.reviewer?.kind,
+        role: got.role,
+        outcome: got.outcome,
+        ...(got.notes ? { notes: got.notes } : {}),
+        at: got.at,
+      },
+      err,
+    );
+  }
+}
+
+/** The rule id of a break-glass case's snapshot (service.ts `breakGlass`). */
+const BREAK_GLASS_RULE = 'break-glass';
+
+/**
+ * The reviewer of a break-glass case, as the service's `review` refuses them: not the break-glass
+ * actor (the requester) nor the subject, a human, acting in one of the case's `reviewerRoles` that
+ * they hold, and not in the operator team. The event names the reviewer's id, kind and role; their
+ * roles and teams are the record's (compared with the event by {@link checkRecordFacts}).
+ */
+function checkReview(
+  e: AuditEvent,
+  record: Grant,
+  requester: Principal,
+  subject: Principal,
+  snap: PolicySnapshot,
+  err: Report,
+): void {
+  const at = { seq: e.seq };
+  const id = e.actor.id;
+  const actor = record.breakGlass?.actor.id ?? requester.id;
+  if (sameIdentity(id, actor) || sameIdentity(id, requester.id) || sameIdentity(id, subject.id))
+    err(
+      'SELF_REVIEW',
+      `${id} reviewed a break-glass case they ${sameIdentity(id, subject.id) ? 'are the subject of' : 'used'}`,
+      at,
+    );
+  if (e.actor.kind !== 'human') err('REVIEWER_NOT_HUMAN', `reviewer ${id} is not a human`, at);
+  const reviewer = record.breakGlass?.review?.reviewer;
+  if ((reviewer?.teams ?? []).some((team) => sameIdentity(team, snap.operator)))
+    err('OPERATOR_TEAM_REVIEW', `${id} is in the break-glass operator team ${snap.operator}`, at);
+  const roles = record.breakGlass?.reviewerRoles ?? [];
+  const role = e.actingRole;
+  if (role === undefined || !roles.includes(role) || !(reviewer?.roles ?? []).includes(role)) {
+    err(
+      'ROLE_NOT_QUALIFIED',
+      `${id} reviewed as ${role ?? '(no role)'}; a reviewer needs one of ${roles.join(', ') || '(none)'}, held`,
+      at,
+    );
   }
 }
 

@@ -102,8 +102,18 @@ describe('forged evidence re-signed with the real key', () => {
     const r = await forgeEvents((events) =>
       events.filter((e) => !['issue.started', 'target.issued', 'issued', 'usage'].includes(e.type)),
     );
-    // Both the revocation request and the target's revocation are named.
-    assert.deepEqual(errors(r), ['REVOKED_BEFORE_ISSUANCE', 'REVOKED_BEFORE_ISSUANCE']);
+    // Both the revocation request and the target's revocation are named; the record, which still
+    // tells of the issuance (target issuance, window, usage), disagrees with the events.
+    assert.deepEqual(errors(r), [
+      'REVOKED_BEFORE_ISSUANCE',
+      'REVOKED_BEFORE_ISSUANCE',
+      'RECORD_TARGETS_MISMATCH',
+      'RECORD_WINDOW_MISMATCH',
+      'RECORD_WINDOW_MISMATCH',
+      'RECORD_WINDOW_MISMATCH',
+      'RECORD_USAGE_MISMATCH',
+      'RECORD_USAGE_MISMATCH',
+    ]);
     assert.match(r.problems[0]!.message, /revocation requested before anything was issued/);
     assert.match(r.problems[1]!.message, /target api revoked before issuance/);
     assert.equal(r.valid, false);
@@ -141,8 +151,14 @@ describe('forged evidence re-signed with the real key', () => {
         ),
       { bundle: b2, env: two },
     );
-    // The missing verification of that target is named too.
-    assert.deepEqual(errors(r), ['REVOCATION_INCOMPLETE', 'VERIFICATION_INCOMPLETE']);
+    // The missing verification of that target is named too, and the record's revocation and
+    // verification of it, which no event states any more.
+    assert.deepEqual(errors(r), [
+      'REVOCATION_INCOMPLETE',
+      'VERIFICATION_INCOMPLETE',
+      'RECORD_TARGETS_MISMATCH',
+      'RECORD_TARGETS_MISMATCH',
+    ]);
     assert.match(
       r.problems.find((x) => x.code === 'REVOCATION_INCOMPLETE')!.message,
       /ledger has no revocation/,
@@ -151,7 +167,8 @@ describe('forged evidence re-signed with the real key', () => {
 
   it('VERIFICATION_INCOMPLETE: case marked verified, the verification of removal deleted', async () => {
     const r = await forgeEvents((events) => events.filter((e) => e.type !== 'target.verified'));
-    assert.deepEqual(errors(r), ['VERIFICATION_INCOMPLETE']);
+    // And the record's verification of the target, which no event states any more.
+    assert.deepEqual(errors(r), ['VERIFICATION_INCOMPLETE', 'RECORD_TARGETS_MISMATCH']);
     assert.match(r.problems[0]!.message, /removal of api was never verified/);
   });
 
@@ -169,7 +186,8 @@ describe('forged evidence re-signed with the real key', () => {
   });
 
   it('CHAIN_PREV_MISMATCH: an event deleted, the rest renumbered and re-hashed but not re-linked', async () => {
-    // The usage record deleted (nothing in the lifecycle depends on it), later events renumbered and
+    // The usage record deleted (nothing in the lifecycle depends on it, though the record's usage
+    // count and last use no longer agree with the events), later events renumbered and
     // their hashes recomputed: each event's own hash is right, but the successor still points at the
     // hash of the deleted event.
     const r = await forge((p) => {
@@ -186,7 +204,7 @@ describe('forged evidence re-signed with the real key', () => {
       });
       setEvents(p, out);
     });
-    assert.deepEqual(errors(r), ['CHAIN_PREV_MISMATCH']);
+    assert.deepEqual(errors(r), ['CHAIN_PREV_MISMATCH', 'RECORD_USAGE_MISMATCH', 'RECORD_USAGE_MISMATCH']);
     const usageSeq = eventsOf(payloadOf(bundle))[indexOf(eventsOf(payloadOf(bundle)), 'usage')]!.seq;
     assert.equal(r.problems[0]!.seq, usageSeq, 'reported at the event that follows the gap');
   });

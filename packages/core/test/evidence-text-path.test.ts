@@ -180,7 +180,7 @@ describe.each([
     const p = payloadOf(bundle) as unknown as {
       events: AuditEvent[];
       chain: { seq: number; head: string };
-      record: { audit: { seq: number; head: string } };
+      record: { audit: { seq: number; head: string }; usage: { count: number; lastAt?: string } };
     };
     let prev = p.events[p.events.length - 1]!;
     for (let i = 0; i < 260; i++) {
@@ -199,6 +199,7 @@ describe.each([
     }
     p.chain = { head: prev.hash, seq: prev.seq };
     p.record.audit = { ...p.record.audit, seq: prev.seq, head: prev.hash };
+    p.record.usage = { count: p.record.usage.count + 260, lastAt: prev.at }; // the uses the events add
     const text = canonicalJson(p);
     assert.ok(Buffer.byteLength(text) > 1024 * 1024);
     assert.deepEqual((await signed(text)).problems, []);

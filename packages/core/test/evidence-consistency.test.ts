@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'vitest';
+import {
+  type AuditEvent,
+  type EvidenceBundle,
+  EVIDENCE_TYP,
+  canonicalJson,
+  createJwks,
+  sha256Hex,
+  verifyEvidence,
+} from '../src/index.js';
+import {
+  alice,
+  carol,
+  ciJob,
+  errorCodes,
+  payloadOf,
+  rechain,
+  runFullCase,
+  setEvents,
+  setup,
+} from './evidence-helpers.js';
+
+/**
+ * Bundles whose record or lifecycle is false although the chain is sound, all signed by the real
+ * signer: the threat model of evidence-forgery.test.ts (a case row or its events changed in the
+ * database before the export; the chain hashes are unkeyed, so re-chaining needs no key).
+ */
+
+type Env = Awaited<ReturnType<typeof setup>>;
+// biome-ignore lint/suspicious/noExplicitAny: test surgery on a parsed payload
+type Payload = any;
+
+/** Edits a copy of the payload, re-signs it with the real key and verifies it. */
+async function resigned(env: Env, bundle: EvidenceBundle, edit: (p: Payload) => void) {
+  const p = payloadOf(bundle) as Payload;
+  edit(p);
+  const text = canonicalJson(p);
+  return verifyEvidence(
+    { payload: text, ...(await env.signer!.sign(text, EVIDENCE_TYP)) },
+    { keys: createJwks(env.signer!) },
+  );
+}
+const eventsOf = (p: Payload) => p.events as AuditEvent[];
+
+describe('the record agrees with its events', () => {
+  it('refuses a case row rewritten in the store (revocation, ticket, resource, credential ref, approval time)', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    // A database UPDATE of the case row only: no event is touched, no key is needed.
+    const g = structuredClone(await env.store.get(caseId)) as Payload;
+    g.revocation.actor = { id: 'security-bot', kind: 'system' };
+    g.revocation.trigger = 'violation';
+    g.revocation.reason = 'anomaly detector';
+    g.justification.ticket = 'OPS-0001';
+    g.targets[0].resource = 'api://staging/readonly';
+    g.targets[0].issuance.ref = { jti: 'case-9999:api', kid: 'other' };
+    g.approvals[0].at = '2026-03-01T09:00:00.000Z';
+    g.version += 1;
+    await env.store.compareAndSet(g, g.version - 1, []);
+    const bundle = await env.service.evidence(caseId);
+    const r = await verifyEvidence(bundle, { keys: createJwks(env.signer!) });
+    // The events say: revoked manually by alice ('task finished'), ticket OPS-1234, api://prod/payments,
+    // jti case-0001:api; each rewritten field is named.
+    assert.equal(r.valid, false, `accepted with problems ${JSON.stringify(r.problems)}`);
+    const found = r.problems.map((x) => `${x.code} ${(x.path ?? []).join('.')}`);
+    for (const f of [
+      'RECORD_REVOCATION_MISMATCH record.revocation.actor',
+      'RECORD_REVOCATION_MISMATCH record.revocation.trigger',
+      'RECORD_REVOCATION_MISMATCH record.revocation.reason',
+      'RECORD_JUSTIFICATION_MISMATCH record.justification.ticket',
+      'RECORD_TARGETS_MISMATCH record.targets.0.resource',
+      'RECORD_TARGETS_MISMATCH record.targets.0.issuance.ref',
+      'RECORD_APPROVALS_MISMATCH record.approvals',
+    ])
+      assert.ok(found.includes(f), `${f} not in ${JSON.stringify(found)}`);
+  });
+});
+
+describe('lifecycle transitions follow the transition table', () => {
+  it('refuses access issued and then ended as expired, denied or cancelled, never revoked nor verified', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    for (const end of ['expired', 'denied', 'cancelled']) {
+      const r = await resigned(env, bundle, (p) => {
+        const all = eventsOf(p);
+        const kept = all.slice(0, all.findIndex((e) => e.type === 'usage') + 1); // ... issued, usage
+        const last = kept[kept.length - 1]!;
+        kept.push({ ...last, type: end, actor: { id: 'grantline', kind: 'system' }, data: { reason: 'x' } });
+        setEvents(p, rechain(kept));
+        p.record.state = end;
+        delete p.record.revocation;
+        for (const t of p.record.targets) {
+          delete t.revocation;
+          delete t.verification;
+        }
+      });
+      assert.equal(r.valid, false, `${end} after issuance accepted: ${JSON.stringify(r.problems)}`);
+      assert.ok(errorCodes(r).includes('EVENT_OUT_OF_ORDER'), JSON.stringify(r.problems));
+    }
+  });
+});
+
+describe('break-glass follows the break-glass rule and its review is checked', () => {
+  it('refuses break-glass on a rule that is not break-glass, replacing the quorum, reviewed by its own actor', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p).filter((e) => e.type !== 'approval');
+      const i = list.findIndex((e) => e.type === 'approved');
+      const due = '2026-03-02T11:00:00.000Z';
+      list[i] = {
+        ...list[i]!,
+        type: 'breakglass.used',
+        actor: { id: 'alice', kind: 'human' },
+        data: { reason: 'x', reviewDueAt: due },
+      };
+      const last = list[list.length - 1]!;
+      list.push({
+        ...last,
+        type: 'review',
+        actor: { id: 'alice', kind: 'human' },
+        data: { outcome: 'accepted' },
+      });
+      setEvents(p, rechain(list));
+      p.record.approvals = [];
+      p.record.breakGlass = {
+        actor: alice,
+        reason: 'x',
+        at: list[1]!.at,
+        reviewDueAt: due,
+        reviewerRoles: ['security-officer'],
+        review: { reviewer: alice, role: 'oncall', outcome: 'accepted', at: last.at },
+      };
+    });
+    // The snapshot is still rule prod-api (2 approvals in distinct roles); no approval at all; self-review.
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    for (const code of ['BREAKGLASS_RULE_MISMATCH', 'SELF_REVIEW', 'ROLE_NOT_QUALIFIED'] as const)
+      assert.ok(errorCodes(r).includes(code), `${code} not in ${JSON.stringify(r.problems)}`);
+  });
+
+  it('refuses a real break-glass case whose review is rewritten as a self-review by its actor', async () => {
+    const env = await setup();
+    const g = await env.service.breakGlass({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'payments down' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://prod/payments' }],
+      durationSeconds: 900,
+    });
+    await env.service.issue(g.id);
+    await env.service.review(g.id, { reviewer: carol, outcome: 'accepted' });
+    await env.service.revoke(g.id, { actor: alice, reason: 'done' });
+    const bundle = await env.service.evidence(g.id);
+    assert.deepEqual((await verifyEvidence(bundle, { keys: createJwks(env.signer!) })).problems, []);
+    // The service refuses alice reviewing her own break-glass (SELF_REVIEW); so does the verifier.
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p).map((e) =>
+        e.type === 'review'
+          ? { ...e, actor: { id: 'alice', kind: 'human' as const }, actingRole: 'oncall' }
+          : e,
+      );
+      setEvents(p, rechain(list));
+      p.record.breakGlass.review.reviewer = alice;
+      p.record.breakGlass.review.role = 'oncall';
+    });
+    assert.equal(r.valid, false, `self-review accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['SELF_REVIEW', 'ROLE_NOT_QUALIFIED']);
+  });
+
+  it('refuses a rejected review after which the access was neither cancelled nor revoked', async () => {
+    const env = await setup();
+    const g = await env.service.breakGlass({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'payments down' },
+      targets: [{ id: 'api', system: 'token', resource: 'api://prod/payments' }],
+      durationSeconds: 900,
+    });
+    await env.service.issue(g.id);
+    await env.service.review(g.id, { reviewer: carol, outcome: 'rejected' });
+    const bundle = await env.service.evidence(g.id);
+    assert.equal((await verifyEvidence(bundle, { keys: createJwks(env.signer!) })).valid, true);
+    const r = await resigned(env, bundle, (p) => {
+      const list = eventsOf(p);
+      setEvents(p, rechain(list.slice(0, list.findIndex((e) => e.type === 'review') + 1)));
+      p.record.state = 'issued';
+      delete p.record.revocation;
+      for (const t of p.record.targets) {
+        delete t.revocation;
+        delete t.verification;
+      }
+    });
+    assert.ok(errorCodes(r).includes('BREAKGLASS_REJECTED_NOT_ENDED'), JSON.stringify(r.problems));
+  });
+});
+
+describe('the window stays within the rule', () => {
+  it('refuses a credential window far beyond the rule maxDurationSeconds', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const far = '2036-03-02T10:31:35.000Z'; // rule prod-api: maxDurationSeconds 3600
+    const r = await resigned(env, bundle, (p) => {
+      setEvents(
+        p,
+        rechain(
+          eventsOf(p).map((e) =>
+            e.type === 'target.issued' || e.type === 'issued'
+              ? { ...e, data: { ...e.data, expiresAt: far } }
+              : e,
+          ),
+        ),
+      );
+      p.record.window.expiresAt = far;
+      p.record.targets[0].issuance.expiresAt = far;
+    });
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['WINDOW_EXCEEDS_MAX']);
+  });
+});
+
+describe('the snapshot quorum is bound to the events', () => {
+  it('refuses a lowered snapshot quorum covering a dropped approval, without the policy document', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    const r = await resigned(env, bundle, (p) => {
+      setEvents(
+        p,
+        rechain(
+          eventsOf(p).filter(
+            (e) => !(e.type === 'approval' && (e.data as Payload).role === 'security-officer'),
+          ),
+        ),
+      );
+      p.record.approvals = p.record.approvals.slice(0, 1);
+      delete p.policy.document; // optional: absent whenever the producer runs a newer policy version
+      p.policy.snapshot.approvals = { count: 1, roles: ['sre-lead'], distinctRoles: false };
+      p.record.policy = p.policy.snapshot;
+      p.policy.snapshotHash = sha256Hex(canonicalJson(p.policy.snapshot));
+    });
+    // The approved event records a quorum of 2 met under rule prod-api.
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['RECORD_APPROVALS_MISMATCH', 'POLICY_SNAPSHOT_MISMATCH']);
+  });
+});
