@@ -1302,7 +1302,8 @@ interface RecordFacts {
   decision?: NonNullable<Grant['decision']>;
   revocation?: NonNullable<Grant['revocation']>;
   pendingLate: Set<string>;
-  window: { issuedAt?: string; expiresAt?: string; extensions: number };
+  /** `firstIssuedAt`: the earliest credential's issue time, where the extension cap runs from. */
+  window: { issuedAt?: string; expiresAt?: string; extensions: number; firstIssuedAt?: string };
   targets: Map<string, TargetFacts>;
   usage: { count: number; lastAt?: string };
   breakGlass?: AuditEvent;
@@ -1345,9 +1346,14 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
     case 'expired':
       f.decision = { by: e.actor, outcome: e.type, reason: d.reason as string, at: e.at };
       break;
-    case 'target.issued':
-      target(d.targetId).issuance = issuanceOf(d);
+    case 'target.issued': {
+      const issuance = issuanceOf(d);
+      target(d.targetId).issuance = issuance;
+      const first = f.window.firstIssuedAt;
+      if (first === undefined || Date.parse(issuance.issuedAt) < Date.parse(first))
+        f.window.firstIssuedAt = issuance.issuedAt;
       break;
+    }
     case 'issued':
       f.window.issuedAt = e.at;
       f.window.expiresAt = d.expiresAt as string;
@@ -1588,8 +1594,14 @@ function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, e
       durationSeconds: req?.data.durationSeconds ?? w.durationSeconds,
       issuedAt,
       expiresAt: f.window.expiresAt,
+      // As lifecycle.ts: from the earliest credential's issue time, or the issued step if earlier.
       hardLimitAt:
-        issuedAt === undefined ? undefined : isoAt(Date.parse(issuedAt) + snap.maxDurationSeconds * 1000),
+        issuedAt === undefined
+          ? undefined
+          : isoAt(
+              Math.min(Date.parse(issuedAt), Date.parse(f.window.firstIssuedAt ?? issuedAt)) +
+                snap.maxDurationSeconds * 1000,
+            ),
       extensions: f.window.extensions,
     },
     {
