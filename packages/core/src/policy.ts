@@ -43,7 +43,14 @@ export const ruleSchema = z
       .strictObject({
         systems: z.array(str()).optional(),
         resources: z.array(str()).optional(),
-        /** Every requested permission must match one of these. */
+        /**
+         * The target must name at least one permission, and every one must match one of these. A
+         * target that names none asks for whatever its executor grants by default, so it never
+         * matches a rule that lists permissions. The policy does not read `target.params`: where an
+         * executor grants from params (API key `scopes`, a PostgreSQL `group`), those are not
+         * covered by this list, and a rule or template governs whatever params its matching
+         * targets carry.
+         */
         permissions: z.array(str()).optional(),
         subjectKinds: z.array(z.enum(['human', 'workload'])).optional(),
         /** The requester must hold at least one of these roles. */
@@ -74,7 +81,13 @@ export const ruleSchema = z
         distinctRoles: z.boolean().default(false),
       })
       .default({ count: 1, roles: [], distinctRoles: false }),
-    /** A pre-approved low-risk template: requests naming it are approved by policy, no human needed. */
+    /**
+     * A pre-approved low-risk template: requests naming it are approved by policy, no human needed.
+     * It pre-approves the systems, resources and permissions it lists, and any `params` (the policy
+     * does not read them): on a system whose executor grants from params, the template pre-approves
+     * every params value its executor accepts, so keep such systems out of templates or let the
+     * executor grant from `permissions`.
+     */
     template: id.optional(),
     constraints: usageConstraintsSchema.extend({ sourceCidrs: z.array(cidr).optional() }).optional(),
     extension: z
@@ -238,7 +251,12 @@ function ruleMatches(rule: Rule, target: Target, requester: Principal, subject: 
   const m = rule.match;
   if (!globMatch(m.systems, target.system)) return false;
   if (!globMatch(m.resources, target.resource)) return false;
-  if (m.permissions && !(target.permissions ?? []).every((p) => globMatch(m.permissions, p))) return false;
+  if (m.permissions) {
+    // A target that names no permissions asks for whatever its executor grants by default, which
+    // is not "only the listed permissions": it never matches a rule that limits permissions.
+    const asked = target.permissions ?? [];
+    if (asked.length === 0 || !asked.every((p) => globMatch(m.permissions, p))) return false;
+  }
   if (m.subjectKinds && !m.subjectKinds.includes(subject.kind)) return false;
   if (m.requesterRoles && !requester.roles.some((r) => m.requesterRoles!.includes(r))) return false;
   return true;
