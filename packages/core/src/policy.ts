@@ -1,7 +1,7 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './audit.js';
-import { parseInput } from './errors.js';
+import { validationError } from './errors.js';
 import type {
   Approval,
   Grant,
@@ -185,7 +185,10 @@ export type Policy = z.output<typeof policySchema>;
 export type PolicyInput = z.input<typeof policySchema>;
 // #endregion
 
-/** A policy validated and hashed, ready for evaluation. */
+/**
+ * A policy validated and hashed, ready for evaluation. Only {@link compilePolicy} makes one: it is
+ * deep-frozen, so the policy evaluated is always the one its hash covers.
+ */
 export interface CompiledPolicy {
   readonly policy: Policy;
   /** SHA-256 over the canonical JSON of the validated policy; frozen into every case. */
@@ -193,12 +196,61 @@ export interface CompiledPolicy {
 }
 
 /**
- * Validates a policy written in TypeScript or loaded from JSON.
- * @throws GrantlineError `ERR_VALIDATION` with the path of the bad field.
+ * The compiled policies this module made. Membership cannot be forged (unlike a property or a
+ * `Symbol.for` brand, which anyone can set): any other `{ policy, hash }` is compiled again.
  */
-export function compilePolicy(input: PolicyInput): CompiledPolicy {
-  const policy = parseInput(policySchema, input, 'policy');
-  return { policy, hash: sha256Hex(canonicalJson(policy)) };
+const compiledPolicies = new WeakSet<object>();
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function compile(input: unknown, at: (string | number)[] = []): CompiledPolicy {
+  const parsed = policySchema.safeParse(input);
+  if (!parsed.success) {
+    throw validationError(
+      'policy',
+      parsed.error.issues.map((i) => ({ ...i, path: [...at, ...i.path] })),
+    );
+  }
+  // A copy of the parsed data, deep-frozen: nothing the caller still holds is shared with it.
+  const policy = deepFreeze(structuredClone(parsed.data));
+  const compiled: CompiledPolicy = Object.freeze({ policy, hash: sha256Hex(canonicalJson(policy)) });
+  compiledPolicies.add(compiled);
+  return compiled;
+}
+
+/**
+ * Validates a policy written in TypeScript or loaded from JSON, hashes it and deep-freezes it.
+ * Given a policy this function compiled, returns it as is. Given any other `{ policy, hash }` (one
+ * compiled by another copy of this package, or made by hand), compiles its `policy` again and
+ * refuses it unless the hash is the one computed.
+ * @throws GrantlineError `ERR_VALIDATION` with the path of the bad field (`hash` for a hash that
+ * does not match).
+ */
+export function compilePolicy(input: PolicyInput | CompiledPolicy): CompiledPolicy {
+  if (typeof input === 'object' && input !== null && compiledPolicies.has(input))
+    return input as CompiledPolicy;
+  if (typeof input === 'object' && input !== null && 'hash' in input && 'policy' in input) {
+    const claimed = (input as { hash: unknown }).hash;
+    const compiled = compile((input as { policy: unknown }).policy, ['policy']);
+    if (claimed !== compiled.hash) {
+      throw validationError('policy', [
+        {
+          code: 'custom',
+          path: ['hash'],
+          message: 'not the hash of the policy: a compiled policy must come from compilePolicy',
+          input: claimed,
+        },
+      ]);
+    }
+    return compiled;
+  }
+  return compile(input);
 }
 
 /** A machine-readable reason attached to every decision. */
