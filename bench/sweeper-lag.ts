@@ -56,7 +56,7 @@ async function run(
       requester: bot,
       subject: bot,
       justification: { reason: 'lag' },
-      targets: [{ id: 't', system: 'noop', resource: `db://${i}` }],
+      targets: [{ id: 't', system: 'noop', resource: `db://${i}`, permissions: ['db:read'] }],
       durationSeconds: 60,
       template: 'auto',
     });

@@ -415,7 +415,9 @@ describe.skipIf(!available)('http-service: two instances, one database', () => {
     for (let n = 0; n < 16; n++) {
       const c = await call(n % 2, 'POST', '/cases', job, {
         justification: { reason: `scrape ${n}` },
-        targets: [{ id: 'metrics', system: 'token', resource: 'api://metrics' }],
+        targets: [
+          { id: 'metrics', system: 'token', resource: 'api://metrics', permissions: ['metrics:read'] },
+        ],
         durationSeconds: 2,
         template: 'short-lived',
       });

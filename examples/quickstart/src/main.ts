@@ -122,7 +122,7 @@ const c3 = await grantline.request({
   requester: ci,
   subject: ci,
   justification: { reason: 'nightly capacity report' },
-  targets: [{ id: 'metrics', system: 'token', resource: 'api://metrics' }],
+  targets: [{ id: 'metrics', system: 'token', resource: 'api://metrics', permissions: ['metrics:read'] }],
   durationSeconds: 2,
   template: 'read-metrics',
 });

@@ -305,7 +305,7 @@ describe('grantline verify prints no terminal control character from a bundle', 
       justification: {
         reason: `nightly\n${fakeReport}\u009b2J\u007f\u2028 api://orders\r\nApproved   by mallory as security-officer`,
       },
-      targets: [{ id: 'api', system: 'token', resource: 'api://orders' }],
+      targets: [{ id: 'api', system: 'token', resource: 'api://orders', permissions: ['read'] }],
       durationSeconds: 300,
       template: 'auto',
     });

@@ -43,7 +43,7 @@ it('README: export a bundle and the public keys, then verify them as an auditor 
     requester: job,
     subject: job,
     justification: { reason: 'nightly export' },
-    targets: [{ id: 'api', system: 'token', resource: 'api://orders' }],
+    targets: [{ id: 'api', system: 'token', resource: 'api://orders', permissions: ['orders:export'] }],
     durationSeconds: 300,
     template: 'auto',
   });

@@ -8,14 +8,17 @@ const text = (max: number) => str().min(1).max(max);
 export const isoTime = z.iso.datetime({ offset: false });
 
 /**
- * The form in which two principal ids are compared: NFKC, then lower case. Ids are stored as given;
- * every check that refuses the same person (self-approval, duplicate approver, self-review, the
- * overdue break-glass block, evidence verification) compares folded forms, so `Olga`, `olga` and an
- * NFD spelling are one person. Checks that grant the requester or subject a right (issue, complete,
- * extend, cancel) keep exact ids, so folding never widens who may act.
+ * The form in which two principal ids are compared: NFKC, then lower, upper and lower case, then
+ * NFKC again. The case round trip gives the full case folding that `toLowerCase` alone misses
+ * (`weiß`, `WEISS` and `ẞ` fold to `weiss`; a final `ς` and `σ` to the same sigma; dotless `ı` to
+ * `i`), and the fold is idempotent. Ids are stored as given; every check that refuses the same person
+ * (self-approval, duplicate approver, self-review, the overdue break-glass block, evidence
+ * verification) compares folded forms, so `Olga`, `olga` and an NFD spelling are one person. Checks
+ * that grant the requester or subject a right (issue, complete, extend, cancel) keep exact ids, so
+ * folding never widens who may act.
  */
 export function foldIdentity(id: string): string {
-  return id.normalize('NFKC').toLowerCase();
+  return id.normalize('NFKC').toLowerCase().toUpperCase().toLowerCase().normalize('NFKC');
 }
 
 /** True when two principal ids name the same identity (conservatively: equal once folded). */
@@ -23,10 +26,18 @@ export function sameIdentity(a: string | undefined, b: string | undefined): bool
   return a !== undefined && b !== undefined && foldIdentity(a) === foldIdentity(b);
 }
 
-/** A principal id: no leading or trailing whitespace, no control or format (e.g. zero-width) characters. */
+/**
+ * Characters a principal id may not hold: controls and format characters (Cc, Cf) and every
+ * Default_Ignorable_Code_Point (the combining grapheme joiner, variation selectors, Hangul fillers,
+ * Mongolian free variation selectors, ...). They are invisible, so two ids differing only by them
+ * would be two people to every check while reading as one.
+ */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+/** A principal id: no leading or trailing whitespace, no control, format or default-ignorable characters. */
 const principalId = id.refine(
-  (v) => v.trim() === v && !/[\p{Cc}\p{Cf}]/u.test(v),
-  'principal id: no leading/trailing whitespace, control or format (zero-width) characters',
+  (v) => v.trim() === v && !INVISIBLE.test(v),
+  'principal id: no leading/trailing whitespace, control, format or default-ignorable (invisible) characters',
 );
 
 /** A person or a workload. A human acting for a CI job is two principals, never one. */

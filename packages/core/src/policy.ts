@@ -1,7 +1,7 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from './audit.js';
-import { parseInput } from './errors.js';
+import { validationError } from './errors.js';
 import type {
   Approval,
   Grant,
@@ -43,7 +43,14 @@ export const ruleSchema = z
       .strictObject({
         systems: z.array(str()).optional(),
         resources: z.array(str()).optional(),
-        /** Every requested permission must match one of these. */
+        /**
+         * The target must name at least one permission, and every one must match one of these. A
+         * target that names none asks for whatever its executor grants by default, so it never
+         * matches a rule that lists permissions. The policy does not read `target.params`: where an
+         * executor grants from params (API key `scopes`, a PostgreSQL `group`), those are not
+         * covered by this list, and a rule or template governs whatever params its matching
+         * targets carry.
+         */
         permissions: z.array(str()).optional(),
         subjectKinds: z.array(z.enum(['human', 'workload'])).optional(),
         /** The requester must hold at least one of these roles. */
@@ -74,7 +81,13 @@ export const ruleSchema = z
         distinctRoles: z.boolean().default(false),
       })
       .default({ count: 1, roles: [], distinctRoles: false }),
-    /** A pre-approved low-risk template: requests naming it are approved by policy, no human needed. */
+    /**
+     * A pre-approved low-risk template: requests naming it are approved by policy, no human needed.
+     * It pre-approves the systems, resources and permissions it lists, and any `params` (the policy
+     * does not read them): on a system whose executor grants from params, the template pre-approves
+     * every params value its executor accepts, so keep such systems out of templates or let the
+     * executor grant from `permissions`.
+     */
     template: id.optional(),
     constraints: usageConstraintsSchema.extend({ sourceCidrs: z.array(cidr).optional() }).optional(),
     extension: z
@@ -172,7 +185,10 @@ export type Policy = z.output<typeof policySchema>;
 export type PolicyInput = z.input<typeof policySchema>;
 // #endregion
 
-/** A policy validated and hashed, ready for evaluation. */
+/**
+ * A policy validated and hashed, ready for evaluation. Only {@link compilePolicy} makes one: it is
+ * deep-frozen, so the policy evaluated is always the one its hash covers.
+ */
 export interface CompiledPolicy {
   readonly policy: Policy;
   /** SHA-256 over the canonical JSON of the validated policy; frozen into every case. */
@@ -180,12 +196,61 @@ export interface CompiledPolicy {
 }
 
 /**
- * Validates a policy written in TypeScript or loaded from JSON.
- * @throws GrantlineError `ERR_VALIDATION` with the path of the bad field.
+ * The compiled policies this module made. Membership cannot be forged (unlike a property or a
+ * `Symbol.for` brand, which anyone can set): any other `{ policy, hash }` is compiled again.
  */
-export function compilePolicy(input: PolicyInput): CompiledPolicy {
-  const policy = parseInput(policySchema, input, 'policy');
-  return { policy, hash: sha256Hex(canonicalJson(policy)) };
+const compiledPolicies = new WeakSet<object>();
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function compile(input: unknown, at: (string | number)[] = []): CompiledPolicy {
+  const parsed = policySchema.safeParse(input);
+  if (!parsed.success) {
+    throw validationError(
+      'policy',
+      parsed.error.issues.map((i) => ({ ...i, path: [...at, ...i.path] })),
+    );
+  }
+  // A copy of the parsed data, deep-frozen: nothing the caller still holds is shared with it.
+  const policy = deepFreeze(structuredClone(parsed.data));
+  const compiled: CompiledPolicy = Object.freeze({ policy, hash: sha256Hex(canonicalJson(policy)) });
+  compiledPolicies.add(compiled);
+  return compiled;
+}
+
+/**
+ * Validates a policy written in TypeScript or loaded from JSON, hashes it and deep-freezes it.
+ * Given a policy this function compiled, returns it as is. Given any other `{ policy, hash }` (one
+ * compiled by another copy of this package, or made by hand), compiles its `policy` again and
+ * refuses it unless the hash is the one computed.
+ * @throws GrantlineError `ERR_VALIDATION` with the path of the bad field (`hash` for a hash that
+ * does not match).
+ */
+export function compilePolicy(input: PolicyInput | CompiledPolicy): CompiledPolicy {
+  if (typeof input === 'object' && input !== null && compiledPolicies.has(input))
+    return input as CompiledPolicy;
+  if (typeof input === 'object' && input !== null && 'hash' in input && 'policy' in input) {
+    const claimed = (input as { hash: unknown }).hash;
+    const compiled = compile((input as { policy: unknown }).policy, ['policy']);
+    if (claimed !== compiled.hash) {
+      throw validationError('policy', [
+        {
+          code: 'custom',
+          path: ['hash'],
+          message: 'not the hash of the policy: a compiled policy must come from compilePolicy',
+          input: claimed,
+        },
+      ]);
+    }
+    return compiled;
+  }
+  return compile(input);
 }
 
 /** A machine-readable reason attached to every decision. */
@@ -238,7 +303,12 @@ function ruleMatches(rule: Rule, target: Target, requester: Principal, subject: 
   const m = rule.match;
   if (!globMatch(m.systems, target.system)) return false;
   if (!globMatch(m.resources, target.resource)) return false;
-  if (m.permissions && !(target.permissions ?? []).every((p) => globMatch(m.permissions, p))) return false;
+  if (m.permissions) {
+    // A target that names no permissions asks for whatever its executor grants by default, which
+    // is not "only the listed permissions": it never matches a rule that limits permissions.
+    const asked = target.permissions ?? [];
+    if (asked.length === 0 || !asked.every((p) => globMatch(m.permissions, p))) return false;
+  }
   if (m.subjectKinds && !m.subjectKinds.includes(subject.kind)) return false;
   if (m.requesterRoles && !requester.roles.some((r) => m.requesterRoles!.includes(r))) return false;
   return true;

@@ -220,10 +220,6 @@ export interface SweepResult {
 }
 // #endregion
 
-function isCompiled(p: PolicyInput | CompiledPolicy): p is CompiledPolicy {
-  return typeof (p as CompiledPolicy).hash === 'string' && typeof (p as CompiledPolicy).policy === 'object';
-}
-
 function actorOf(p: Principal): Actor {
   return { id: p.id, kind: p.kind };
 }
@@ -389,7 +385,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       });
     }
     this.store = options.store;
-    this.policy = isCompiled(options.policy) ? options.policy : compilePolicy(options.policy);
+    // Only a policy compilePolicy made is taken as compiled; anything else is validated and hashed.
+    this.policy = compilePolicy(options.policy);
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.identity = options.identity;

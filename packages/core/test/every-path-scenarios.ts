@@ -211,7 +211,7 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
     it('pre-approved low-risk template: issued and completed', async () => {
       const e = await env(makeStore, opened);
       const g = await e.request({
-        targets: [{ id: 'a', system: 'fx', resource: 'r://low/a' }],
+        targets: [{ id: 'a', system: 'fx', resource: 'r://low/a', permissions: ['read:reports'] }],
         durationSeconds: 600,
         template: 'fx-low',
       });
@@ -226,7 +226,7 @@ export function describeEveryPath(name: string, makeStore: () => Promise<EveryPa
     it('pre-approved template expired unissued', async () => {
       const e = await env(makeStore, opened);
       const g = await e.request({
-        targets: [{ id: 'a', system: 'fx', resource: 'r://low/a' }],
+        targets: [{ id: 'a', system: 'fx', resource: 'r://low/a', permissions: ['read:reports'] }],
         durationSeconds: 600,
         template: 'fx-low',
       });

@@ -89,7 +89,15 @@ function setup(extra: { executorTimeoutMs?: number } = {}) {
       requester: bot,
       subject: bot,
       justification: { reason: 'job' },
-      targets: [{ id: 't', system: 'slow', resource: 'db://x', params: gate ? { gate: true } : {} }],
+      targets: [
+        {
+          id: 't',
+          system: 'slow',
+          resource: 'db://x',
+          permissions: ['db:read'],
+          params: gate ? { gate: true } : {},
+        },
+      ],
       durationSeconds,
       template: 'auto',
     });
@@ -229,7 +237,7 @@ describe('executor calls that never answer', () => {
         requester: bot,
         subject: bot,
         justification: { reason: 'job' },
-        targets: [{ id: 't', system: 'slow', resource: 'db://x' }],
+        targets: [{ id: 't', system: 'slow', resource: 'db://x', permissions: ['db:read'] }],
         durationSeconds: 1,
         template: 'auto',
       });

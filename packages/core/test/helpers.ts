@@ -48,6 +48,7 @@ export async function issueCases(
         id: `t${t}`,
         system: opts.system,
         resource: `db://${i}/${t}`,
+        permissions: ['db:read'],
       })),
       durationSeconds: opts.durationSeconds ?? 60,
       template: 'auto',

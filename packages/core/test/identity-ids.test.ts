@@ -1,10 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { type PolicyInput, createGrantline, createTokenAuthority, isGrantlineError } from '../src/index.js';
+import {
+  type PolicyInput,
+  createGrantline,
+  createTokenAuthority,
+  foldIdentity,
+  isGrantlineError,
+  sameIdentity,
+} from '../src/index.js';
 import { createMemoryStore } from '@grantline/store-memory';
 import { manualClock, policy, rita, sam, setup } from './helpers.js';
 
-// Principal ids are compared folded (NFKC + lower case) wherever the same person is refused, and ids
-// that only differ by invisible characters or edge whitespace are refused outright.
+// Principal ids are compared folded (foldIdentity: NFKC, lower/upper/lower case, NFKC) wherever the
+// same person is refused, and ids that only differ by invisible characters or edge whitespace are
+// refused outright.
 
 async function refusal(p: Promise<unknown>): Promise<{ code: string; reasons: string[]; paths: unknown[] }> {
   try {
@@ -33,7 +41,7 @@ const other = (requester: { id: string; kind: 'human'; roles: string[] }) => ({
 });
 
 describe('principal ids', () => {
-  it('an id with edge whitespace or a control/format character is refused with ERR_VALIDATION', async () => {
+  it('an id with edge whitespace or a control, format or default-ignorable character is refused with ERR_VALIDATION', async () => {
     const { gl, store } = await setup();
     const before = store.dump();
     for (const bad of [
@@ -46,6 +54,16 @@ describe('principal ids', () => {
       '\ufeffolga',
       'olga\u202e',
       'olga\u00a0',
+      // Default-ignorable code points that are not Cc/Cf: combining grapheme joiner, variation
+      // selectors, Mongolian free variation selector, Hangul fillers.
+      'olga\u034f',
+      'olga\ufe00',
+      'olga\ufe0f',
+      'olga\u180b',
+      'ol\u3164ga',
+      '\u115folga',
+      'ol\u1160ga',
+      'olga\u{e0100}',
     ]) {
       expect(await refusal(gl.request(other({ ...owner, id: bad })))).toMatchObject({
         code: 'ERR_VALIDATION',
@@ -70,6 +88,11 @@ describe('principal ids', () => {
       ['Jos\u00e9', 'Jose\u0301'],
       ['Jose\u0301', 'JOS\u00c9'],
       ['olga', '\uff4f\uff4c\uff47\uff41'], // fullwidth
+      // Full case folding, which toLowerCase alone misses.
+      ['wei\u00df', 'WEISS'],
+      ['weiss', 'WEI\u1e9e'],
+      ['\u03bf\u03b4\u03bf\u03c2', '\u03bf\u03b4\u03bf\u03c3'], // final sigma
+      ['\u0131lker', 'ILKER'], // dotless i
     ] as const) {
       const g = await gl.request(other({ ...owner, id: requester }));
       expect(await refusal(gl.approve(g.id, { approver: { ...owner, id: approver } }))).toMatchObject({
@@ -108,7 +131,21 @@ describe('principal ids', () => {
       code: 'ERR_APPROVAL_REFUSED',
       reasons: ['DUPLICATE_APPROVER'],
     });
+    // Invisible characters that are not control or format characters do not make a second person.
+    for (const spelled of ['olga\u034f', 'olga\ufe0f', 'ol\u3164ga', 'olga\u180b']) {
+      expect(await refusal(gl.approve(g.id, { approver: { ...owner, id: spelled } }))).toMatchObject({
+        code: 'ERR_VALIDATION',
+        paths: [['approver', 'id']],
+      });
+    }
     expect((await gl.get(g.id)).state).toBe('requested');
+    // Nor does a variation selector let the requester approve their own case.
+    const own = await gl.request(other({ ...owner, id: 'alice' }));
+    expect(await refusal(gl.approve(own.id, { approver: { ...owner, id: 'alice\ufe0f' } }))).toMatchObject({
+      code: 'ERR_VALIDATION',
+      paths: [['approver', 'id']],
+    });
+    expect((await gl.get(own.id)).approvals).toEqual([]);
   });
 
   it('a member of the operator team under another spelling of its name may not approve', async () => {
@@ -160,5 +197,32 @@ describe('principal ids', () => {
       code: 'ERR_BREAK_GLASS_REFUSED',
       reasons: ['BREAK_GLASS_REVIEW_OVERDUE'],
     });
+    // An invisible suffix does not unblock the actor either.
+    expect(await refusal(bg('rita\u034f'))).toMatchObject({
+      code: 'ERR_VALIDATION',
+      paths: [
+        ['requester', 'id'],
+        ['subject', 'id'],
+      ],
+    });
+  });
+
+  it('foldIdentity folds full case forms, is idempotent, and keeps the forms it folded before', () => {
+    for (const [a, b] of [
+      ['wei\u00df', 'WEISS'],
+      ['WEI\u1e9e', 'weiss'],
+      ['\u03bf\u03b4\u03bf\u03c2', '\u039f\u0394\u039f\u03a3'],
+      ['\u03bf\u03b4\u03bf\u03c3', '\u03bf\u03b4\u03bf\u03c2'],
+      ['\u0131', 'I'],
+      ['\ufb00', 'FF'],
+      ['Olga', 'olga'],
+      ['Jos\u00e9', 'JOSE\u0301'],
+      ['\uff4f\uff4c\uff47\uff41', 'olga'],
+    ] as const) {
+      expect(sameIdentity(a, b), `${a} / ${b}`).toBe(true);
+      expect(foldIdentity(foldIdentity(a))).toBe(foldIdentity(a));
+    }
+    expect(foldIdentity('rita')).toBe('rita');
+    expect(sameIdentity('olga', 'olgb')).toBe(false);
   });
 });

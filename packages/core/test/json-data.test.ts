@@ -193,7 +193,7 @@ describe('executor answers Grantline cannot record', () => {
         requester: bot,
         subject: bot,
         justification: { reason: 'job' },
-        targets: [{ id: 't', system: 'odd', resource: 'db://x' }],
+        targets: [{ id: 't', system: 'odd', resource: 'db://x', permissions: ['db:read'] }],
         durationSeconds: 60,
         template: 'auto',
       });

@@ -72,7 +72,7 @@ const open = (gl: ReturnType<typeof createGrantline>, durationSeconds = 60) =>
     requester: bot,
     subject: bot,
     justification: { reason: 'nightly export' },
-    targets: [{ id: 't', system: 'sys', resource: 'db://orders' }],
+    targets: [{ id: 't', system: 'sys', resource: 'db://orders', permissions: ['db:read'] }],
     durationSeconds,
     template: 'auto',
   });

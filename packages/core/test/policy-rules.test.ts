@@ -9,7 +9,7 @@ import {
   createTokenAuthority,
   isGrantlineError,
 } from '../src/index.js';
-import { manualClock } from './helpers.js';
+import { ciJob, manualClock, setup } from './helpers.js';
 
 // Policy features the service tests do not reach: rule matching by requester roles and subject kind,
 // the change-record reference, and the usage time window. Each test asserts the machine-readable
@@ -195,6 +195,80 @@ describe('rule matching by requester roles and subject kind', () => {
       ),
     ).toEqual({ code: 'ERR_POLICY_DENIED', reasons: [{ code: 'NO_MATCHING_RULE', path: ['targets', 1] }] });
   });
+});
+
+describe('a target that names no permissions', () => {
+  // It asks for whatever its executor grants by default, which is not "only the listed
+  // permissions": a rule or template that limits permissions never governs it.
+  it('is governed by the unrestricted dual-control rule, not by a read-only rule listed before it', async () => {
+    const tokens = await createTokenAuthority({ issuer: 'x' });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      executors: [tokens.executor],
+      policy: {
+        id: 'p',
+        version: '1',
+        owner: 'gov',
+        rules: [
+          {
+            id: 'read-only',
+            risk: 'medium',
+            match: { systems: ['token'], resources: ['api://payments'], permissions: ['payments:read'] },
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['service-owner'] },
+          },
+          {
+            id: 'everything-else',
+            risk: 'high',
+            match: { systems: ['token'], resources: ['api://payments'] },
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 2, roles: ['service-owner', 'security-officer'], distinctRoles: true },
+          },
+        ],
+      },
+    });
+    const ask = (permissions?: string[]) =>
+      gl.request({
+        requester: eve,
+        subject: job,
+        justification: { reason: 'unspecified access' },
+        targets: [
+          { id: 'p', system: 'token', resource: 'api://payments', ...(permissions ? { permissions } : {}) },
+        ],
+        durationSeconds: 600,
+      });
+    expect((await ask()).policy.ruleId).toBe('everything-else');
+    expect((await ask([])).policy.ruleId).toBe('everything-else');
+    expect((await ask(['payments:read'])).policy.ruleId).toBe('read-only');
+  });
+
+  for (const [label, target] of [
+    ['omitted', { id: 'm', system: 'token', resource: 'api://metrics' }],
+    ['empty', { id: 'm', system: 'token', resource: 'api://metrics', permissions: [] as string[] }],
+  ] as const) {
+    it(`(permissions ${label}) is not pre-approved by a template that lists permissions; nothing is written`, async () => {
+      const { gl, store } = await setup();
+      const before = store.dump();
+      expect(
+        await refusal(
+          gl.request({
+            requester: ciJob,
+            subject: ciJob,
+            justification: { reason: 'scrape' },
+            targets: [target],
+            durationSeconds: 60,
+            template: 'read-metrics',
+          }),
+        ),
+      ).toEqual({
+        code: 'ERR_POLICY_DENIED',
+        reasons: [{ code: 'TEMPLATE_NOT_APPLICABLE', path: ['targets', 0] }],
+      });
+      expect(store.dump()).toBe(before);
+    });
+  }
 });
 
 describe('required change record', () => {

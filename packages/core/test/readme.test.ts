@@ -133,7 +133,7 @@ describe('the @grantline/core README and docs stay true', () => {
       requester: alice,
       subject: ciJob,
       justification: { reason: 'box work' },
-      targets: [{ id: 'box', system: 'box', resource: 'box://1' }],
+      targets: [{ id: 'box', system: 'box', resource: 'box://1', permissions: ['box:use'] }],
       durationSeconds: 600,
       template: 'box',
     });
@@ -149,7 +149,7 @@ describe('the @grantline/core README and docs stay true', () => {
       requester: alice,
       subject: ciJob,
       justification: { reason: 'box work' },
-      targets: [{ id: 'box', system: 'box', resource: 'box://2' }],
+      targets: [{ id: 'box', system: 'box', resource: 'box://2', permissions: ['box:use'] }],
       durationSeconds: 600,
       template: 'box',
     });

@@ -139,7 +139,7 @@ describe('an executor that answers after its deadline', () => {
       requester: bot,
       subject: bot,
       justification: { reason: 'job' },
-      targets: [{ id: 't', system: 'late', resource: 'db://x' }],
+      targets: [{ id: 't', system: 'late', resource: 'db://x', permissions: ['db:read'] }],
       durationSeconds: 60,
       template: 'auto',
     });

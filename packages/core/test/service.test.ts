@@ -542,7 +542,7 @@ describe('violations, templates, break-glass and expiry', () => {
       requester: ciJob,
       subject: ciJob,
       justification: { reason: 'nightly report' },
-      targets: [{ id: 'metrics', system: 'token', resource: 'api://metrics' }],
+      targets: [{ id: 'metrics', system: 'token', resource: 'api://metrics', permissions: ['metrics:read'] }],
       durationSeconds: 600,
       template: 'read-metrics',
     });

@@ -293,7 +293,7 @@ describe.each(modes)('sweeper parity ($mode)', ({ batched }) => {
         requester: bot,
         subject: bot,
         justification: { reason: `j${i}` },
-        targets: [{ id: 't', system: 'sys', resource: `db://${i}` }],
+        targets: [{ id: 't', system: 'sys', resource: `db://${i}`, permissions: ['db:read'] }],
         durationSeconds: 60,
         template: 'auto',
       });

@@ -189,8 +189,8 @@ describe.each(storeModes)('the sweeper under faults ($mode)', ({ makeStore }) =>
       subject: bot,
       justification: { reason: 'two systems' },
       targets: [
-        { id: 'a', system: 'flaky', resource: 'db://a' },
-        { id: 'b', system: 'broken', resource: 'db://b' },
+        { id: 'a', system: 'flaky', resource: 'db://a', permissions: ['db:read'] },
+        { id: 'b', system: 'broken', resource: 'db://b', permissions: ['db:read'] },
       ],
       durationSeconds: 60,
       template: 'auto',
@@ -234,7 +234,7 @@ describe.each(storeModes)('the sweeper under faults ($mode)', ({ makeStore }) =>
       requester: bot,
       subject: bot,
       justification: { reason: 'never used' },
-      targets: [{ id: 't', system: 'flaky', resource: 'db://x' }],
+      targets: [{ id: 't', system: 'flaky', resource: 'db://x', permissions: ['db:read'] }],
       durationSeconds: 60,
       template: 'auto',
     });
@@ -267,7 +267,7 @@ describe.each(storeModes)('the sweeper under faults ($mode)', ({ makeStore }) =>
       requester: bot,
       subject: bot,
       justification: { reason: 'x' },
-      targets: [{ id: 't0', system: 'flaky', resource: 'db://c' }],
+      targets: [{ id: 't0', system: 'flaky', resource: 'db://c', permissions: ['db:read'] }],
       durationSeconds: 60,
       template: 'auto',
     });

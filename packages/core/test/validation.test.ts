@@ -1,5 +1,12 @@
+import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import { compilePolicy, createGrantline, isGrantlineError } from '../src/index.js';
+import {
+  type CompiledPolicy,
+  compilePolicy,
+  createGrantline,
+  createTokenAuthority,
+  isGrantlineError,
+} from '../src/index.js';
 import { alice, olga, paymentsRequest, policy, sam, setup } from './helpers.js';
 
 async function validationIssue(p: Promise<unknown>): Promise<{ path: (string | number)[]; message: string }> {
@@ -157,5 +164,86 @@ describe('invalid input to every public method: ERR_VALIDATION with the path, no
     expect(() => createGrantline({ store: undefined as never, policy, executors: [] })).toThrow(
       /store is required/,
     );
+  });
+});
+
+describe('only policies compilePolicy made are taken as compiled', () => {
+  it('an unvalidated { policy, hash } with a high-risk pre-approved template is refused at construction', async () => {
+    const tokens = await createTokenAuthority({ issuer: 'x' });
+    const forged = {
+      hash: 'not-a-hash',
+      policy: {
+        id: 'p',
+        version: '1',
+        owner: 'gov',
+        requestTtlSeconds: 3600,
+        activationTtlSeconds: 3600,
+        rules: [
+          {
+            id: 'prod-admin',
+            risk: 'high',
+            template: 'yolo',
+            match: {},
+            require: {},
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 0, roles: [], distinctRoles: false },
+          },
+        ],
+      },
+    } as unknown as CompiledPolicy;
+    // Before, it was accepted: any target of any system was pre-approved by a high-risk template,
+    // with the hash 'not-a-hash' frozen into the case.
+    expect(() =>
+      createGrantline({ store: createMemoryStore(), policy: forged, executors: [tokens.executor] }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }));
+    const issue = await validationIssue(
+      Promise.resolve().then(() =>
+        createGrantline({ store: createMemoryStore(), policy: forged, executors: [] }),
+      ),
+    );
+    expect(issue.path).toEqual(['policy', 'rules', 0, 'template']);
+  });
+
+  it('a valid policy under a hash that is not its own is refused at hash; under its own hash it is compiled again', async () => {
+    const compiled = compilePolicy(policy);
+    const copy = structuredClone(compiled);
+    const store = createMemoryStore();
+    expect(
+      await validationIssue(
+        Promise.resolve().then(() =>
+          createGrantline({ store, policy: { ...copy, hash: '0'.repeat(64) }, executors: [] }),
+        ),
+      ),
+    ).toMatchObject({ path: ['hash'] });
+    // A copy with the right hash (as from another installed copy of the package) is the same policy.
+    const gl = createGrantline({ store, policy: copy, executors: [] });
+    expect(gl.policy.hash).toBe(compiled.hash);
+    expect(gl.policy).not.toBe(copy);
+    expect(Object.isFrozen(gl.policy.policy)).toBe(true);
+    // The compiler's own result is used as is.
+    expect(createGrantline({ store, policy: compiled, executors: [] }).policy).toBe(compiled);
+  });
+
+  it('a compiled policy is deep-frozen: a host cannot change it after it was hashed', async () => {
+    const input = structuredClone(policy);
+    const compiled = compilePolicy(input);
+    const rule = compiled.policy.rules[0]!;
+    expect(() => {
+      (rule.approvals as { count: number }).count = 0;
+    }).toThrow(TypeError);
+    expect(() => {
+      rule.approvals.roles.push('anyone');
+    }).toThrow(TypeError);
+    expect(() => {
+      (compiled as { hash: string }).hash = 'x';
+    }).toThrow(TypeError);
+    expect(() => {
+      compiled.policy.rules.push({ ...rule, id: 'more' });
+    }).toThrow(TypeError);
+    // The host's input is not frozen, and changing it changes nothing compiled.
+    input.rules[0]!.maxDurationSeconds = 1;
+    expect(rule.maxDurationSeconds).toBe(3600);
+    expect(compilePolicy(policy).hash).toBe(compiled.hash);
   });
 });

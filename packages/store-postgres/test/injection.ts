@@ -49,9 +49,10 @@ export function describeInjection(
           executors: [createCountingExecutor()],
         });
         for (const [i, p] of PAYLOADS.entries()) {
-          // Principal ids may not hold control or format characters (nor end in whitespace): the
-          // payload goes in with those replaced, and verbatim in every other field.
-          const pid = (kind: string) => `${kind}:${p.replace(/[\p{Cc}\p{Cf}]/gu, '?')}:${i}`;
+          // Principal ids may not hold control, format or default-ignorable characters (nor end in
+          // whitespace): the payload goes in with those replaced, and verbatim in every other field.
+          const pid = (kind: string) =>
+            `${kind}:${p.replace(/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')}:${i}`;
           const principal = (kind: 'human' | 'workload') => ({
             id: pid(kind),
             kind,
