@@ -815,13 +815,15 @@ function checkStructure(p: EvidencePayload, err: Report, hashed?: readonly boole
   }
   const requested = p.events[0]?.type === 'requested' ? p.events[0] : undefined;
   const reqPolicy = requested?.data.policy as
-    | { id?: string; version?: string; hash?: string; rule?: string }
+    | { id?: string; version?: string; hash?: string; rule?: string; snapshotHash?: string }
     | undefined;
   if (
     reqPolicy &&
     (reqPolicy.hash !== p.policy.snapshot.policyHash ||
       reqPolicy.rule !== p.policy.snapshot.ruleId ||
       reqPolicy.id !== p.policy.snapshot.policyId ||
+      // The whole snapshot (quorum, roles, caps, constraints) is bound to the chain by its hash.
+      reqPolicy.snapshotHash !== p.policy.snapshotHash ||
       requested?.data.operator !== p.policy.snapshot.operator ||
       requested?.data.owner !== p.policy.snapshot.owner)
   ) {

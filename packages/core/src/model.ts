@@ -200,6 +200,11 @@ export const policySnapshotSchema = z.strictObject({
   operator: id,
   approvals: approvalRequirementSchema,
   maxDurationSeconds: z.number().int().positive(),
+  /**
+   * How long an approved case may wait to be issued (the policy's, when the case was decided): the
+   * case's own, not that of whichever instance approves it later under a newer policy.
+   */
+  activationTtlSeconds: z.number().int().positive().optional(),
   template: str().optional(),
   constraints: usageConstraintsSchema.optional(),
   requireProvenApprovers: z.boolean().optional(),

@@ -381,26 +381,7 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
   }
   reasons.push(...checkReferences(governing, req));
   if (reasons.length > 0) return { allowed: false, reasons };
-  const snapshot: PolicySnapshot = {
-    policyId: policy.id,
-    policyVersion: policy.version,
-    policyHash: compiled.hash,
-    ruleId: governing.id,
-    risk: governing.risk,
-    owner: governing.owner ?? policy.owner,
-    operator: governing.operator,
-    approvals: {
-      count: governing.template === undefined ? governing.approvals.count : 0,
-      roles: governing.approvals.roles,
-      distinctRoles: governing.approvals.distinctRoles,
-    },
-    maxDurationSeconds: maxDuration,
-    ...(governing.template === undefined ? {} : { template: governing.template }),
-    ...(governing.constraints === undefined ? {} : { constraints: governing.constraints }),
-    ...(governing.require.provenApprovers ? { requireProvenApprovers: true } : {}),
-    ...(governing.require.provenWorkload ? { requireProvenWorkload: true } : {}),
-    ...(governing.extension === undefined ? {} : { extension: governing.extension }),
-  };
+  const snapshot = ruleSnapshot(compiled, governing);
   return {
     allowed: true,
     reasons: [
@@ -414,6 +395,84 @@ export function evaluateRequest(compiled: CompiledPolicy, req: RequestFacts): De
     ],
     value: snapshot,
   };
+}
+
+/** Snapshots made, by rule (a compiled policy's rules are frozen), and their hashes, by snapshot. */
+const snapshotsByRule = new WeakMap<Rule, PolicySnapshot>();
+const snapshotHashes = new WeakMap<PolicySnapshot, string>();
+
+/**
+ * The snapshot a case governed by `rule` freezes into its record: one frozen object per rule of a
+ * compiled policy, made once (a snapshot depends on the policy and the rule alone).
+ */
+function ruleSnapshot(compiled: CompiledPolicy, rule: Rule): PolicySnapshot {
+  let snapshot = snapshotsByRule.get(rule);
+  if (snapshot === undefined) {
+    const { policy } = compiled;
+    snapshot = deepFreeze({
+      policyId: policy.id,
+      policyVersion: policy.version,
+      policyHash: compiled.hash,
+      ruleId: rule.id,
+      risk: rule.risk,
+      owner: rule.owner ?? policy.owner,
+      operator: rule.operator,
+      approvals: {
+        count: rule.template === undefined ? rule.approvals.count : 0,
+        roles: rule.approvals.roles,
+        distinctRoles: rule.approvals.distinctRoles,
+      },
+      maxDurationSeconds: rule.maxDurationSeconds,
+      activationTtlSeconds: policy.activationTtlSeconds,
+      ...(rule.template === undefined ? {} : { template: rule.template }),
+      ...(rule.constraints === undefined ? {} : { constraints: rule.constraints }),
+      ...(rule.require.provenApprovers ? { requireProvenApprovers: true } : {}),
+      ...(rule.require.provenWorkload ? { requireProvenWorkload: true } : {}),
+      ...(rule.extension === undefined ? {} : { extension: rule.extension }),
+    } satisfies PolicySnapshot);
+    snapshotsByRule.set(rule, snapshot);
+    snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
+  }
+  return snapshot;
+}
+
+const breakGlassSnapshots = new WeakMap<CompiledPolicy, PolicySnapshot>();
+
+/**
+ * The snapshot of a break-glass case under `compiled` (rule `break-glass`: no approvals, the
+ * break-glass cap and operator team), made once per compiled policy. The policy must allow
+ * break-glass.
+ */
+export function breakGlassSnapshot(compiled: CompiledPolicy): PolicySnapshot {
+  let snapshot = breakGlassSnapshots.get(compiled);
+  if (snapshot === undefined) {
+    const { policy } = compiled;
+    const bg = policy.breakGlass!;
+    snapshot = deepFreeze({
+      policyId: policy.id,
+      policyVersion: policy.version,
+      policyHash: compiled.hash,
+      ruleId: 'break-glass',
+      risk: 'high',
+      owner: policy.owner,
+      operator: bg.operator,
+      approvals: { count: 0, roles: [], distinctRoles: false },
+      maxDurationSeconds: bg.maxDurationSeconds,
+      activationTtlSeconds: policy.activationTtlSeconds,
+    } satisfies PolicySnapshot);
+    breakGlassSnapshots.set(compiled, snapshot);
+    snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
+  }
+  return snapshot;
+}
+
+/**
+ * SHA-256 over the canonical JSON of a case's policy snapshot, as evidence bundles carry it
+ * (`policy.snapshotHash`); the request event records it, which binds the snapshot to the case's
+ * hash chain. Computed once for each snapshot `evaluateRequest` makes.
+ */
+export function policySnapshotHash(snapshot: PolicySnapshot): string {
+  return snapshotHashes.get(snapshot) ?? sha256Hex(canonicalJson(snapshot));
 }
 
 function checkReferences(rule: Rule, req: RequestFacts): DecisionReason[] {

@@ -34,6 +34,7 @@ import {
   type IssueInput,
   type Issuance,
   type ListQuery,
+  type PolicySnapshot,
   type Principal,
   type RequestInput,
   type ReviewInput,
@@ -64,11 +65,13 @@ import {
   type CompiledPolicy,
   type DecisionReason,
   type PolicyInput,
+  breakGlassSnapshot,
   checkUsage,
   compilePolicy,
   evaluateApproval,
   evaluateBreakGlass,
   evaluateRequest,
+  policySnapshotHash,
   quorumMet,
 } from './policy.js';
 import {
@@ -559,9 +562,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       window: {
         durationSeconds: req.durationSeconds,
         ...(req.notBefore ? { notBefore: req.notBefore.toISOString() } : {}),
-        requestExpiresAt: isoAt(
-          start.getTime() + (preApproved ? this.policy.policy.activationTtlSeconds : ttl) * 1000,
-        ),
+        requestExpiresAt: isoAt(start.getTime() + (preApproved ? this.activationTtl(snapshot) : ttl) * 1000),
         extensions: 0,
       },
       policy: snapshot,
@@ -591,6 +592,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             version: snapshot.policyVersion,
             hash: snapshot.policyHash,
             rule: snapshot.ruleId,
+            snapshotHash: policySnapshotHash(snapshot),
           },
           owner: snapshot.owner,
           operator: snapshot.operator,
@@ -660,6 +662,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         },
       );
     }
+    const snapshot = breakGlassSnapshot(this.policy);
     const now = this.clock.now();
     const at = now.toISOString();
     const grant: Grant = {
@@ -674,22 +677,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       targets,
       window: {
         durationSeconds: req.durationSeconds,
-        requestExpiresAt: new Date(
-          now.getTime() + this.policy.policy.activationTtlSeconds * 1000,
-        ).toISOString(),
+        requestExpiresAt: new Date(now.getTime() + this.activationTtl(snapshot) * 1000).toISOString(),
         extensions: 0,
       },
-      policy: {
-        policyId: this.policy.policy.id,
-        policyVersion: this.policy.policy.version,
-        policyHash: this.policy.hash,
-        ruleId: 'break-glass',
-        risk: 'high',
-        owner: this.policy.policy.owner,
-        operator: bg.operator,
-        approvals: { count: 0, roles: [], distinctRoles: false },
-        maxDurationSeconds: bg.maxDurationSeconds,
-      },
+      policy: snapshot,
       approvals: [],
       breakGlass: {
         actor: req.requester,
@@ -723,6 +714,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             version: this.policy.policy.version,
             hash: this.policy.hash,
             rule: 'break-glass',
+            snapshotHash: policySnapshotHash(snapshot),
           },
           owner: this.policy.policy.owner,
           operator: bg.operator,
@@ -791,7 +783,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         // From the approval, or from `notBefore` when the case may not be issued before it.
         activateBy: isoAt(
           Math.max(now.getTime(), g.window.notBefore ? Date.parse(g.window.notBefore) : 0) +
-            this.policy.policy.activationTtlSeconds * 1000,
+            this.activationTtl(g.policy) * 1000,
         ),
       };
     });
@@ -2605,6 +2597,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       } while (cursor);
     }
     return count;
+  }
+
+  /** How long an approved case may wait for issuance: its snapshot's, else (older cases) this policy's. */
+  private activationTtl(snapshot: PolicySnapshot): number {
+    return snapshot.activationTtlSeconds ?? this.policy.policy.activationTtlSeconds;
   }
 
   private ruleTtl(ruleId: string): number {

@@ -75,6 +75,26 @@ describe('the record agrees with its events', () => {
     ])
       assert.ok(found.includes(f), `${f} not in ${JSON.stringify(found)}`);
   });
+
+  it("refuses a case row whose policy snapshot was loosened (usage constraints, proofs), bound by the request event's hash", async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const requested = (await env.store.events(caseId))[0]!;
+    const bundle0 = await env.service.evidence(caseId);
+    assert.equal(
+      (requested.data.policy as Payload).snapshotHash,
+      (payloadOf(bundle0) as Payload).policy.snapshotHash,
+    );
+    // A database UPDATE of the case row only: the snapshot's CIDRs opened to the world, proofs dropped.
+    const g = structuredClone(await env.store.get(caseId)) as Payload;
+    g.policy = { ...g.policy, constraints: { sourceCidrs: ['0.0.0.0/0'] } };
+    delete g.policy.requireProvenApprovers;
+    g.version += 1;
+    await env.store.compareAndSet(g, g.version - 1, []);
+    const r = await verifyEvidence(await env.service.evidence(caseId), { keys: createJwks(env.signer!) });
+    assert.equal(r.valid, false, `accepted with problems ${JSON.stringify(r.problems)}`);
+    assert.deepEqual(errorCodes(r), ['POLICY_SNAPSHOT_MISMATCH']);
+  });
 });
 
 describe('lifecycle transitions follow the transition table', () => {
@@ -242,8 +262,13 @@ describe('the snapshot quorum is bound to the events', () => {
       p.record.policy = p.policy.snapshot;
       p.policy.snapshotHash = sha256Hex(canonicalJson(p.policy.snapshot));
     });
-    // The approved event records a quorum of 2 met under rule prod-api.
+    // The approved event records a quorum of 2 met under rule prod-api, and the request event the hash
+    // of the snapshot the case was decided under.
     assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
-    assert.deepEqual(errorCodes(r), ['RECORD_APPROVALS_MISMATCH', 'POLICY_SNAPSHOT_MISMATCH']);
+    assert.deepEqual(errorCodes(r).sort(), [
+      'POLICY_SNAPSHOT_MISMATCH', // the request event's snapshot hash
+      'POLICY_SNAPSHOT_MISMATCH', // the approved event's quorum
+      'RECORD_APPROVALS_MISMATCH',
+    ]);
   });
 });

@@ -246,3 +246,24 @@ describe('bad values that used to be raw JS errors', () => {
     }
   });
 });
+
+describe('the case snapshot governs, not the policy of the instance that acts later', () => {
+  it("the activation deadline set at approval is the case's policy's, not the approving instance's newer one", async () => {
+    const clock = manualClock();
+    const store = createMemoryStore();
+    const tokens = await createTokenAuthority({ issuer: 'x', clock });
+    const v1: PolicyInput = { ...policy, activationTtlSeconds: 600 };
+    const v2: PolicyInput = { ...v1, version: 'v2', activationTtlSeconds: 30 * 24 * 3600 };
+    const old = createGrantline({ store, policy: v1, executors: [tokens.executor], clock });
+    const upgraded = createGrantline({ store, policy: v2, executors: [tokens.executor], clock });
+    const g = await old.request(paymentsRequest()); // decided under v1: issue within 600 s of approval
+    expect(g.policy.activationTtlSeconds).toBe(600);
+    await upgraded.approve(g.id, { approver: sam });
+    const approved = await upgraded.approve(g.id, { approver: olga });
+    expect(approved.state).toBe('approved');
+    expect(Date.parse(approved.window.requestExpiresAt) - clock.now().getTime()).toBe(600_000);
+    clock.advance(601_000);
+    await expect(upgraded.issue(g.id)).rejects.toMatchObject({ code: 'ERR_INVALID_TRANSITION' });
+    expect((await upgraded.get(g.id)).state).toBe('expired');
+  });
+});
