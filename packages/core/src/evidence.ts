@@ -1727,12 +1727,13 @@ function checkQuorum(
     quorumMet(
       snap,
       given.map((a) => ({ approver: a.approver, role: a.role, at: e.at })),
+      { extension: what === 'extended' },
     )
   )
     return;
   err(
     'QUORUM_NOT_MET',
-    `${what} with ${given.length} approval(s); the rule requires ${snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
+    `${what} with ${given.length} approval(s); the rule requires ${what === 'extended' ? Math.max(1, snap.approvals.count) : snap.approvals.count} from ${snap.approvals.roles.join(', ')}${snap.approvals.distinctRoles ? ' in distinct roles' : ''}`,
     { seq: e.seq },
   );
 }

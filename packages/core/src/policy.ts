@@ -616,9 +616,19 @@ export function evaluateApproval(
   };
 }
 
-/** True when the approvals recorded satisfy the snapshot's quorum (and distinct roles). */
-export function quorumMet(policy: PolicySnapshot, approvals: readonly Approval[]): boolean {
-  const req = policy.approvals;
+/**
+ * True when the approvals recorded satisfy the snapshot's quorum (and distinct roles). For an
+ * extension of a rule with `extension.requiresApproval` pass `extension: true`: it needs at least
+ * one qualifying approval, also where the case itself needed none (a pre-approved template's snapshot
+ * counts 0, but its rule's approver roles still say who may approve).
+ */
+export function quorumMet(
+  policy: PolicySnapshot,
+  approvals: readonly Approval[],
+  options: { extension?: boolean } = {},
+): boolean {
+  const req =
+    options.extension && policy.approvals.count < 1 ? { ...policy.approvals, count: 1 } : policy.approvals;
   const qualifying = approvals.filter((a) => req.roles.includes(a.role));
   if (req.distinctRoles) return new Set(qualifying.map((a) => a.role)).size >= req.count;
   return new Set(qualifying.map((a) => foldIdentity(a.approver.id))).size >= req.count;

@@ -1330,10 +1330,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           ...(proof ? { proof } : {}),
         });
       }
-      if (!quorumMet(g.policy, approvals)) {
+      if (!quorumMet(g.policy, approvals, { extension: true })) {
         throw new GrantlineError(
           ErrorCodes.APPROVAL_REFUSED,
-          `extension needs ${g.policy.approvals.count} approval(s) under rule ${g.policy.ruleId}`,
+          `extension needs ${Math.max(1, g.policy.approvals.count)} approval(s) under rule ${g.policy.ruleId}`,
           {
             details: {
               where: 'extend',

@@ -316,6 +316,52 @@ describe('extensions', () => {
     expect(Date.parse(ok.grant.window.expiresAt!) - issuedAt).toBeLessThanOrEqual(3_600_000);
   });
 
+  it("a pre-approved template's extension that requires approval needs one from the rule's approver roles", async () => {
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'x', clock });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      clock,
+      executors: [tokens.executor],
+      policy: {
+        ...policy,
+        rules: [
+          {
+            id: 'tpl',
+            risk: 'low',
+            template: 'tpl',
+            match: { systems: ['token'], resources: ['api://m'], permissions: ['m:read'] },
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['service-owner'] },
+            extension: { requiresApproval: true, maxExtensions: 3 },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: ciJob,
+      subject: ciJob,
+      justification: { reason: 'nightly report' },
+      targets: [{ id: 'm', system: 'token', resource: 'api://m', permissions: ['m:read'] }],
+      durationSeconds: 600,
+      template: 'tpl',
+    });
+    expect(g.policy.approvals.count).toBe(0); // pre-approved: issued without an approval
+    const { grant } = await gl.issue(g.id);
+    expect(await reasons(gl.extend(g.id, { actor: ciJob, seconds: 600, reason: 'more' }))).toEqual([
+      'ERR_APPROVAL_REFUSED:QUORUM_NOT_MET',
+    ]);
+    expect((await gl.get(g.id)).version).toBe(grant.version);
+    const ext = await gl.extend(g.id, {
+      actor: ciJob,
+      seconds: 600,
+      reason: 'more',
+      approvals: [{ approver: olga }],
+    });
+    expect(ext.grant.window.extensions).toBe(1);
+  });
+
   it('after extension the sweeper revokes at the new expiry, not the old one', async () => {
     const e = await env();
     const { grant } = await e.issue({ durationSeconds: 600 });
