@@ -34,19 +34,23 @@ export function sameIdentity(a: string | undefined, b: string | undefined): bool
  */
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
 
-/** A principal id: no leading or trailing whitespace, no control, format or default-ignorable characters. */
-const principalId = id.refine(
+/**
+ * A principal id, or a team name (a team excludes its members from approving, so two spellings of
+ * one team must not pass as two): no leading or trailing whitespace, no control, format or
+ * default-ignorable characters.
+ */
+export const visibleIdSchema = id.refine(
   (v) => v.trim() === v && !INVISIBLE.test(v),
-  'principal id: no leading/trailing whitespace, control, format or default-ignorable (invisible) characters',
+  'no leading/trailing whitespace, control, format or default-ignorable (invisible) characters',
 );
 
 /** A person or a workload. A human acting for a CI job is two principals, never one. */
 export const principalSchema = z.strictObject({
-  id: principalId,
+  id: visibleIdSchema,
   kind: z.enum(['human', 'workload']),
   roles: z.array(id).max(64).default([]),
   /** Teams the principal belongs to; the rule's operator team may not approve. */
-  teams: z.array(id).max(64).default([]),
+  teams: z.array(visibleIdSchema).max(64).default([]),
   /** Claims of a proven identity (set by an identity verifier) or supplied by the host. */
   claims: jsonRecord().optional(),
 });

@@ -12,7 +12,7 @@ import type {
   UsageConstraints,
 } from './model.js';
 import { str } from './json-data.js';
-import { foldIdentity, sameIdentity, usageConstraintsSchema } from './model.js';
+import { foldIdentity, sameIdentity, usageConstraintsSchema, visibleIdSchema } from './model.js';
 
 const id = str().min(1).max(256);
 /** Durations in a policy are at most a year: a larger one is a mistake (and overflows dates). */
@@ -60,7 +60,7 @@ export const ruleSchema = z
     /** The accountable governance function (defaults to the policy's owner). */
     owner: id.optional(),
     /** The team that executes; it may not approve. */
-    operator: id,
+    operator: visibleIdSchema,
     maxDurationSeconds: seconds(),
     require: z
       .strictObject({
@@ -166,7 +166,7 @@ export const policySchema = z
           .max(24 * 3600),
         reviewWithinSeconds: seconds(),
         reviewerRoles: z.array(id).min(1),
-        operator: id,
+        operator: visibleIdSchema,
       })
       .optional(),
     requestTtlSeconds: seconds().default(24 * 3600),

@@ -158,6 +158,29 @@ describe('principal ids', () => {
     expect((await gl.get(g.id)).approvals).toEqual([]);
   });
 
+  it('a team name with an invisible character is refused, so the operator team cannot be spelled past', async () => {
+    const { gl } = await setup();
+    const g = await gl.request(other({ id: 'alice', kind: 'human', roles: [] }));
+    for (const team of ['platform-ops\u200b', 'platform-ops\u034f', 'platform\u00ad-ops', ' platform-ops']) {
+      expect(await refusal(gl.approve(g.id, { approver: { ...owner, teams: [team] } }))).toEqual({
+        code: 'ERR_VALIDATION',
+        reasons: [],
+        paths: [['approver', 'teams', 0]],
+      });
+    }
+    const after = await gl.get(g.id);
+    expect([after.approvals, after.version]).toEqual([[], g.version]);
+    // And a policy cannot name such an operator team either.
+    const tokens = await createTokenAuthority({ issuer: 'x' });
+    const bad: PolicyInput = {
+      ...policy,
+      rules: policy.rules.map((r) => ({ ...r, operator: 'platform-ops\u2060' })),
+    };
+    expect(() =>
+      createGrantline({ store: createMemoryStore(), policy: bad, executors: [tokens.executor] }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_VALIDATION' }));
+  });
+
   it('a break-glass actor may not review their own case under another spelling', async () => {
     const { gl } = await setup();
     const g = await gl.breakGlass({

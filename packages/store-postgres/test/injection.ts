@@ -49,15 +49,15 @@ export function describeInjection(
           executors: [createCountingExecutor()],
         });
         for (const [i, p] of PAYLOADS.entries()) {
-          // Principal ids may not hold control, format or default-ignorable characters (nor end in
-          // whitespace): the payload goes in with those replaced, and verbatim in every other field.
-          const pid = (kind: string) =>
-            `${kind}:${p.replace(/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')}:${i}`;
+          // Principal ids and team names may not hold control, format or default-ignorable characters
+          // (nor end in whitespace): the payload goes in with those replaced, verbatim everywhere else.
+          const visible = p.replace(/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?');
+          const pid = (kind: string) => `${kind}:${visible}:${i}`;
           const principal = (kind: 'human' | 'workload') => ({
             id: pid(kind),
             kind,
             roles: ['dev', p],
-            teams: [p],
+            teams: [`team:${visible}:${i}`],
             claims: { note: p, [p]: p },
           });
           const input = {
