@@ -633,7 +633,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     if (req.requester.id !== foldIdentity(req.requester.id)) {
       throw new GrantlineError(
         ErrorCodes.VALIDATION,
-        `breakGlass: requester id ${JSON.stringify(req.requester.id)} must be written in its canonical form ${JSON.stringify(foldIdentity(req.requester.id))} (NFKC, lower case)`,
+        `breakGlass: requester id ${JSON.stringify(req.requester.id)} must be written in its canonical form ${JSON.stringify(foldIdentity(req.requester.id))} (foldIdentity: NFKC, full case folding)`,
         {
           details: {
             where: 'breakGlass',
