@@ -438,6 +438,7 @@ describe('heads digested in blocks', () => {
       data: { n },
     });
     let signed = 0;
+    let covered = 0; // upTo of the last checkpoint signed: where a restarted checkpointer resumes
     for (const r of rounds) {
       const added: string[] = [];
       for (let k = 0; k < r.newCases; k++) {
@@ -469,7 +470,8 @@ describe('heads digested in blocks', () => {
         );
       }
       if (r.restart) cpr = createCheckpointer({ store, signer: w.signer!, sink });
-      const anything = (await inner.allEvents(cpr.upTo, 1)).length > 0;
+      // A restarted checkpointer's upTo is 0 until its first run resumes from the sink.
+      const anything = (await inner.allEvents(Math.max(cpr.upTo, covered), 1)).length > 0;
       if (r.fault) {
         sink.down = r.fault === 'sink';
         readDown = r.fault === 'read';
@@ -490,6 +492,7 @@ describe('heads digested in blocks', () => {
       signed += 1;
       const v = await verifyCheckpoint(JSON.parse(JSON.stringify(cp)), w.keys);
       assert.deepEqual(v.problems, []);
+      covered = v.checkpoint!.upTo;
       const expected = [];
       for (const id of ids) {
         const last = (await inner.events(id)).at(-1)!;
@@ -525,6 +528,23 @@ describe('heads digested in blocks', () => {
       ]);
       assert.equal(signed, 3, fault);
     }
+  });
+
+  it('a restart with nothing new since the last checkpoint signs nothing (fast-check counterexample)', async () => {
+    assert.equal(
+      await replay([
+        { newCases: 1, moves: [] },
+        { newCases: 0, moves: [], restart: true },
+      ]),
+      1,
+    );
+    assert.equal(
+      await replay([
+        { newCases: 3, moves: [] },
+        { newCases: 0, moves: [], restart: true, fault: 'sink' },
+      ]),
+      1,
+    );
   });
 
   it('random rounds of new cases, moves, failures, deletions after failures and restarts', async () => {
