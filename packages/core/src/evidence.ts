@@ -822,8 +822,9 @@ function checkStructure(p: EvidencePayload, err: Report, hashed?: readonly boole
     (reqPolicy.hash !== p.policy.snapshot.policyHash ||
       reqPolicy.rule !== p.policy.snapshot.ruleId ||
       reqPolicy.id !== p.policy.snapshot.policyId ||
-      // The whole snapshot (quorum, roles, caps, constraints) is bound to the chain by its hash.
-      reqPolicy.snapshotHash !== p.policy.snapshotHash ||
+      // The whole snapshot (quorum, roles, caps, constraints) is bound to the chain by its hash;
+      // cases requested before the service recorded it (stop 14) have none to compare.
+      (reqPolicy.snapshotHash !== undefined && reqPolicy.snapshotHash !== p.policy.snapshotHash) ||
       requested?.data.operator !== p.policy.snapshot.operator ||
       requested?.data.owner !== p.policy.snapshot.owner)
   ) {
@@ -1596,12 +1597,16 @@ function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, e
       durationSeconds: req?.data.durationSeconds ?? w.durationSeconds,
       issuedAt,
       expiresAt: f.window.expiresAt,
-      // As lifecycle.ts: from the earliest credential's issue time, or the issued step if earlier.
+      // As lifecycle.ts: from the earliest credential's issue time, or the issued step if earlier;
+      // a case requested before the request event recorded the snapshot hash (the same release
+      // that changed this) counted from the issued step alone.
       hardLimitAt:
         issuedAt === undefined
           ? undefined
           : isoAt(
-              Math.min(Date.parse(issuedAt), Date.parse(f.window.firstIssuedAt ?? issuedAt)) +
+              (isObj(req?.data.policy) && req.data.policy.snapshotHash === undefined
+                ? Date.parse(issuedAt)
+                : Math.min(Date.parse(issuedAt), Date.parse(f.window.firstIssuedAt ?? issuedAt))) +
                 snap.maxDurationSeconds * 1000,
             ),
       extensions: f.window.extensions,
