@@ -892,7 +892,10 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     });
     if (started.state === 'expired') throw lapsedError(started, 'issue');
     const actor = opts.actor ? actorOf(opts.actor) : actorOf(started.subject);
-    const now = notBefore(this.clock.now(), started.updatedAt);
+    // This instance's own clock, not floored: the credentials' lifetime must not grow by another
+    // instance's clock running fast. The steps that record them are floored at it instead.
+    const now = this.clock.now();
+    const issuedFloor = isoOf(now);
     const durationMs = Math.min(started.window.durationSeconds, started.policy.maxDurationSeconds) * 1000;
     const expiresAt = new Date(now.getTime() + durationMs);
     const credentials: Record<string, Record<string, string>> = {};
@@ -1005,6 +1008,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             resumeAt: this.resumeAt(at),
           }),
           started,
+          issuedFloor,
         );
         const after = await this.advance(started).catch(() => started);
         throw new GrantlineError(
@@ -1028,6 +1032,7 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
             resumeAt: this.resumeAt(at),
           }),
           started,
+          issuedFloor,
         );
       } catch (err) {
         // The case moved on while we were issuing (another instance's sweeper rolled it back after
@@ -2332,10 +2337,13 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     id: string,
     decide: (g: Grant, now: Date) => Command | null,
     known?: Grant,
+    /** An instant the step may not precede either (e.g. the time credentials were issued at). */
+    floor?: string,
   ): Promise<Grant> {
     let current = known ?? this.found(id, await this.store.get(id));
     for (let attempt = 0; ; attempt++) {
-      const now = notBefore(this.clock.now(), current.updatedAt);
+      let now = notBefore(this.clock.now(), current.updatedAt);
+      if (floor !== undefined) now = notBefore(now, floor);
       const command = decide(current, now);
       if (command === null) return current; // nothing left to do on the current record
       const { next, events: drafts, effects } = transition(current, command, now);

@@ -105,4 +105,57 @@ describe('clock skew between instances', () => {
     const r = await verifyEvidence(await gl.evidence(g.id), { keys: createJwks(signer) });
     expect(r.problems).toEqual([]);
   });
+
+  it('an instance 1 h fast that recorded the last step does not lengthen the credentials a correct instance issues', async () => {
+    const store = createMemoryStore();
+    const fast = manualClock('2026-03-02T11:00:00.000Z');
+    const right = manualClock('2026-03-02T10:00:00.000Z');
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock: right });
+    const make = (clock: Clock) => createGrantline({ store, policy, executors: [tokens.executor], clock });
+    const a = make(fast);
+    const b = make(right);
+    const g = await b.request(request('OPS-4'));
+    await b.approve(g.id, { approver: bob });
+    await a.approve(g.id, { approver: carol }); // the fast instance records the last step
+    const { grant, credentials } = await b.issue(g.id);
+    const claims = await tokens.verifier.verify(credentials.api!.token!, { audience: 'api://prod/payments' });
+    expect(claims.expiresAt.getTime() - right.now().getTime()).toBe(600_000);
+    expect(Date.parse(grant.window.expiresAt!) - right.now().getTime()).toBe(600_000);
+    expect(Date.parse(grant.window.hardLimitAt!) - right.now().getTime()).toBe(3_600_000);
+    expectNonDecreasing(await b.history(g.id)); // the events still never go back in time
+  });
+
+  it('a clock stepped back during the executor call leaves honest evidence that verifies', async () => {
+    const inner = createMemoryStore();
+    const clock = manualClock();
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock });
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    // Writing `issuing` takes 50 ms; during the executor call NTP steps the clock back 1 s.
+    const store: typeof inner = {
+      ...inner,
+      async compareAndSet(g, v, ev) {
+        const r = await inner.compareAndSet(g, v, ev);
+        if (g.state === 'issuing') clock.advance(50);
+        return r;
+      },
+    };
+    const executor: typeof tokens.executor = {
+      ...tokens.executor,
+      async issue(ctx) {
+        const r = await tokens.executor.issue(ctx);
+        clock.advance(20 - 1000);
+        return r;
+      },
+    };
+    const gl = createGrantline({ store, policy, executors: [executor], clock, signer });
+    const g = await gl.request(request('OPS-5'));
+    await gl.approve(g.id, { approver: bob });
+    await gl.approve(g.id, { approver: carol });
+    clock.advance(1000);
+    await gl.issue(g.id);
+    await gl.revoke(g.id, { actor: alice, reason: 'done' });
+    expectNonDecreasing(await gl.history(g.id));
+    const r = await verifyEvidence(await gl.evidence(g.id), { keys: createJwks(signer) });
+    expect(r.problems).toEqual([]);
+  });
 });
