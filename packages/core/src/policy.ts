@@ -35,7 +35,8 @@ const regexSource = str().refine((v) => {
 // #region policy-schema
 export const ruleSchema = z
   .strictObject({
-    id,
+    /** `break-glass` is reserved: it names the snapshot of break-glass cases. */
+    id: id.refine((v) => v !== 'break-glass', 'the rule id break-glass is reserved for break-glass cases'),
     description: str().optional(),
     risk: z.enum(['low', 'medium', 'high']),
     /** What the rule applies to; every listed criterion must hold. Globs use `*`. */
@@ -406,10 +407,13 @@ const snapshotHashes = new WeakMap<PolicySnapshot, string>();
  * compiled policy, made once (a snapshot depends on the policy and the rule alone).
  */
 function ruleSnapshot(compiled: CompiledPolicy, rule: Rule): PolicySnapshot {
-  let snapshot = snapshotsByRule.get(rule);
+  // Cached (and frozen) only for policies compilePolicy made: their rules are frozen copies of their
+  // own. A CompiledPolicy-shaped object from elsewhere may share rule objects with another policy.
+  const trusted = compiledPolicies.has(compiled);
+  let snapshot = trusted ? snapshotsByRule.get(rule) : undefined;
   if (snapshot === undefined) {
     const { policy } = compiled;
-    snapshot = deepFreeze({
+    const made: PolicySnapshot = {
       policyId: policy.id,
       policyVersion: policy.version,
       policyHash: compiled.hash,
@@ -429,7 +433,9 @@ function ruleSnapshot(compiled: CompiledPolicy, rule: Rule): PolicySnapshot {
       ...(rule.require.provenApprovers ? { requireProvenApprovers: true } : {}),
       ...(rule.require.provenWorkload ? { requireProvenWorkload: true } : {}),
       ...(rule.extension === undefined ? {} : { extension: rule.extension }),
-    } satisfies PolicySnapshot);
+    };
+    if (!trusted) return made;
+    snapshot = deepFreeze(made);
     snapshotsByRule.set(rule, snapshot);
     snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
   }
@@ -444,11 +450,12 @@ const breakGlassSnapshots = new WeakMap<CompiledPolicy, PolicySnapshot>();
  * break-glass.
  */
 export function breakGlassSnapshot(compiled: CompiledPolicy): PolicySnapshot {
-  let snapshot = breakGlassSnapshots.get(compiled);
+  const trusted = compiledPolicies.has(compiled); // as ruleSnapshot
+  let snapshot = trusted ? breakGlassSnapshots.get(compiled) : undefined;
   if (snapshot === undefined) {
     const { policy } = compiled;
     const bg = policy.breakGlass!;
-    snapshot = deepFreeze({
+    const made: PolicySnapshot = {
       policyId: policy.id,
       policyVersion: policy.version,
       policyHash: compiled.hash,
@@ -459,7 +466,9 @@ export function breakGlassSnapshot(compiled: CompiledPolicy): PolicySnapshot {
       approvals: { count: 0, roles: [], distinctRoles: false },
       maxDurationSeconds: bg.maxDurationSeconds,
       activationTtlSeconds: policy.activationTtlSeconds,
-    } satisfies PolicySnapshot);
+    };
+    if (!trusted) return made;
+    snapshot = deepFreeze(made);
     breakGlassSnapshots.set(compiled, snapshot);
     snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
   }

@@ -90,7 +90,7 @@ import {
 } from './ports.js';
 import type { Signer } from './signer.js';
 import type { JSONWebKeySet } from 'jose';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /** Every event the service emits, always after the store committed. */
 export const GRANTLINE_EVENTS = [
@@ -304,6 +304,16 @@ function lapsedError(g: Grant, command: string): GrantlineError {
     { details: { caseId: g.id, state: g.state, command } },
   );
 }
+
+/** The shape of an identity verifier's answer (`VerifiedIdentity`); its values are checked where recorded. */
+const verifiedIdentitySchema = z.object({
+  subject: z.string(),
+  issuer: z.string(),
+  kid: z.string().optional(),
+  roles: z.array(z.string()),
+  teams: z.array(z.string()).optional(),
+  claims: z.record(z.string(), z.unknown()),
+});
 
 /**
  * What an identity verifier proved (roles, teams, claims: a port's answer, and the claims come from a
@@ -904,6 +914,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       issuance: { ref: Record<string, string>; fingerprint?: string; issuedAt: string; expiresAt: string };
     }[] = [];
     const secretValues: string[] = [];
+    // Filled as targets are issued: a rollback or late removal this call (or this instance's sweeper,
+    // meanwhile) runs records executor errors with these redacted. Removed when the call ends.
+    this.secretsInFlight.set(id, secretValues);
     let failure: { targetId: string; error: FailureInfo } | undefined;
     // Settled once this call has recorded its outcome: an issuance that answers late waits for it.
     let settle!: () => void;
@@ -993,7 +1006,6 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         break;
       }
     }
-    this.secretsInFlight.set(id, secretValues); // for the rollback or late removal this call runs
     try {
       if (failure) {
         const f = failure;
@@ -1404,11 +1416,20 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     const done = await this.mutate(
       id,
-      (cur) => {
+      (cur, now) => {
         // Everything above was decided on `g`: a racing extension, a revocation or an expiry that
         // committed since makes it stale (its count, its base expiry). What was renewed then stays
         // unrecorded and ends with the case at the recorded expiry (executors remove by case and
         // target; the token executor deny-lists up to the hard limit, past any renewed token).
+        // The window may have ended while the approvals were proven and the targets renewed: what
+        // ended is not revived (what was renewed ends with the case at its recorded expiry).
+        if (cur.state === 'issued' && Date.parse(cur.window.expiresAt!) <= now.getTime()) {
+          throw new GrantlineError(
+            ErrorCodes.INVALID_TRANSITION,
+            `cannot extend case ${id}: its window ended at ${cur.window.expiresAt}, while it was being extended; nothing was recorded`,
+            { details: { caseId: id, state: cur.state, command: 'extend', expiresAt: cur.window.expiresAt } },
+          );
+        }
         if (
           cur.state !== 'issued' ||
           cur.window.extensions !== g.window.extensions ||
@@ -2568,8 +2589,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         { details: { where, path } },
       );
     }
+    let answer: unknown;
     try {
-      return await this.identity.verify(assertion, purpose);
+      answer = await this.identity.verify(assertion, purpose);
     } catch (err) {
       if (isGrantlineError(err)) throw err;
       throw new GrantlineError(ErrorCodes.IDENTITY, 'the identity verifier rejected the assertion', {
@@ -2577,6 +2599,8 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         cause: err,
       });
     }
+    // A port's answer is input: its shape is checked before any of it is used.
+    return recordable(verifiedIdentitySchema, answer, where, path);
   }
 
   private async overdueReviewsOf(actorId: string): Promise<number> {

@@ -362,6 +362,34 @@ describe('extensions', () => {
     expect(ext.grant.window.extensions).toBe(1);
   });
 
+  it('a window that ends while the targets are renewed is not extended back to life', async () => {
+    const e = await env();
+    const renew = e.tokens.executor.renew!;
+    e.tokens.executor.renew = async (ctx) => {
+      const r = await renew(ctx);
+      e.clock.advance(120_000); // a slow backend: the window ends during the renewal
+      return r;
+    };
+    const { grant } = await e.issue({ durationSeconds: 600 });
+    e.clock.advance(540_000); // 60 s left when the extension starts
+    const out = e.gl.extend(grant.id, {
+      actor: ciJob,
+      seconds: 600,
+      reason: 'more',
+      approvals: [{ approver: sam }, { approver: olga }],
+    });
+    await expect(out).rejects.toMatchObject({
+      code: 'ERR_INVALID_TRANSITION',
+      details: { command: 'extend' },
+    });
+    const after = await e.gl.get(grant.id);
+    expect([after.window.extensions, after.window.expiresAt, after.version]).toEqual([
+      0,
+      grant.window.expiresAt,
+      grant.version,
+    ]);
+  });
+
   it('after extension the sweeper revokes at the new expiry, not the old one', async () => {
     const e = await env();
     const { grant } = await e.issue({ durationSeconds: 600 });

@@ -441,4 +441,23 @@ describe('what a verified assertion proves is checked before it is recorded', ()
     expect(err).toMatchObject({ code: 'ERR_IDENTITY', details: { where: 'approve', path: ['assertion'] } });
     expect(isGrantlineError(err)).toBe(true);
   });
+  it("a verifier's answer of the wrong shape is ERR_IDENTITY: null, or teams as one string", async () => {
+    const wrong: unknown[] = [
+      null,
+      'olga',
+      { subject: 'olga', issuer: IDP, roles: ['service-owner'], teams: 'ops', claims: {} },
+      { subject: 'olga', issuer: IDP, roles: 'service-owner', claims: {} },
+    ];
+    for (const answer of wrong) {
+      const { gl } = await env({ verify: async () => answer as never });
+      const g = await gl.request(req);
+      const err = await gl.approve(g.id, { approver: olga, assertion: 't' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isGrantlineError(err), JSON.stringify(answer)).toBe(true);
+      expect(err).toMatchObject({ code: 'ERR_IDENTITY', details: { where: 'approve', path: ['assertion'] } });
+      expect((await gl.get(g.id)).approvals).toEqual([]);
+    }
+  });
 });

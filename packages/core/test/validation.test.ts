@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type CompiledPolicy,
   compilePolicy,
+  evaluateRequest,
   createGrantline,
   createTokenAuthority,
   isGrantlineError,
@@ -127,6 +128,12 @@ describe('invalid input to every public method: ERR_VALIDATION with the path, no
       ],
       [
         bad((p) => {
+          p.rules[2]!.id = 'break-glass'; // reserved: it names break-glass cases' snapshot
+        }),
+        ['rules', 2, 'id'],
+      ],
+      [
+        bad((p) => {
           (p.rules[1] as { risk: string }).risk = 'high';
         }),
         ['rules', 1, 'template'],
@@ -245,5 +252,25 @@ describe('only policies compilePolicy made are taken as compiled', () => {
     input.rules[0]!.maxDurationSeconds = 1;
     expect(rule.maxDurationSeconds).toBe(3600);
     expect(compilePolicy(policy).hash).toBe(compiled.hash);
+  });
+});
+
+describe('policy snapshots', () => {
+  it('a CompiledPolicy-shaped object sharing rule objects with a compiled one gets its own version and hash', () => {
+    const v1 = compilePolicy(policy);
+    const v2 = { policy: { ...v1.policy, version: 'v2' }, hash: 'f'.repeat(64) } as CompiledPolicy;
+    const facts = {
+      requester: { id: 'alice', kind: 'human' as const, roles: ['engineer'], teams: [] },
+      subject: { id: 'ci:x', kind: 'workload' as const, roles: [], teams: [] },
+      justification: { reason: 'r', ticket: 'OPS-1' },
+      targets: [{ id: 't', system: 'token', resource: 'api://other' }],
+      durationSeconds: 60,
+    };
+    const s1 = evaluateRequest(v1, facts).value!;
+    const s2 = evaluateRequest(v2, facts).value!;
+    expect([s1.policyVersion, s1.policyHash]).toEqual([policy.version, v1.hash]);
+    expect([s2.policyVersion, s2.policyHash]).toEqual(['v2', 'f'.repeat(64)]);
+    expect(Object.isFrozen(s1)).toBe(true); // one shared frozen snapshot per rule of a compiled policy
+    expect(evaluateRequest(v1, facts).value).toBe(s1);
   });
 });
