@@ -18,7 +18,13 @@ import {
   sameIdentity,
 } from './model.js';
 import { type CommandType, TRANSITIONS } from './lifecycle.js';
-import { type CompiledPolicy, type Policy, quorumMet } from './policy.js';
+import {
+  type CompiledPolicy,
+  type Policy,
+  quorumMet,
+  snapshotOfBreakGlass,
+  snapshotOfRule,
+} from './policy.js';
 import { type Signer, type SigningAlgorithm, verifyDetached } from './signer.js';
 
 /** Format tag of the signed payload; a verifier refuses formats it does not know. */
@@ -849,38 +855,38 @@ function checkPolicyDocument(p: EvidencePayload, err: Report): void {
     return;
   }
   const s = p.policy.snapshot;
-  if (s.ruleId === 'break-glass') {
-    const bg = doc.breakGlass;
-    if (
-      !bg ||
-      bg.operator !== s.operator ||
-      bg.maxDurationSeconds !== s.maxDurationSeconds ||
-      (p.record.breakGlass !== undefined && !same(bg.reviewerRoles, p.record.breakGlass.reviewerRoles))
-    ) {
-      err('POLICY_DOCUMENT_MISMATCH', 'the break-glass snapshot does not match the policy document', {
-        path: ['policy', 'snapshot'],
-      });
+  // The whole snapshot, rebuilt from the document as the service builds it (quorum, roles, caps,
+  // constraints, template, extension, proofs, activation deadline); a snapshot written before it
+  // recorded activationTtlSeconds is compared without it.
+  let expected: PolicySnapshot | undefined;
+  try {
+    if (s.ruleId === 'break-glass') {
+      if (doc.breakGlass) expected = snapshotOfBreakGlass(doc, p.policy.hash);
+    } else {
+      const rule = doc.rules.find((r) => isObj(r) && r.id === s.ruleId);
+      if (rule) expected = snapshotOfRule(doc, p.policy.hash, rule);
     }
-    return;
+  } catch {
+    expected = undefined; // a document missing a validated field: not the policy the hash names
   }
-  const rule = doc.rules.find((r) => r?.id === s.ruleId);
-  const count = rule?.template === undefined ? rule?.approvals?.count : 0;
+  if (expected && s.activationTtlSeconds === undefined) {
+    const { activationTtlSeconds: _legacy, ...rest } = expected;
+    expected = rest;
+  }
+  const bgRoles = doc.breakGlass?.reviewerRoles;
   if (
-    !rule ||
-    count !== s.approvals.count ||
-    !same(rule.approvals?.roles, s.approvals.roles) ||
-    rule.approvals?.distinctRoles !== s.approvals.distinctRoles ||
-    rule.operator !== s.operator ||
-    rule.risk !== s.risk ||
-    Boolean(rule.require?.provenApprovers) !== Boolean(s.requireProvenApprovers) ||
-    Boolean(rule.require?.provenWorkload) !== Boolean(s.requireProvenWorkload)
+    !expected ||
+    !same(expected, s) ||
+    (s.ruleId === 'break-glass' &&
+      p.record.breakGlass !== undefined &&
+      !same(bgRoles, p.record.breakGlass.reviewerRoles))
   ) {
     err(
       'POLICY_DOCUMENT_MISMATCH',
-      `the snapshot of rule ${s.ruleId} does not match the rule in the policy document`,
-      {
-        path: ['policy', 'snapshot'],
-      },
+      s.ruleId === 'break-glass'
+        ? 'the break-glass snapshot does not match the policy document'
+        : `the snapshot of rule ${s.ruleId} does not match the rule in the policy document`,
+      { path: ['policy', 'snapshot'] },
     );
   }
 }

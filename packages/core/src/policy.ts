@@ -409,66 +409,73 @@ const snapshotHashes = new WeakMap<PolicySnapshot, string>();
 function ruleSnapshot(compiled: CompiledPolicy, rule: Rule): PolicySnapshot {
   // Cached (and frozen) only for policies compilePolicy made: their rules are frozen copies of their
   // own. A CompiledPolicy-shaped object from elsewhere may share rule objects with another policy.
-  const trusted = compiledPolicies.has(compiled);
-  let snapshot = trusted ? snapshotsByRule.get(rule) : undefined;
+  if (!compiledPolicies.has(compiled)) return snapshotOfRule(compiled.policy, compiled.hash, rule);
+  let snapshot = snapshotsByRule.get(rule);
   if (snapshot === undefined) {
-    const { policy } = compiled;
-    const made: PolicySnapshot = {
-      policyId: policy.id,
-      policyVersion: policy.version,
-      policyHash: compiled.hash,
-      ruleId: rule.id,
-      risk: rule.risk,
-      owner: rule.owner ?? policy.owner,
-      operator: rule.operator,
-      approvals: {
-        count: rule.template === undefined ? rule.approvals.count : 0,
-        roles: rule.approvals.roles,
-        distinctRoles: rule.approvals.distinctRoles,
-      },
-      maxDurationSeconds: rule.maxDurationSeconds,
-      activationTtlSeconds: policy.activationTtlSeconds,
-      ...(rule.template === undefined ? {} : { template: rule.template }),
-      ...(rule.constraints === undefined ? {} : { constraints: rule.constraints }),
-      ...(rule.require.provenApprovers ? { requireProvenApprovers: true } : {}),
-      ...(rule.require.provenWorkload ? { requireProvenWorkload: true } : {}),
-      ...(rule.extension === undefined ? {} : { extension: rule.extension }),
-    };
-    if (!trusted) return made;
-    snapshot = deepFreeze(made);
+    snapshot = deepFreeze(snapshotOfRule(compiled.policy, compiled.hash, rule));
     snapshotsByRule.set(rule, snapshot);
     snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
   }
   return snapshot;
 }
 
+/**
+ * The snapshot a case governed by `rule` of the validated `policy` (whose hash is `hash`) records:
+ * what the service freezes into the case, and what `verifyEvidence` rebuilds from an embedded
+ * policy document to compare.
+ */
+export function snapshotOfRule(policy: Policy, hash: string, rule: Rule): PolicySnapshot {
+  return {
+    policyId: policy.id,
+    policyVersion: policy.version,
+    policyHash: hash,
+    ruleId: rule.id,
+    risk: rule.risk,
+    owner: rule.owner ?? policy.owner,
+    operator: rule.operator,
+    approvals: {
+      count: rule.template === undefined ? rule.approvals.count : 0,
+      roles: rule.approvals.roles,
+      distinctRoles: rule.approvals.distinctRoles,
+    },
+    maxDurationSeconds: rule.maxDurationSeconds,
+    activationTtlSeconds: policy.activationTtlSeconds,
+    ...(rule.template === undefined ? {} : { template: rule.template }),
+    ...(rule.constraints === undefined ? {} : { constraints: rule.constraints }),
+    ...(rule.require.provenApprovers ? { requireProvenApprovers: true } : {}),
+    ...(rule.require.provenWorkload ? { requireProvenWorkload: true } : {}),
+    ...(rule.extension === undefined ? {} : { extension: rule.extension }),
+  };
+}
+
+/** The snapshot of a break-glass case under the validated `policy` (see {@link snapshotOfRule}). */
+export function snapshotOfBreakGlass(policy: Policy, hash: string): PolicySnapshot {
+  const bg = policy.breakGlass!;
+  return {
+    policyId: policy.id,
+    policyVersion: policy.version,
+    policyHash: hash,
+    ruleId: 'break-glass',
+    risk: 'high',
+    owner: policy.owner,
+    operator: bg.operator,
+    approvals: { count: 0, roles: [], distinctRoles: false },
+    maxDurationSeconds: bg.maxDurationSeconds,
+    activationTtlSeconds: policy.activationTtlSeconds,
+  };
+}
+
 const breakGlassSnapshots = new WeakMap<CompiledPolicy, PolicySnapshot>();
 
 /**
- * The snapshot of a break-glass case under `compiled` (rule `break-glass`: no approvals, the
- * break-glass cap and operator team), made once per compiled policy. The policy must allow
- * break-glass.
+ * The snapshot of a break-glass case under `compiled`, made once per compiled policy (cached and
+ * frozen as {@link ruleSnapshot}'s). The policy must allow break-glass.
  */
 export function breakGlassSnapshot(compiled: CompiledPolicy): PolicySnapshot {
-  const trusted = compiledPolicies.has(compiled); // as ruleSnapshot
-  let snapshot = trusted ? breakGlassSnapshots.get(compiled) : undefined;
+  if (!compiledPolicies.has(compiled)) return snapshotOfBreakGlass(compiled.policy, compiled.hash);
+  let snapshot = breakGlassSnapshots.get(compiled);
   if (snapshot === undefined) {
-    const { policy } = compiled;
-    const bg = policy.breakGlass!;
-    const made: PolicySnapshot = {
-      policyId: policy.id,
-      policyVersion: policy.version,
-      policyHash: compiled.hash,
-      ruleId: 'break-glass',
-      risk: 'high',
-      owner: policy.owner,
-      operator: bg.operator,
-      approvals: { count: 0, roles: [], distinctRoles: false },
-      maxDurationSeconds: bg.maxDurationSeconds,
-      activationTtlSeconds: policy.activationTtlSeconds,
-    };
-    if (!trusted) return made;
-    snapshot = deepFreeze(made);
+    snapshot = deepFreeze(snapshotOfBreakGlass(compiled.policy, compiled.hash));
     breakGlassSnapshots.set(compiled, snapshot);
     snapshotHashes.set(snapshot, sha256Hex(canonicalJson(snapshot)));
   }

@@ -93,7 +93,37 @@ describe('the record agrees with its events', () => {
     await env.store.compareAndSet(g, g.version - 1, []);
     const r = await verifyEvidence(await env.service.evidence(caseId), { keys: createJwks(env.signer!) });
     assert.equal(r.valid, false, `accepted with problems ${JSON.stringify(r.problems)}`);
-    assert.deepEqual(errorCodes(r), ['POLICY_SNAPSHOT_MISMATCH']);
+    // The request event's hash binds it; the embedded policy document also disagrees.
+    assert.deepEqual(errorCodes(r).sort(), ['POLICY_DOCUMENT_MISMATCH', 'POLICY_SNAPSHOT_MISMATCH']);
+  });
+
+  it('with the policy document embedded, a re-chained case whose snapshot cap was raised (10 h window) is refused', async () => {
+    const env = await setup();
+    const { caseId } = await runFullCase(env);
+    const bundle = await env.service.evidence(caseId);
+    assert.ok((payloadOf(bundle) as Payload).policy.document, 'the document is embedded');
+    // Everything that states the cap rewritten consistently and re-chained: only the document is left.
+    const r = await resigned(env, bundle, (p) => {
+      p.policy.snapshot = {
+        ...p.policy.snapshot,
+        maxDurationSeconds: 36_000,
+        extension: { requiresApproval: false, maxExtensions: 9 },
+      };
+      p.policy.snapshotHash = sha256Hex(canonicalJson(p.policy.snapshot));
+      p.record.policy = p.policy.snapshot;
+      const evs = eventsOf(p);
+      (evs[0]!.data as Payload).policy.snapshotHash = p.policy.snapshotHash;
+      (evs[0]!.data as Payload).durationSeconds = 36_000;
+      p.record.window.durationSeconds = 36_000;
+      const issued = evs.find((e) => e.type === 'issued')!;
+      const exp = new Date(Date.parse(issued.at) + 36_000_000).toISOString();
+      (issued.data as Payload).expiresAt = exp;
+      p.record.window.expiresAt = exp;
+      p.record.window.hardLimitAt = exp;
+      setEvents(p, rechain(evs));
+    });
+    assert.equal(r.valid, false, `accepted: ${JSON.stringify(r.problems)}`);
+    assert.ok(errorCodes(r).includes('POLICY_DOCUMENT_MISMATCH'), JSON.stringify(r.problems));
   });
 });
 
