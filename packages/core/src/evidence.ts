@@ -1,6 +1,6 @@
 import type { JSONWebKeySet } from 'jose';
 import { z } from 'zod';
-import { GENESIS_HASH, canonicalJson, sha256Hex } from './audit.js';
+import { GENESIS_HASH, canonicalJson } from './audit.js';
 import { canonicalHashMatches, checkChain, sha256Bytes, sha256Text } from './chain-check.js';
 import { type SignedCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import { ErrorCodes, GrantlineError } from './errors.js';
@@ -21,6 +21,7 @@ import { type CommandType, TRANSITIONS } from './lifecycle.js';
 import {
   type CompiledPolicy,
   type Policy,
+  policySnapshotHash,
   quorumMet,
   snapshotOfBreakGlass,
   snapshotOfRule,
@@ -200,7 +201,7 @@ export async function createEvidence(input: CreateEvidenceInput): Promise<Eviden
     policy: {
       hash: grant.policy.policyHash,
       snapshot: grant.policy,
-      snapshotHash: sha256Hex(canonicalJson(grant.policy)),
+      snapshotHash: policySnapshotHash(grant.policy),
       ...(input.policy && input.policy.hash === grant.policy.policyHash
         ? { document: input.policy.policy }
         : {}),
@@ -945,8 +946,11 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
   let overdueReported = false;
   /** The seq of a rejected review whose cancellation or revocation has not been recorded yet. */
   let rejectedOpen: number | undefined;
-  /** When the case was issued (the hard limit runs from it); NaN until then. */
+  /** When the case was issued; NaN until then. */
   let issuedAtMs = Number.NaN;
+  /** Where the extension cap runs from: the first credential's issue time (see lifecycle.ts). */
+  let capFromMs = Number.NaN;
+  let firstCredentialMs = Number.POSITIVE_INFINITY;
   let extensions = 0;
   const approvals: ApprovalFact[] = [];
   const recordApprovals: {
@@ -1064,6 +1068,7 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         break;
       case 'target.issued':
         issued.add(String(d.targetId));
+        firstCredentialMs = Math.min(firstCredentialMs, Date.parse(String(d.issuedAt)));
         if (state !== 'issuing')
           err('ISSUED_WITHOUT_APPROVAL', `target ${String(d.targetId)} issued while the case was ${state}`, {
             seq: e.seq,
@@ -1076,6 +1081,10 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
         const asked = first?.type === 'requested' ? Number(first.data.durationSeconds) : Number.NaN;
         const limit = Math.min(snap.maxDurationSeconds, Number.isFinite(asked) ? asked : Infinity);
         issuedAtMs = Date.parse(e.at);
+        // A case requested before the request event recorded the snapshot hash (the release that
+        // moved the cap to the first credential) counted it from the issued step.
+        const legacy = isObj(first?.data.policy) && first.data.policy.snapshotHash === undefined;
+        capFromMs = legacy ? issuedAtMs : Math.min(issuedAtMs, firstCredentialMs);
         if (!(Date.parse(String(d.expiresAt)) <= issuedAtMs + limit * 1000))
           err(
             'WINDOW_EXCEEDS_MAX',
@@ -1174,7 +1183,7 @@ function checkLifecycle(p: EvidencePayload, problems: EvidenceProblem[], now: Da
           break;
         }
         extensions += 1;
-        if (!(Date.parse(String(d.to)) <= issuedAtMs + snap.maxDurationSeconds * 1000))
+        if (!(Date.parse(String(d.to)) <= capFromMs + snap.maxDurationSeconds * 1000))
           err(
             'WINDOW_EXCEEDS_MAX',
             `extended until ${String(d.to)}, more than the rule's ${snap.maxDurationSeconds}s after first issuance`,
@@ -1553,9 +1562,12 @@ function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, e
       record.justification,
       err,
     );
-    const asked = (req.data.targets as { id: string }[] | undefined) ?? [];
+    // By id, once: a forged bundle may list many targets (a search per target would be quadratic).
+    const asked = new Map<unknown, Record<string, unknown>>();
+    for (const x of (req.data.targets as unknown[] | undefined) ?? [])
+      if (isObj(x) && !asked.has(x.id)) asked.set(x.id, x);
     record.targets.forEach((t, i) => {
-      const q = asked.find((x) => x.id === t.id) as Record<string, unknown> | undefined;
+      const q = asked.get(t.id);
       if (!q) return; // RECORD_PARTIES_MISMATCH already
       for (const k of ['system', 'resource', 'permissions'] as const) {
         if (!same(q[k], t[k]))

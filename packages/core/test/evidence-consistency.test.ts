@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
+import { createMemoryStore } from '@grantline/store-memory';
 import { describe, it } from 'vitest';
+import { z } from 'zod';
 import {
   type AuditEvent,
   type EvidenceBundle,
   EVIDENCE_TYP,
+  type Executor,
   canonicalJson,
+  createGrantline,
+  createJoseSigner,
   createJwks,
+  generateSigningKey,
   sha256Hex,
   verifyEvidence,
 } from '../src/index.js';
@@ -14,6 +20,7 @@ import {
   carol,
   ciJob,
   errorCodes,
+  manualClock,
   payloadOf,
   rechain,
   runFullCase,
@@ -300,5 +307,81 @@ describe('the snapshot quorum is bound to the events', () => {
       'POLICY_SNAPSHOT_MISMATCH', // the approved event's quorum
       'RECORD_APPROVALS_MISMATCH',
     ]);
+  });
+});
+
+describe('the extension cap runs from the first credential', () => {
+  it('refuses an extension past maxDurationSeconds from the first credential, within it from the issued step', async () => {
+    const clock = manualClock();
+    // Issuing takes 10 minutes (an assignment being polled): the issued step is 600 s after the credential.
+    const slow: Executor<Record<string, unknown>> = {
+      system: 'slow',
+      paramsSchema: z.record(z.string(), z.unknown()),
+      async issue(ctx) {
+        const expiresAt = new Date(clock.now().getTime() + 1_800_000);
+        clock.advance(600_000);
+        return { ref: { id: ctx.target.id }, expiresAt };
+      },
+      async renew(ctx) {
+        return { expiresAt: ctx.expiresAt };
+      },
+      async revoke() {
+        return {};
+      },
+      async verify() {
+        return { status: 'absent', method: 'test', observation: {} };
+      },
+    };
+    const signer = await createJoseSigner({ privateJwk: (await generateSigningKey()).privateJwk });
+    const gl = createGrantline({
+      store: createMemoryStore(),
+      clock,
+      signer,
+      executors: [slow],
+      executorTimeoutMs: 10_000,
+      issuingTimeoutMs: 20_000,
+      policy: {
+        id: 'p',
+        version: '1',
+        owner: 'gov',
+        rules: [
+          {
+            id: 'r',
+            risk: 'medium',
+            operator: 'ops',
+            maxDurationSeconds: 3600,
+            approvals: { count: 1, roles: ['sre-lead'] },
+            extension: { requiresApproval: false, maxExtensions: 2 },
+          },
+        ],
+      },
+    });
+    const g = await gl.request({
+      requester: alice,
+      subject: ciJob,
+      justification: { reason: 'slow system' },
+      targets: [{ id: 'a', system: 'slow', resource: 'r' }],
+      durationSeconds: 1800,
+    });
+    await gl.approve(g.id, { approver: { id: 'bob', kind: 'human', roles: ['sre-lead'], teams: [] } });
+    const { grant } = await gl.issue(g.id);
+    await gl.extend(g.id, { actor: ciJob, seconds: 1800, reason: 'to the cap' });
+    const bundle = await gl.evidence(g.id);
+    const keys = createJwks(signer);
+    const honest = await verifyEvidence(bundle, { keys });
+    assert.deepEqual(errorCodes(honest), []);
+    // The extension rewritten to 5 minutes past the cap from the first credential (still inside the
+    // cap counted from the issued step, 10 minutes later), re-chained and re-signed.
+    const first = Date.parse(grant.targets[0]!.issuance!.issuedAt);
+    const past = new Date(first + 3_900_000).toISOString();
+    const p = payloadOf(bundle) as Payload;
+    const evs = eventsOf(p);
+    const ext = evs.find((e) => e.type === 'extended')!;
+    (ext.data as Payload).to = past;
+    p.record.window.expiresAt = past;
+    setEvents(p, rechain(evs));
+    const text = canonicalJson(p);
+    const r = await verifyEvidence({ payload: text, ...(await signer.sign(text, EVIDENCE_TYP)) }, { keys });
+    assert.ok(errorCodes(r).includes('WINDOW_EXCEEDS_MAX'), JSON.stringify(r.problems));
   });
 });
