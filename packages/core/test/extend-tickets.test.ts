@@ -1,16 +1,11 @@
 import { createMemoryStore } from '@grantline/store-memory';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import {
-  type Executor,
-  type PolicyInput,
-  createGrantline,
-  createTokenAuthority,
-  isGrantlineError,
-} from '../src/index.js';
+import { type PolicyInput, createGrantline, createTokenAuthority, isGrantlineError } from '../src/index.js';
 import {
   alice,
+  anyRulePolicy,
   ciJob,
+  fakeSystem,
   manualClock,
   olga,
   oscar,
@@ -183,31 +178,18 @@ describe('extensions', () => {
   it('a renewal that fails is a typed error without the secrets renewed for other targets, and records nothing', async () => {
     const clock = manualClock();
     const SECRET = 'renewed-hunter2-super-secret';
-    const system = (name: string, renew: Executor<Record<string, unknown>>['renew']) => ({
-      system: name,
-      paramsSchema: z.record(z.string(), z.unknown()),
-      async issue() {
-        return {
-          ref: { id: name },
-          expiresAt: new Date(clock.now().getTime() + 600_000),
-          secret: { password: `first-${name}-secret` },
-        };
-      },
-      renew,
-      async revoke() {
-        return {};
-      },
-      async verify() {
-        return { status: 'absent' as const, method: 'test', observation: { gone: true } };
+    const leaky = fakeSystem('leaky', {
+      secret: { password: 'first-leaky-secret' },
+      async renew(ctx) {
+        return { expiresAt: ctx.expiresAt, secret: { password: SECRET } };
       },
     });
-    const leaky = system('leaky', async (ctx) => ({
-      expiresAt: ctx.expiresAt,
-      secret: { password: SECRET },
-    }));
     // The second system's backend quotes the first one's new secret in its error (plain Error: untyped).
-    const failing = system('failing', async () => {
-      throw new Error(`backend said: session for password ${SECRET} could not be extended`);
+    const failing = fakeSystem('failing', {
+      secret: { password: 'first-failing-secret' },
+      async renew() {
+        throw new Error(`backend said: session for password ${SECRET} could not be extended`);
+      },
     });
     const logger = recordingLogger();
     const store = createMemoryStore();
@@ -216,19 +198,7 @@ describe('extensions', () => {
       clock,
       logger,
       executors: [leaky, failing],
-      policy: {
-        ...policy,
-        rules: [
-          {
-            id: 'any',
-            risk: 'medium',
-            operator: 'ops',
-            maxDurationSeconds: 3600,
-            approvals: { count: 1, roles: ['service-owner'] },
-            extension: { requiresApproval: false, maxExtensions: 1 },
-          },
-        ],
-      },
+      policy: anyRulePolicy({ extension: { requiresApproval: false, maxExtensions: 1 } }),
     });
     const g = await gl.request({
       requester: alice,
@@ -259,9 +229,7 @@ describe('extensions', () => {
   it('the extension cap runs from when the credentials were issued, not from when issuance was recorded', async () => {
     const clock = manualClock();
     // An executor that takes 10 minutes to issue (an asynchronous assignment being polled, say).
-    const slow: Executor<Record<string, unknown>> = {
-      system: 'slow',
-      paramsSchema: z.record(z.string(), z.unknown()),
+    const slow = fakeSystem('slow', {
       async issue(ctx) {
         const expiresAt = new Date(clock.now().getTime() + 3_600_000);
         clock.advance(600_000);
@@ -270,32 +238,14 @@ describe('extensions', () => {
       async renew(ctx) {
         return { expiresAt: ctx.expiresAt };
       },
-      async revoke() {
-        return {};
-      },
-      async verify() {
-        return { status: 'absent', method: 'test', observation: {} };
-      },
-    };
+    });
     const gl = createGrantline({
       store: createMemoryStore(),
       clock,
       executors: [slow],
       executorTimeoutMs: 10_000,
       issuingTimeoutMs: 20_000,
-      policy: {
-        ...policy,
-        rules: [
-          {
-            id: 'any',
-            risk: 'medium',
-            operator: 'ops',
-            maxDurationSeconds: 3600,
-            approvals: { count: 1, roles: ['service-owner'] },
-            extension: { requiresApproval: false, maxExtensions: 3 },
-          },
-        ],
-      },
+      policy: anyRulePolicy({ extension: { requiresApproval: false, maxExtensions: 3 } }),
     });
     const g = await gl.request({
       requester: alice,

@@ -1,5 +1,7 @@
 import { createMemoryStore } from '@grantline/store-memory';
+import { z } from 'zod';
 import {
+  type Executor,
   type Logger,
   type PolicyInput,
   type PrincipalInput,
@@ -183,3 +185,47 @@ export async function setup(opts: { clock?: ReturnType<typeof manualClock> } = {
   });
   return { clock, store, tokens, logger, gl };
 }
+
+/**
+ * A fake credential system for fault tests: issues a reference (and `secret`, when given) valid for
+ * 10 minutes, revokes, and verifies the removal; any method can be replaced.
+ */
+export function fakeSystem(
+  system: string,
+  over: Partial<Executor<Record<string, unknown>>> & { secret?: Record<string, string> } = {},
+): Executor<Record<string, unknown>> {
+  const { secret, ...methods } = over;
+  return {
+    system,
+    paramsSchema: z.record(z.string(), z.unknown()),
+    async issue(ctx) {
+      return {
+        ref: { id: `${system}:${ctx.target.id}` },
+        expiresAt: new Date(ctx.now.getTime() + 600_000),
+        ...(secret ? { secret } : {}),
+      };
+    },
+    async revoke() {
+      return {};
+    },
+    async verify() {
+      return { status: 'absent', method: 'test', observation: { gone: true } };
+    },
+    ...methods,
+  };
+}
+
+/** `policy` with one rule governing every target: one approval by a service owner, then `over`. */
+export const anyRulePolicy = (over: Record<string, unknown> = {}): PolicyInput => ({
+  ...policy,
+  rules: [
+    {
+      id: 'any',
+      risk: 'medium',
+      operator: 'ops',
+      maxDurationSeconds: 3600,
+      approvals: { count: 1, roles: ['service-owner'] },
+      ...over,
+    },
+  ],
+});

@@ -10,7 +10,9 @@ import {
 } from '../src/index.js';
 import {
   alice,
+  anyRulePolicy,
   ciJob,
+  fakeSystem,
   olga,
   oscar,
   paymentsRequest,
@@ -398,16 +400,8 @@ describe('secrets are returned once and never kept', () => {
       let calls = 0;
       // Issues target a; its backend then quotes the credential in the rollback's first revoke or
       // verify error, which the issue call records (it runs the rollback before it returns).
-      const leaky: Executor<Record<string, unknown>> = {
-        system: 'leaky',
-        paramsSchema: z.record(z.string(), z.unknown()),
-        async issue() {
-          return {
-            ref: { id: 'x' },
-            expiresAt: new Date(Date.now() + 600_000),
-            secret: { password: SECRET },
-          };
-        },
+      const leaky = fakeSystem('leaky', {
+        secret: { password: SECRET },
         async revoke() {
           if (failingStep === 'revoke' && calls++ === 0)
             throw new Error(`cannot drop login with password ${SECRET}: busy`);
@@ -417,7 +411,7 @@ describe('secrets are returned once and never kept', () => {
           if (failingStep === 'verify' && calls++ === 0) throw new Error(`probe with ${SECRET}: busy`);
           return { status: 'absent', method: 'test', observation: { gone: true } };
         },
-      };
+      });
       const failing: Executor<Record<string, unknown>> = {
         ...leaky,
         system: 'failing',
@@ -427,18 +421,7 @@ describe('secrets are returned once and never kept', () => {
       };
       const gl = createGrantline({
         store: env.store,
-        policy: {
-          ...policy,
-          rules: [
-            {
-              id: 'any',
-              risk: 'medium',
-              operator: 'ops',
-              maxDurationSeconds: 3600,
-              approvals: { count: 1, roles: ['service-owner'] },
-            },
-          ],
-        },
+        policy: anyRulePolicy(),
         executors: [leaky, failing],
         clock: env.clock,
         logger: env.logger,
