@@ -186,6 +186,11 @@ export const usageConstraintsSchema = z.strictObject({
       startHour: z.number().int().min(0).max(23),
       endHour: z.number().int().min(1).max(24),
     })
+    // A window crossing midnight (22 to 6) would refuse every use: it is refused here instead.
+    .refine((w) => w.startHour < w.endHour, {
+      message: 'endHour must be after startHour (a window crossing midnight UTC is not supported)',
+      path: ['endHour'],
+    })
     .optional(),
 });
 export type UsageConstraints = z.output<typeof usageConstraintsSchema>;

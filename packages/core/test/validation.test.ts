@@ -134,6 +134,13 @@ describe('invalid input to every public method: ERR_VALIDATION with the path, no
       ],
       [
         bad((p) => {
+          // Crossing midnight: it would have refused (and revoked on) every use.
+          p.rules[0]!.constraints = { timeWindow: { startHour: 22, endHour: 6 } };
+        }),
+        ['rules', 0, 'constraints', 'timeWindow', 'endHour'],
+      ],
+      [
+        bad((p) => {
           (p.rules[1] as { risk: string }).risk = 'high';
         }),
         ['rules', 1, 'template'],
