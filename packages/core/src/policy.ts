@@ -133,6 +133,13 @@ export const ruleSchema = z
         path: ['approvals', 'roles'],
         message: 'name the roles that qualify an approver',
       });
+    } else if (r.extension?.requiresApproval && r.approvals.roles.length === 0) {
+      // An extension needs at least one approval from these roles (a template's too): none qualifies.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approvals', 'roles'],
+        message: 'extensions require approval: name the roles that qualify an approver',
+      });
     }
     if (r.approvals.distinctRoles && r.approvals.roles.length < r.approvals.count) {
       ctx.addIssue({

@@ -134,6 +134,13 @@ describe('invalid input to every public method: ERR_VALIDATION with the path, no
       ],
       [
         bad((p) => {
+          // A template whose extensions need approval, but no role qualifies: none could extend it.
+          Object.assign(p.rules[1]!, { extension: { requiresApproval: true, maxExtensions: 1 } });
+        }),
+        ['rules', 1, 'approvals', 'roles'],
+      ],
+      [
+        bad((p) => {
           // Crossing midnight: it would have refused (and revoked on) every use.
           p.rules[0]!.constraints = { timeWindow: { startHour: 22, endHour: 6 } };
         }),
