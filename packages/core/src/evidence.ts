@@ -1329,6 +1329,28 @@ interface RecordFacts {
   review?: AuditEvent;
 }
 
+/**
+ * The `hardLimitAt` the events imply. As lifecycle.ts computes it: from the earliest credential's
+ * issue time, or the issued step if earlier. A case requested by the previous release (its request
+ * event has no snapshot hash) may have been issued by either release: the previous one counted from
+ * the issued step alone, so for such a case whichever of the two the record holds is accepted.
+ */
+function expectedHardLimit(
+  issuedAt: string | undefined,
+  firstIssuedAt: string | undefined,
+  maxSeconds: number,
+  requestedByPreviousRelease: boolean,
+  recorded: string | undefined,
+): string | undefined {
+  if (issuedAt === undefined) return undefined;
+  const current = isoAt(
+    Math.min(Date.parse(issuedAt), Date.parse(firstIssuedAt ?? issuedAt)) + maxSeconds * 1000,
+  );
+  if (!requestedByPreviousRelease) return current;
+  const previous = isoAt(Date.parse(issuedAt) + maxSeconds * 1000);
+  return recorded === previous ? previous : current;
+}
+
 function newRecordFacts(): RecordFacts {
   return { pendingLate: new Set(), window: { extensions: 0 }, targets: new Map(), usage: { count: 0 } };
 }
@@ -1615,18 +1637,13 @@ function checkRecordFacts(f: RecordFacts, record: Grant, snap: PolicySnapshot, e
       durationSeconds: req?.data.durationSeconds ?? w.durationSeconds,
       issuedAt,
       expiresAt: f.window.expiresAt,
-      // As lifecycle.ts: from the earliest credential's issue time, or the issued step if earlier;
-      // a case requested before the request event recorded the snapshot hash (the same release
-      // that changed this) counted from the issued step alone.
-      hardLimitAt:
-        issuedAt === undefined
-          ? undefined
-          : isoAt(
-              (isObj(req?.data.policy) && req.data.policy.snapshotHash === undefined
-                ? Date.parse(issuedAt)
-                : Math.min(Date.parse(issuedAt), Date.parse(f.window.firstIssuedAt ?? issuedAt))) +
-                snap.maxDurationSeconds * 1000,
-            ),
+      hardLimitAt: expectedHardLimit(
+        issuedAt,
+        f.window.firstIssuedAt,
+        snap.maxDurationSeconds,
+        isObj(req?.data.policy) && req.data.policy.snapshotHash === undefined,
+        w.hardLimitAt,
+      ),
       extensions: f.window.extensions,
     },
     {

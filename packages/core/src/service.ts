@@ -1105,7 +1105,11 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
           },
         );
       }
-      const at = u.at ?? now;
+      // The use's own time is the step's instant, unless that was floored past this instance's clock
+      // (at the case's last time, which an instance running fast may have set ahead): the
+      // time-window check reads it.
+      const local = this.clock.now();
+      const at = u.at ?? (local.getTime() < now.getTime() ? local : now);
       const check =
         g.state === 'issued'
           ? checkUsage(g.policy.constraints, { sourceIp: u.sourceIp, action: u.action, at })
@@ -1416,14 +1420,16 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
     }
     const done = await this.mutate(
       id,
-      (cur, now) => {
+      (cur) => {
         // Everything above was decided on `g`: a racing extension, a revocation or an expiry that
         // committed since makes it stale (its count, its base expiry). What was renewed then stays
         // unrecorded and ends with the case at the recorded expiry (executors remove by case and
         // target; the token executor deny-lists up to the hard limit, past any renewed token).
         // The window may have ended while the approvals were proven and the targets renewed: what
         // ended is not revived (what was renewed ends with the case at its recorded expiry).
-        if (cur.state === 'issued' && Date.parse(cur.window.expiresAt!) <= now.getTime()) {
+        // This instance's clock, as the check before the renewals: the step's instant is floored at
+        // the case's last time, which an instance running fast may have set past the window.
+        if (cur.state === 'issued' && Date.parse(cur.window.expiresAt!) <= this.clock.now().getTime()) {
           throw new GrantlineError(
             ErrorCodes.INVALID_TRANSITION,
             `cannot extend case ${id}: its window ended at ${cur.window.expiresAt}, while it was being extended; nothing was recorded`,

@@ -158,4 +158,38 @@ describe('clock skew between instances', () => {
     const r = await verifyEvidence(await gl.evidence(g.id), { keys: createJwks(signer) });
     expect(r.problems).toEqual([]);
   });
+
+  it('an instance behind a fast one can still extend, and record uses on, the access it issued', async () => {
+    const store = createMemoryStore();
+    const fast = manualClock('2026-03-02T11:00:00.000Z');
+    const right = manualClock('2026-03-02T10:00:00.000Z');
+    const tokens = await createTokenAuthority({ issuer: 'https://grantline.test', clock: right });
+    const withRules = {
+      ...policy,
+      rules: policy.rules.map((r) =>
+        r.id === 'prod-api'
+          ? {
+              ...r,
+              extension: { requiresApproval: false, maxExtensions: 1 },
+              constraints: { timeWindow: { startHour: 9, endHour: 11 } }, // 09:00-11:00 UTC
+            }
+          : r,
+      ),
+    };
+    const make = (clock: Clock) =>
+      createGrantline({ store, policy: withRules, executors: [tokens.executor], clock });
+    const a = make(fast);
+    const b = make(right);
+    const g = await b.request(request('OPS-6'));
+    await b.approve(g.id, { approver: bob });
+    await a.approve(g.id, { approver: carol }); // the fast instance (11:00) records the last step
+    await b.issue(g.id); // 10:00, until 10:10 by b's clock
+    right.advance(60_000);
+    // A use at 10:01 by b's clock is inside the 09:00-11:00 window, whatever the floored step time.
+    const used = await b.recordUsage(g.id, { sourceIp: '10.1.2.3', action: 'payments:read' });
+    expect(used.state).toBe('issued');
+    const ext = await b.extend(g.id, { actor: ciJob, seconds: 300, reason: 'more' });
+    expect(ext.grant.window.extensions).toBe(1);
+    expectNonDecreasing(await b.history(g.id));
+  });
 });
