@@ -1365,17 +1365,19 @@ function issuanceOf(d: Record<string, unknown>): Issuance {
   };
 }
 
+/** The facts of target `id`, made on first use (a function, not a closure made per event). */
+function targetFacts(f: RecordFacts, id: unknown): TargetFacts {
+  let t = f.targets.get(String(id));
+  if (!t) {
+    t = {};
+    f.targets.set(String(id), t);
+  }
+  return t;
+}
+
 /** Applies event `e`, recorded while the case was `from`, to the facts (as `transition` to the record). */
 function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined): void {
   const d = e.data;
-  const target = (id: unknown): TargetFacts => {
-    let t = f.targets.get(String(id));
-    if (!t) {
-      t = {};
-      f.targets.set(String(id), t);
-    }
-    return t;
-  };
   const rev = f.revocation;
   switch (e.type) {
     case 'requested':
@@ -1388,7 +1390,7 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       break;
     case 'target.issued': {
       const issuance = issuanceOf(d);
-      target(d.targetId).issuance = issuance;
+      targetFacts(f, d.targetId).issuance = issuance;
       const first = f.window.firstIssuedAt;
       if (first === undefined || Date.parse(issuance.issuedAt) < Date.parse(first))
         f.window.firstIssuedAt = issuance.issuedAt;
@@ -1402,7 +1404,7 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       f.window.expiresAt = d.to as string;
       f.window.extensions += 1;
       for (const r of (d.renewed as { targetId: string; expiresAt: string; fingerprint?: string }[]) ?? []) {
-        const t = target(r.targetId);
+        const t = targetFacts(f, r.targetId);
         if (t.issuance)
           t.issuance = {
             ...t.issuance,
@@ -1424,7 +1426,7 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       };
       break;
     case 'target.revoked':
-      target(d.targetId).revocation = {
+      targetFacts(f, d.targetId).revocation = {
         attempts: d.attempts as number,
         confirmedAt: e.at,
         alreadyGone: d.alreadyGone as boolean,
@@ -1439,14 +1441,14 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       }
       break;
     case 'target.revoke-failed':
-      target(d.targetId).revocation = {
+      targetFacts(f, d.targetId).revocation = {
         attempts: d.attempts as number,
         lastError: d.error as NonNullable<TargetRevocation['lastError']>,
       };
       if (d.exhausted === true && rev) rev.exposed = true;
       break;
     case 'target.verified': {
-      const t = target(d.targetId);
+      const t = targetFacts(f, d.targetId);
       t.verification = {
         attempts: (t.verification?.attempts ?? 0) + 1,
         result: 'absent',
@@ -1459,7 +1461,7 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       break;
     }
     case 'target.verify-failed': {
-      const t = target(d.targetId);
+      const t = targetFacts(f, d.targetId);
       t.verification = {
         attempts: (t.verification?.attempts ?? 0) + 1,
         ...(d.present === true ? { result: 'present' as const } : {}),
@@ -1481,7 +1483,7 @@ function recordFact(f: RecordFacts, e: AuditEvent, from: GrantState | undefined)
       }
       break;
     case 'target.issued-late': {
-      const t = target(d.targetId);
+      const t = targetFacts(f, d.targetId);
       if (from === 'failed') {
         // Terminal: what could not be removed stays pending (and the case exposed) until it is gone.
         if (d.removed === true) f.pendingLate.delete(String(d.targetId));
@@ -1539,25 +1541,39 @@ function compareFields(
   err: Report,
   skip: readonly string[] = [],
 ): void {
-  const where = path.slice(1).join('.');
+  // Runs for every field group of every verification: no closure, and nothing is built unless a
+  // problem is reported.
   if (want === undefined || got === undefined) {
     if (want !== got)
       err(
         code,
-        `record ${where} is ${got === undefined ? 'absent' : 'present'}; the events say ${want === undefined ? 'there is none' : 'there is one'}`,
+        `record ${path.slice(1).join('.')} is ${got === undefined ? 'absent' : 'present'}; the events say ${want === undefined ? 'there is none' : 'there is one'}`,
         { path },
       );
     return;
   }
   const w = want as Record<string, unknown>;
   const g = got as Record<string, unknown>;
-  const keys = new Set([...Object.keys(w), ...Object.keys(g)]);
-  for (const k of keys) {
-    if (skip.includes(k) || same(w[k], g[k])) continue;
-    err(code, `record ${where}.${k} is ${shown(g[k])}; the events say ${shown(w[k])}`, {
-      path: [...path, k],
-    });
+  for (const k in w) {
+    if (Object.hasOwn(w, k) && !skip.includes(k) && !same(w[k], g[k])) fieldDiffers(code, path, k, w, g, err);
   }
+  for (const k in g) {
+    if (Object.hasOwn(g, k) && !Object.hasOwn(w, k) && !skip.includes(k) && !same(w[k], g[k]))
+      fieldDiffers(code, path, k, w, g, err);
+  }
+}
+
+function fieldDiffers(
+  code: EvidenceProblemCode,
+  path: (string | number)[],
+  k: string,
+  w: Record<string, unknown>,
+  g: Record<string, unknown>,
+  err: Report,
+): void {
+  err(code, `record ${path.slice(1).join('.')}.${k} is ${shown(g[k])}; the events say ${shown(w[k])}`, {
+    path: [...path, k],
+  });
 }
 
 /**

@@ -18,8 +18,11 @@ export const isoTime = z.iso.datetime({ offset: false });
  * folding never widens who may act.
  */
 export function foldIdentity(id: string): string {
+  // Printable ASCII (most ids): NFKC leaves it as it is and the case steps reduce to lower case.
+  if (PRINTABLE_ASCII.test(id)) return id.toLowerCase();
   return id.normalize('NFKC').toLowerCase().toUpperCase().toLowerCase().normalize('NFKC');
 }
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 /** True when two principal ids name the same identity (conservatively: equal once folded). */
 export function sameIdentity(a: string | undefined, b: string | undefined): boolean {

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type PolicyInput,
@@ -247,5 +248,29 @@ describe('principal ids', () => {
     }
     expect(foldIdentity('rita')).toBe('rita');
     expect(sameIdentity('olga', 'olgb')).toBe(false);
+  });
+});
+
+describe('foldIdentity on printable ASCII', () => {
+  it('takes a fast path that folds exactly as the full fold does', () => {
+    const full = (id: string) =>
+      id.normalize('NFKC').toLowerCase().toUpperCase().toLowerCase().normalize('NFKC');
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) }),
+        (id) => {
+          expect(foldIdentity(id)).toBe(full(id));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    for (let c = 0x20; c <= 0x7e; c++)
+      expect(foldIdentity(String.fromCharCode(c))).toBe(full(String.fromCharCode(c)));
+    // Just outside it, the full fold applies: the Kelvin sign is K, ß is ss.
+    expect([foldIdentity('\u212a'), foldIdentity('Weiß'), foldIdentity('~\u00df')]).toEqual([
+      'k',
+      'weiss',
+      '~ss',
+    ]);
   });
 });
