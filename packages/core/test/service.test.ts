@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   type Executor,
   GRANTLINE_EVENTS,
@@ -328,46 +327,15 @@ describe('secrets are returned once and never kept', () => {
     expect(grant.targets[0]!.issuance!.fingerprint).toMatch(/^[0-9a-f]{32}$/);
   });
 
-  it('an executor error that quotes a secret is redacted before it is recorded', async () => {
-    const env = await setup();
-    const leaky: Executor<Record<string, unknown>> = {
-      system: 'leaky',
-      paramsSchema: z.record(z.string(), z.unknown()),
-      async issue() {
-        return {
-          ref: { id: 'x' },
-          expiresAt: new Date(Date.now() + 600_000),
-          secret: { password: 'hunter2-super-secret' },
-        };
-      },
-      async revoke() {
-        return {};
-      },
-      async verify() {
-        return { status: 'absent', method: 'test', observation: { gone: true } };
-      },
-    };
-    const failing: Executor<Record<string, unknown>> = {
-      ...leaky,
-      system: 'failing',
-      async issue() {
-        throw new Error('backend said: bad password hunter2-super-secret');
-      },
-    };
+  /** A case over two fake systems, `a` on `leaky` and `b` on `failing`, approved; `gl` over `env`'s store. */
+  async function twoSystemCase(
+    env: Awaited<ReturnType<typeof setup>>,
+    leaky: ReturnType<typeof fakeSystem>,
+    failing: ReturnType<typeof fakeSystem>,
+  ) {
     const gl = createGrantline({
       store: env.store,
-      policy: {
-        ...policy,
-        rules: [
-          {
-            id: 'any',
-            risk: 'medium',
-            operator: 'ops',
-            maxDurationSeconds: 3600,
-            approvals: { count: 1, roles: ['service-owner'] },
-          },
-        ],
-      },
+      policy: anyRulePolicy(),
       executors: [leaky, failing],
       clock: env.clock,
       logger: env.logger,
@@ -383,6 +351,18 @@ describe('secrets are returned once and never kept', () => {
       durationSeconds: 600,
     });
     await gl.approve(g.id, { approver: olga });
+    return { gl, g };
+  }
+
+  it('an executor error that quotes a secret is redacted before it is recorded', async () => {
+    const env = await setup();
+    const leaky = fakeSystem('leaky', { secret: { password: 'hunter2-super-secret' } });
+    const failing = fakeSystem('failing', {
+      async issue() {
+        throw new Error('backend said: bad password hunter2-super-secret');
+      },
+    });
+    const { gl, g } = await twoSystemCase(env, leaky, failing);
     const err = await code(gl.issue(g.id));
     expect(err.code).toBe('ERR_ISSUANCE_FAILED');
     const final = await gl.get(g.id);
@@ -419,24 +399,7 @@ describe('secrets are returned once and never kept', () => {
           throw new Error('backend down');
         },
       };
-      const gl = createGrantline({
-        store: env.store,
-        policy: anyRulePolicy(),
-        executors: [leaky, failing],
-        clock: env.clock,
-        logger: env.logger,
-      });
-      const g = await gl.request({
-        requester: alice,
-        subject: ciJob,
-        justification: { reason: 'two systems' },
-        targets: [
-          { id: 'a', system: 'leaky', resource: 'db://one' },
-          { id: 'b', system: 'failing', resource: 'db://two' },
-        ],
-        durationSeconds: 600,
-      });
-      await gl.approve(g.id, { approver: olga });
+      const { gl, g } = await twoSystemCase(env, leaky, failing);
       expect((await code(gl.issue(g.id))).code).toBe('ERR_ISSUANCE_FAILED');
       expect(calls).toBeGreaterThanOrEqual(1); // the quoting failure happened inside the issue call
       expect(env.store.dump()).toContain(
