@@ -1265,8 +1265,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
    * `EXTENSION_PAST_MAX`, `EXECUTOR_CANNOT_RENEW`), `ERR_APPROVAL_REFUSED`, `ERR_INVALID_TRANSITION`
    * (not issued, or its window has ended: access the sweeper is about to revoke is not revived),
    * `ERR_EXECUTOR` (a renewal failed: nothing recorded, secrets renewed so far redacted from the
-   * message, `retryable` as the failure), `ERR_CONFLICT` (retryable: the case changed while it was extended, e.g. by a racing extension;
-   * nothing was recorded, and what was renewed ends with the case at its recorded expiry).
+   * message, `retryable` as the failure), `ERR_CONFLICT` (retryable: the case changed while it was
+   * extended, e.g. by a racing extension; nothing was recorded, and what was renewed ends with the
+   * case at its recorded expiry).
    */
   async extend(id: string, input: ExtendInput): Promise<IssueOutcome> {
     this.checkId(id, 'extend');
@@ -1302,14 +1303,19 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
       );
     }
     // Issued, but its window has ended (the sweeper has not revoked it yet): that access is over and
-    // may not be brought back by an extension.
-    if (Date.parse(g.window.expiresAt!) <= this.clock.now().getTime()) {
-      throw new GrantlineError(
-        ErrorCodes.INVALID_TRANSITION,
-        `cannot extend case ${id}: its window ended at ${g.window.expiresAt}`,
-        { details: { caseId: id, state: g.state, command: 'extend', expiresAt: g.window.expiresAt } },
-      );
-    }
+    // may not be brought back by an extension. Checked again when the extension is recorded. This
+    // instance's clock: a step's instant is floored at the case's last time, which an instance
+    // running fast may have set past the window.
+    const windowEnded = (cur: Grant, meanwhile: string) =>
+      cur.state === 'issued' && Date.parse(cur.window.expiresAt!) <= this.clock.now().getTime()
+        ? new GrantlineError(
+            ErrorCodes.INVALID_TRANSITION,
+            `cannot extend case ${id}: its window ended at ${cur.window.expiresAt}${meanwhile}`,
+            { details: { caseId: id, state: cur.state, command: 'extend', expiresAt: cur.window.expiresAt } },
+          )
+        : undefined;
+    const ended = windowEnded(g, '');
+    if (ended) throw ended;
     const rule = g.policy.extension;
     if (!rule) deny('EXTENSION_NOT_ALLOWED', `rule ${g.policy.ruleId} allows no extensions`);
     if (g.window.extensions >= rule!.maxExtensions)
@@ -1425,17 +1431,9 @@ export class Grantline extends EventEmitter<GrantlineEvents> {
         // committed since makes it stale (its count, its base expiry). What was renewed then stays
         // unrecorded and ends with the case at the recorded expiry (executors remove by case and
         // target; the token executor deny-lists up to the hard limit, past any renewed token).
-        // The window may have ended while the approvals were proven and the targets renewed: what
-        // ended is not revived (what was renewed ends with the case at its recorded expiry).
-        // This instance's clock, as the check before the renewals: the step's instant is floored at
-        // the case's last time, which an instance running fast may have set past the window.
-        if (cur.state === 'issued' && Date.parse(cur.window.expiresAt!) <= this.clock.now().getTime()) {
-          throw new GrantlineError(
-            ErrorCodes.INVALID_TRANSITION,
-            `cannot extend case ${id}: its window ended at ${cur.window.expiresAt}, while it was being extended; nothing was recorded`,
-            { details: { caseId: id, state: cur.state, command: 'extend', expiresAt: cur.window.expiresAt } },
-          );
-        }
+        // The window may have ended while the approvals were proven and the targets renewed.
+        const endedMeanwhile = windowEnded(cur, ', while it was being extended; nothing was recorded');
+        if (endedMeanwhile) throw endedMeanwhile;
         if (
           cur.state !== 'issued' ||
           cur.window.extensions !== g.window.extensions ||
